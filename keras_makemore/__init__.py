@@ -1,0 +1,31 @@
+"""keras-makemore: the character-level MLP language model of makemore part 2, in Keras.
+
+The public API, loaded on first use so that `keras-makemore --help` does not
+wait for TensorFlow:
+
+    from keras_makemore import Corpus, build_model, make_dataset, sample_words
+"""
+
+import importlib
+
+__version__ = "0.1.0"
+
+_EXPORTS = {
+    "UserError": "errors",
+    "Vocabulary": "data", "Corpus": "data", "Split": "data", "read_words": "data",
+    "split_words": "data", "build_examples": "data", "make_dataset": "data", "load_names": "data",
+    "build_model": "model",
+    "TrainConfig": "training", "train": "training",
+    "SampleWords": "callbacks", "BestModelCheckpoint": "callbacks", "StopOnNonFiniteLoss": "callbacks",
+    "sample_words": "sampling", "novelty": "sampling",
+    "evaluate_splits": "evaluation", "fit_verdict": "evaluation", "SplitLoss": "evaluation",
+    "Run": "runs",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'keras_makemore' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"keras_makemore.{_EXPORTS[name]}"), name)

@@ -1,0 +1,90 @@
+"""Read a run directory back: model, vocabulary, config and data."""
+
+import dataclasses
+import json
+import os
+import zipfile
+from pathlib import Path
+
+import keras
+
+from keras_makemore.data import Corpus, Vocabulary, read_words
+from keras_makemore.errors import UserError
+from keras_makemore.model import model_shape
+from keras_makemore.training import CONFIG_FILE, MODEL_FILE, VOCAB_FILE, TrainConfig
+
+
+@dataclasses.dataclass
+class Run:
+    """A trained run loaded from its directory.
+
+    Example:
+
+    ```python
+    run = Run.load("runs/names")
+    words = sample_words(run.model, run.vocab, run.config.block_size, 10, seed=0)
+    ```
+    """
+
+    path: Path
+    config: TrainConfig
+    vocab: Vocabulary
+    model: keras.Model
+    info: dict
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "Run":
+        path = Path(path)
+        if not path.is_dir():
+            raise UserError(f"run directory not found: {path}: pass the --out of a `keras-makemore train` run")
+        model_path = path / MODEL_FILE
+        if not model_path.exists():
+            raise UserError(
+                f"{path} holds no trained model ({MODEL_FILE} is missing): train one with "
+                f"`keras-makemore train --out {path}`, or resume it with `--resume {path}`"
+            )
+        try:
+            info = json.loads((path / CONFIG_FILE).read_text(encoding="utf-8"))
+            config = TrainConfig.from_json(info)
+        except FileNotFoundError:
+            raise UserError(f"{path} has no {CONFIG_FILE}: it is not a keras-makemore run directory") from None
+        except (ValueError, TypeError, AttributeError):
+            raise UserError(f"{path / CONFIG_FILE} is corrupt: retrain the run, or restore the file") from None
+        vocab = Vocabulary.load(path / VOCAB_FILE)
+        model = load_model(model_path)
+        shape = model_shape(model)
+        if shape["vocab_size"] != vocab.size:
+            raise UserError(
+                f"the model in {path} expects {shape['vocab_size']} tokens but {VOCAB_FILE} has {vocab.size}: "
+                "the files come from different runs; restore the run's own vocabulary"
+            )
+        config.block_size = shape["block_size"]
+        return cls(path, config, vocab, model, info)
+
+    def corpus(self) -> Corpus:
+        """The run's data, split as in training (the data file must still be where it was)."""
+        data = self.info.get("data")
+        if not data or not Path(data).exists():
+            raise UserError(
+                f"the run's data file {data} is gone: put it back, or evaluate with --data FILE"
+            )
+        return self.corpus_from(data)
+
+    def corpus_from(self, data: str | os.PathLike) -> Corpus:
+        return Corpus(read_words(data), self.config.block_size, seed=self.config.split_seed, vocab=self.vocab)
+
+    @property
+    def max_length(self) -> int:
+        """A default cap on sampled word length: twice the longest training word, at least 32."""
+        return max(32, 2 * int(self.info.get("max_word_length", 16)))
+
+
+def load_model(path: str | os.PathLike) -> keras.Model:
+    """`keras.saving.load_model`, with a clear error for a missing or corrupt file."""
+    path = Path(path)
+    if not path.exists():
+        raise UserError(f"model file not found: {path}")
+    try:
+        return keras.saving.load_model(path)
+    except (zipfile.BadZipFile, ValueError, OSError, KeyError) as e:
+        raise UserError(f"model file {path} is corrupt or not a Keras model ({type(e).__name__}): retrain the run") from None

@@ -1,0 +1,354 @@
+"""Train the MLP with `model.fit` into a run directory that later commands read.
+
+Minibatches are drawn the way the lecture draws them, `ix = randint(0, n, (batch,))`,
+but inside the TensorFlow graph: the training examples live in memory as
+tensors and the indices of step `t` come from a stateless generator seeded with
+`(seed, t)`. This keeps `model.fit` (History, callbacks, checkpoints) while
+skipping tf.data's per-batch work, and it makes training resumable exactly: the
+step counter is part of the optimizer state that `BackupAndRestore` restores, so
+a resumed run draws the very minibatches the uninterrupted run would have.
+"""
+
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import time
+from pathlib import Path
+from typing import Sequence
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from keras_makemore import _atomic
+from keras_makemore.callbacks import BestModelCheckpoint, SampleWords, StopOnNonFiniteLoss
+from keras_makemore.data import Corpus, load_names, make_dataset, read_words
+from keras_makemore.errors import UserError
+from keras_makemore.model import build_model
+
+CONFIG_FILE = "config.json"
+VOCAB_FILE = "vocab.json"
+MODEL_FILE = "model.keras"
+HISTORY_CSV = "history.csv"
+HISTORY_JSON = "history.json"
+BACKUP_DIR = "backup"
+
+OPTIMIZERS = ("sgd", "adam", "adamw")
+LR_SCHEDULES = ("constant", "step", "cosine")
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """Everything that defines a training run; saved as `config.json` in the run directory.
+
+    Args:
+        data: path of the word list; `None` trains on makemore's names.txt.
+        block_size: characters of context.
+        embed_dim: embedding size per character.
+        hidden_units: width of the tanh layer.
+        batch_size: examples per minibatch.
+        steps: optimizer steps in all.
+        epochs: if set, train this many passes' worth of steps over the
+            training words instead of `steps` (a pass is `n_train / batch_size`
+            steps, rounded to a multiple of 100).
+        optimizer: `"sgd"` (the lecture's), `"adam"` or `"adamw"`.
+        lr: initial learning rate.
+        lr_schedule: `"step"` divides the rate by 10 half-way (the lecture's
+            0.1 then 0.01), `"cosine"` decays it to 1% along a cosine,
+            `"constant"` keeps it.
+        lr_drops: explicit `(step, rate)` pairs, e.g. `[(100000, 0.01)]`; when
+            given they replace `lr_schedule`.
+        seed: seed of the initial weights and the minibatches.
+        split_seed: seed of the train/val/test shuffle (42 gives the lecture's split).
+        eval_every: steps between validation passes (Keras epochs).
+    """
+
+    data: str | None = None
+    block_size: int = 3
+    embed_dim: int = 10
+    hidden_units: int = 200
+    batch_size: int = 32
+    steps: int = 200_000
+    epochs: int | None = None
+    optimizer: str = "sgd"
+    lr: float = 0.1
+    lr_schedule: str = "step"
+    lr_drops: list[tuple[int, float]] = dataclasses.field(default_factory=list)
+    seed: int = 42
+    split_seed: int = 42
+    eval_every: int = 10_000
+
+    def validate(self) -> None:
+        for name in ("block_size", "embed_dim", "hidden_units", "batch_size", "eval_every"):
+            value = getattr(self, name)
+            if value < 1:
+                flag = "--" + name.replace("_", "-").replace("hidden-units", "hidden")
+                raise UserError(f"{name} must be at least 1, got {value}: pass {flag} 1 or more")
+        if self.block_size > 1024:
+            raise UserError(f"block_size {self.block_size} is too large: use at most 1024 characters of context")
+        if self.steps < 1 and self.epochs is None:
+            raise UserError(f"steps must be at least 1, got {self.steps}: pass --steps 1 or more")
+        if self.epochs is not None and self.epochs < 1:
+            raise UserError(f"epochs must be at least 1, got {self.epochs}: pass --epochs 1 or more")
+        if self.optimizer not in OPTIMIZERS:
+            raise UserError(f"unknown optimizer {self.optimizer!r}: choose one of {', '.join(OPTIMIZERS)}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise UserError(f"unknown lr schedule {self.lr_schedule!r}: choose one of {', '.join(LR_SCHEDULES)}")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise UserError(f"learning rate must be a positive number, got {self.lr}")
+        steps = [s for s, _ in self.lr_drops]
+        if steps != sorted(set(steps)) or any(s < 1 for s in steps):
+            raise UserError("--lr-drop steps must be positive and increasing, e.g. --lr-drop 100000:0.01")
+
+    def to_json(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, obj: dict) -> "TrainConfig":
+        fields = {f.name for f in dataclasses.fields(cls)}
+        config = cls(**{k: v for k, v in obj.items() if k in fields})
+        config.lr_drops = [tuple(p) for p in config.lr_drops]
+        return config
+
+
+def make_lr_schedule(config: TrainConfig, total_steps: int) -> float | keras.optimizers.schedules.LearningRateSchedule:
+    """The learning rate as a function of the optimizer step, per `config`."""
+    # PiecewiseConstantDecay switches *after* a boundary, and step i runs with
+    # iterations == i, so "rate r from step s on" is the boundary s - 1.
+    if config.lr_drops:
+        boundaries = [int(s) - 1 for s, _ in config.lr_drops]
+        values = [float(config.lr)] + [float(r) for _, r in config.lr_drops]
+        return keras.optimizers.schedules.PiecewiseConstantDecay(boundaries, values)
+    if config.lr_schedule == "step" and total_steps >= 2:
+        return keras.optimizers.schedules.PiecewiseConstantDecay(
+            [total_steps // 2 - 1], [float(config.lr), float(config.lr) / 10]
+        )
+    if config.lr_schedule == "cosine":
+        return keras.optimizers.schedules.CosineDecay(float(config.lr), total_steps, alpha=0.01)
+    return float(config.lr)
+
+
+def make_optimizer(config: TrainConfig, total_steps: int) -> keras.optimizers.Optimizer:
+    lr = make_lr_schedule(config, total_steps)
+    if config.optimizer == "sgd":
+        return keras.optimizers.SGD(lr)
+    if config.optimizer == "adam":
+        return keras.optimizers.Adam(lr)
+    return keras.optimizers.AdamW(lr)
+
+
+def plan_steps(config: TrainConfig, num_train_examples: int) -> tuple[int, int, int, int]:
+    """Split the run into Keras epochs: `(total_steps, epochs, steps_per_epoch, steps_per_execution)`.
+
+    Each Keras epoch ends with a validation pass, a CSV row, a checkpoint and a
+    few samples. The steps of one epoch run in chunks of `steps_per_execution`
+    inside one graph call, which must divide the epoch exactly.
+    """
+    if config.epochs is not None:
+        per_pass = max(100, round(num_train_examples / config.batch_size / 100) * 100)
+        total, eval_every = config.epochs * per_pass, per_pass
+    else:
+        total, eval_every = config.steps, config.eval_every
+    epochs = max(1, math.ceil(total / eval_every))
+    while total % epochs:
+        epochs += 1
+    if epochs > 2 * math.ceil(total / eval_every):  # awkward totals, e.g. primes
+        epochs = math.ceil(total / eval_every)
+        total = math.ceil(total / epochs) * epochs
+    steps_per_epoch = total // epochs
+    steps_per_execution = max(d for d in range(1, min(1000, steps_per_epoch) + 1) if steps_per_epoch % d == 0)
+    return total, epochs, steps_per_epoch, steps_per_execution
+
+
+class _RandomMinibatchTrainer(keras.Model):
+    """Wraps a model so that each `fit` step draws its own minibatch from in-memory examples."""
+
+    def __init__(self, model: keras.Model, x: np.ndarray, y: np.ndarray, batch_size: int, seed: int):
+        super().__init__(name="trainer")
+        self.network = model
+        self._x = tf.constant(x)
+        self._y = tf.constant(y)
+        self._batch_size = batch_size
+        self._seed = seed
+
+    def call(self, inputs, training=False):
+        return self.network(inputs, training=training)
+
+    def train_step(self, data):
+        del data  # a placeholder: the minibatch is drawn here
+        step = tf.cast(self.optimizer.iterations, tf.int32)
+        index = tf.random.stateless_uniform(
+            [self._batch_size], seed=tf.stack([tf.constant(self._seed, tf.int32), step]),
+            maxval=tf.shape(self._x)[0], dtype=tf.int32,
+        )
+        return super().train_step((tf.gather(self._x, index), tf.gather(self._y, index)))
+
+
+def _placeholder_batches() -> tf.data.Dataset:
+    return tf.data.Dataset.from_tensors(tf.zeros([1], tf.int32)).repeat()
+
+
+@dataclasses.dataclass
+class TrainResult:
+    run_dir: Path
+    model: keras.Model
+    corpus: Corpus
+    history: dict[str, list[float]]
+    config: TrainConfig
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def train(
+    config: TrainConfig,
+    run_dir: str | os.PathLike,
+    callbacks: Sequence[keras.callbacks.Callback] = (),
+    verbose: int | str = "auto",
+    num_samples: int = 5,
+    resume: bool = False,
+) -> TrainResult:
+    """Train a model per `config` and save everything into `run_dir`.
+
+    Args:
+        config: the run's hyperparameters and data.
+        run_dir: where model, vocabulary, config and history go; created if needed.
+        callbacks: extra Keras callbacks for `model.fit`.
+        verbose: Keras' progress display (`"auto"`, 0, 1 or 2).
+        num_samples: words printed at the end of each epoch (0 for none).
+        resume: continue the interrupted run in `run_dir` (its own config is
+            used; `config` is ignored).
+
+    Returns:
+        A `TrainResult` with the best-validation model and the history.
+    """
+    run_dir = Path(run_dir)
+    if resume:
+        config = _load_config_for_resume(run_dir)
+    else:
+        _check_new_run_dir(run_dir)
+    config.validate()
+    data_path = Path(config.data) if config.data else load_names()
+    corpus = Corpus(read_words(data_path), config.block_size, seed=config.split_seed)
+    x_train, y_train = corpus.examples("train")
+    x_val, y_val = corpus.examples("val")
+    total, epochs, steps_per_epoch, steps_per_execution = plan_steps(config, len(x_train))
+
+    if not resume:
+        _prepare_run_dir(run_dir)
+        corpus.vocab.save(run_dir / VOCAB_FILE)
+        saved = config.to_json() | {
+            "data": str(data_path.resolve()),
+            "data_sha256": file_sha256(data_path),
+            "vocab_size": corpus.vocab.size,
+            "max_word_length": max(map(len, corpus.words)),
+            "total_steps": total,
+        }
+        _atomic.write_json(run_dir / CONFIG_FILE, saved)
+
+    keras.utils.set_random_seed(config.seed)
+    model = build_model(corpus.vocab.size, config.block_size, config.embed_dim, config.hidden_units)
+    trainer = _RandomMinibatchTrainer(model, x_train, y_train, config.batch_size, config.seed)
+    trainer.compile(
+        optimizer=make_optimizer(config, total),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        steps_per_execution=steps_per_execution,
+        jit_compile=False,  # measured: XLA halves the speed of this small model on CPU
+    )
+    trainer.build((None, config.block_size))
+
+    stop_on_nan = StopOnNonFiniteLoss()
+    all_callbacks = [
+        keras.callbacks.BackupAndRestore(str(run_dir / BACKUP_DIR)),
+        stop_on_nan,
+        BestModelCheckpoint(run_dir / MODEL_FILE, model, initial_best=_best_val_loss(run_dir)),
+        keras.callbacks.CSVLogger(str(run_dir / HISTORY_CSV), append=True),
+        *callbacks,
+    ]
+    show_progress = verbose != 0
+    if show_progress:
+        # Listed before SampleWords so the epoch's last progress line is printed before the samples.
+        all_callbacks.append(keras.callbacks.ProgbarLogger())
+    if show_progress and num_samples:
+        all_callbacks.append(SampleWords(corpus.vocab, config.block_size, num_samples, seed=config.seed))
+    if show_progress:
+        print(
+            f"training {model.count_params():,} parameters on {len(x_train):,} examples "
+            f"({len(corpus.split.train):,} words) for {total:,} steps of batch {config.batch_size}, "
+            f"validating every {steps_per_epoch:,} steps"
+        )
+    started = time.perf_counter()
+    trainer.fit(
+        _placeholder_batches(),
+        epochs=epochs,
+        steps_per_epoch=steps_per_epoch,
+        validation_data=make_dataset(x_val, y_val, batch_size=4096, shuffle=False),
+        callbacks=all_callbacks,
+        shuffle=False,  # minibatches are drawn at random in train_step
+        verbose=verbose,
+    )
+    elapsed = time.perf_counter() - started
+    if stop_on_nan.bad_step is not None:
+        raise UserError(
+            f"training diverged: the loss became {stop_on_nan.bad_loss} near step {stop_on_nan.bad_step:,}; "
+            f"lower the learning rate (--lr, now {config.lr}) and train again into a new --out"
+        )
+    history = _read_history(run_dir)
+    _atomic.write_json(run_dir / HISTORY_JSON, history | {"train_seconds_last_session": round(elapsed, 3)})
+    best = keras.saving.load_model(run_dir / MODEL_FILE)
+    return TrainResult(run_dir, best, corpus, history, config)
+
+
+def _check_new_run_dir(run_dir: Path) -> None:
+    if (run_dir / BACKUP_DIR).exists():
+        raise UserError(
+            f"{run_dir} holds an interrupted run: continue it with `keras-makemore train --resume {run_dir}`, "
+            "or choose another --out"
+        )
+    if (run_dir / CONFIG_FILE).exists():
+        raise UserError(f"{run_dir} already holds a run: choose another --out")
+
+
+def _prepare_run_dir(run_dir: Path) -> None:
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        probe = run_dir / ".write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        raise UserError(f"cannot write to run directory {run_dir}: {e.strerror}; choose another --out") from None
+
+
+def _load_config_for_resume(run_dir: Path) -> TrainConfig:
+    path = run_dir / CONFIG_FILE
+    if not path.exists():
+        raise UserError(f"{run_dir} holds no run to resume (no {CONFIG_FILE}): start one with `keras-makemore train --out {run_dir}`")
+    if not (run_dir / BACKUP_DIR).exists():
+        raise UserError(f"the run in {run_dir} has nothing to resume: it finished, or never saved a checkpoint")
+    try:
+        return TrainConfig.from_json(json.loads(path.read_text(encoding="utf-8")))
+    except (ValueError, TypeError):
+        raise UserError(f"{path} is corrupt: the run cannot be resumed; train again into a new --out") from None
+
+
+def _read_history(run_dir: Path) -> dict[str, list[float]]:
+    """The history of all sessions of this run, from the CSV log (Keras' History holds only the last)."""
+    path = run_dir / HISTORY_CSV
+    if not path.exists():
+        return {}
+    lines = path.read_text(encoding="utf-8").strip().splitlines()
+    header = lines[0].split(",")
+    rows = [line.split(",") for line in lines[1:]]
+    return {name: [float(r[i]) for r in rows] for i, name in enumerate(header)}
+
+
+def _best_val_loss(run_dir: Path) -> float:
+    losses = [v for v in _read_history(run_dir).get("val_loss", []) if math.isfinite(v)]
+    return min(losses, default=math.inf)

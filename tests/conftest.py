@@ -1,0 +1,57 @@
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+NAMES = ROOT.parent / "shared" / "data" / "names.txt"
+
+
+@pytest.fixture(scope="session")
+def names_path() -> Path:
+    if not NAMES.exists():
+        pytest.fail(f"the names dataset is expected at {NAMES} (see ../shared/data/README.md)")
+    return NAMES
+
+
+@pytest.fixture(scope="session")
+def words_path() -> Path:
+    return FIXTURES / "words.txt"
+
+
+@pytest.fixture(scope="session")
+def unicode_path() -> Path:
+    return FIXTURES / "unicode.txt"
+
+
+@pytest.fixture(scope="session")
+def small_config(words_path):
+    from keras_makemore.training import TrainConfig
+
+    return TrainConfig(data=str(words_path), block_size=3, embed_dim=4, hidden_units=32,
+                       batch_size=16, steps=600, eval_every=300, optimizer="adam", lr=0.01, seed=7)
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory, small_config):
+    """One short real training run, shared by the tests that only read it."""
+    from keras_makemore.training import train
+
+    run_dir = tmp_path_factory.mktemp("run") / "run"
+    result = train(small_config, run_dir, verbose=0)
+    return result
+
+
+def run_cli(*args: str, cwd=None, env=None, timeout=300) -> subprocess.CompletedProcess:
+    """Run `python -m keras_makemore ARGS` in a subprocess and capture its output."""
+    full_env = dict(os.environ)
+    full_env.pop("TF_CPP_MIN_LOG_LEVEL", None)  # the CLI must quiet TensorFlow by itself
+    full_env.update(env or {})
+    return subprocess.run([sys.executable, "-m", "keras_makemore", *args], cwd=cwd, env=full_env,
+                          capture_output=True, text=True, timeout=timeout)
