@@ -1,5 +1,7 @@
 """Keras callbacks usable in any `model.fit` pipeline."""
 
+import csv
+import io
 import math
 import os
 from pathlib import Path
@@ -97,3 +99,48 @@ class StopOnNonFiniteLoss(keras.callbacks.Callback):
             self.bad_step = int(self.model.optimizer.iterations.numpy())
             self.bad_loss = float(loss)
             self.model.stop_training = True
+
+
+class AtomicCSVLogger(keras.callbacks.Callback):
+    """Keep a CSV of the epoch logs, rewritten atomically after every epoch.
+
+    Like `keras.callbacks.CSVLogger(filename, append=True)`, but a crash never
+    leaves a torn last line, and an epoch that is run again after a resume
+    replaces its old row (and drops any later ones) instead of duplicating it.
+
+    Args:
+        filename: the CSV file; rows already in it are kept.
+
+    Example:
+
+    ```python
+    model.fit(ds, epochs=10, callbacks=[AtomicCSVLogger("history.csv")])
+    ```
+    """
+
+    def __init__(self, filename: str | os.PathLike):
+        super().__init__()
+        self.filename = Path(filename)
+        self._rows: list[dict] = []
+
+    def on_train_begin(self, logs=None):
+        self._rows = read_csv_rows(self.filename)
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._rows = [r for r in self._rows if int(r["epoch"]) < epoch]
+        self._rows.append({"epoch": epoch, **{k: float(v) for k, v in (logs or {}).items()}})
+        keys = ["epoch"] + sorted({k for r in self._rows for k in r} - {"epoch"})
+        out = io.StringIO()
+        writer = csv.DictWriter(out, fieldnames=keys, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(self._rows)
+        _atomic.write_text(self.filename, out.getvalue())
+
+
+def read_csv_rows(path: str | os.PathLike) -> list[dict]:
+    """Rows of a CSV written by `AtomicCSVLogger`; `[]` if the file does not exist."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    with open(path, newline="", encoding="utf-8") as f:
+        return [dict(r) for r in csv.DictReader(f)]

@@ -72,8 +72,13 @@ def _train(args) -> int:
         split_seed=args.split_seed, eval_every=args.eval_every,
     )
     run_dir = Path(args.resume or args.out or Path("runs") / time.strftime("%Y%m%d-%H%M%S"))
-    result = train(config, run_dir, verbose=0 if args.quiet else "auto",
-                   num_samples=args.samples, resume=bool(args.resume))
+    try:
+        result = train(config, run_dir, verbose=0 if args.quiet else "auto",
+                       num_samples=args.samples, resume=bool(args.resume))
+    except KeyboardInterrupt:
+        print(f"\nkeras-makemore: training interrupted; continue it with "
+              f"`keras-makemore train --resume {run_dir}`", file=sys.stderr)
+        return 130
     run = Run.load(run_dir)
     losses = evaluate_splits(run.model, result.corpus, ("train", "val"))
     words = sample_words(run.model, run.vocab, run.config.block_size, 10, seed=run.config.seed,

@@ -75,8 +75,8 @@ class Run:
 
     @property
     def max_length(self) -> int:
-        """A default cap on sampled word length: twice the longest training word, at least 32."""
-        return max(32, 2 * int(self.info.get("max_word_length", 16)))
+        """A default cap on sampled word length: twice the longest training word, within [32, 256]."""
+        return min(256, max(32, 2 * int(self.info.get("max_word_length", 16))))
 
 
 def load_model(path: str | os.PathLike) -> keras.Model:

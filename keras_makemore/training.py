@@ -23,7 +23,8 @@ import numpy as np
 import tensorflow as tf
 
 from keras_makemore import _atomic
-from keras_makemore.callbacks import BestModelCheckpoint, SampleWords, StopOnNonFiniteLoss
+from keras_makemore.callbacks import (AtomicCSVLogger, BestModelCheckpoint, SampleWords, StopOnNonFiniteLoss,
+                                      read_csv_rows)
 from keras_makemore.data import Corpus, load_names, make_dataset, read_words
 from keras_makemore.errors import UserError
 from keras_makemore.model import build_model
@@ -36,6 +37,7 @@ HISTORY_JSON = "history.json"
 BACKUP_DIR = "backup"
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
+MAX_PARAMETERS = 200_000_000  # 0.75 GiB of weights; Adam's state triples it
 LR_SCHEDULES = ("constant", "step", "cosine")
 
 
@@ -101,6 +103,8 @@ class TrainConfig:
         steps = [s for s, _ in self.lr_drops]
         if steps != sorted(set(steps)) or any(s < 1 for s in steps):
             raise UserError("--lr-drop steps must be positive and increasing, e.g. --lr-drop 100000:0.01")
+        if not all(r > 0 and math.isfinite(r) for _, r in self.lr_drops):
+            raise UserError("--lr-drop rates must be positive numbers, e.g. --lr-drop 100000:0.01")
 
     def to_json(self) -> dict:
         return dataclasses.asdict(self)
@@ -237,6 +241,7 @@ def train(
     config.validate()
     data_path = Path(config.data) if config.data else load_names()
     corpus = Corpus(read_words(data_path), config.block_size, seed=config.split_seed)
+    _check_model_size(config, corpus.vocab.size)
     x_train, y_train = corpus.examples("train")
     x_val, y_val = corpus.examples("val")
     total, epochs, steps_per_epoch, steps_per_execution = plan_steps(config, len(x_train))
@@ -266,10 +271,10 @@ def train(
 
     stop_on_nan = StopOnNonFiniteLoss()
     all_callbacks = [
-        keras.callbacks.BackupAndRestore(str(run_dir / BACKUP_DIR)),
+        keras.callbacks.BackupAndRestore(str(run_dir / BACKUP_DIR), double_checkpoint=True),
         stop_on_nan,
         BestModelCheckpoint(run_dir / MODEL_FILE, model, initial_best=_best_val_loss(run_dir)),
-        keras.callbacks.CSVLogger(str(run_dir / HISTORY_CSV), append=True),
+        AtomicCSVLogger(run_dir / HISTORY_CSV),
         *callbacks,
     ]
     show_progress = verbose != 0
@@ -278,6 +283,8 @@ def train(
         all_callbacks.append(keras.callbacks.ProgbarLogger())
     if show_progress and num_samples:
         all_callbacks.append(SampleWords(corpus.vocab, config.block_size, num_samples, seed=config.seed))
+    if show_progress and resume:
+        print(f"resuming the run in {run_dir} from its last checkpoint")
     if show_progress:
         print(
             f"training {model.count_params():,} parameters on {len(x_train):,} examples "
@@ -330,23 +337,31 @@ def _load_config_for_resume(run_dir: Path) -> TrainConfig:
     path = run_dir / CONFIG_FILE
     if not path.exists():
         raise UserError(f"{run_dir} holds no run to resume (no {CONFIG_FILE}): start one with `keras-makemore train --out {run_dir}`")
-    if not (run_dir / BACKUP_DIR).exists():
-        raise UserError(f"the run in {run_dir} has nothing to resume: it finished, or never saved a checkpoint")
+    if (run_dir / HISTORY_JSON).exists():
+        raise UserError(f"the run in {run_dir} already finished: there is nothing to resume")
     try:
         return TrainConfig.from_json(json.loads(path.read_text(encoding="utf-8")))
     except (ValueError, TypeError):
         raise UserError(f"{path} is corrupt: the run cannot be resumed; train again into a new --out") from None
 
 
+def _check_model_size(config: TrainConfig, vocab_size: int) -> None:
+    params = (vocab_size * config.embed_dim + config.block_size * config.embed_dim * config.hidden_units
+              + config.hidden_units + config.hidden_units * vocab_size + vocab_size)
+    if params > MAX_PARAMETERS:
+        raise UserError(
+            f"the model would have {params:,} parameters ({params * 4 / 2**30:.1f} GiB of float32 weights), "
+            f"over the limit of {MAX_PARAMETERS:,}: lower --block-size, --embed-dim or --hidden"
+        )
+
+
 def _read_history(run_dir: Path) -> dict[str, list[float]]:
     """The history of all sessions of this run, from the CSV log (Keras' History holds only the last)."""
-    path = run_dir / HISTORY_CSV
-    if not path.exists():
-        return {}
-    lines = path.read_text(encoding="utf-8").strip().splitlines()
-    header = lines[0].split(",")
-    rows = [line.split(",") for line in lines[1:]]
-    return {name: [float(r[i]) for r in rows] for i, name in enumerate(header)}
+    rows = read_csv_rows(run_dir / HISTORY_CSV)
+    history = {key: [float(r[key]) for r in rows] for key in (rows[0] if rows else {})}
+    if rows:
+        history["epoch"] = [int(e) for e in history["epoch"]]
+    return history
 
 
 def _best_val_loss(run_dir: Path) -> float:
