@@ -28,31 +28,44 @@ def _add_train(sub) -> None:
         "train", help="train a model into a run directory",
         description="Train the MLP language model with model.fit and save model, vocabulary, "
                     "config and history into a run directory. With no flags: the lecture's "
-                    "network and schedule on makemore's names.txt.",
+                    "network and schedule (--preset lecture) on makemore's names.txt. "
+                    "Flags override the preset's values.",
     )
     p.add_argument("--data", metavar="FILE", help="UTF-8 text file, one word a line (default: makemore's names.txt, downloaded once)")
     p.add_argument("--out", metavar="RUN_DIR", help="run directory to create (default: runs/<date-time>)")
-    p.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run from its last checkpoint")
-    p.add_argument("--block-size", type=int, default=3, metavar="N", help="characters of context (default 3)")
-    p.add_argument("--embed-dim", type=int, default=10, metavar="N", help="embedding size (default 10)")
-    p.add_argument("--hidden", type=int, default=200, metavar="N", help="tanh hidden units (default 200)")
-    p.add_argument("--batch-size", type=int, default=32, metavar="N", help="minibatch size (default 32)")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run from its last checkpoint, with its own settings")
+    p.add_argument("--preset", default="lecture", help="named settings: lecture (default) or best; see the README")
+    # Each flag below defaults to None: the preset's value, then TrainConfig's, applies.
+    p.add_argument("--block-size", type=int, metavar="N", help="characters of context (lecture: 3)")
+    p.add_argument("--embed-dim", type=int, metavar="N", help="embedding size (lecture: 10)")
+    p.add_argument("--hidden", type=int, dest="hidden_units", metavar="N", help="tanh hidden units (lecture: 200)")
+    p.add_argument("--dropout", type=float, metavar="RATE", help="dropout on the hidden layer (default 0)")
+    p.add_argument("--direct-connections", action="store_const", const=True,
+                   help="add Bengio's direct embedding-to-output connections")
+    p.add_argument("--batch-size", type=int, metavar="N", help="minibatch size (lecture: 32)")
     length = p.add_mutually_exclusive_group()
-    length.add_argument("--steps", type=int, default=200_000, metavar="N", help="optimizer steps (default 200000)")
+    length.add_argument("--steps", type=int, metavar="N", help="optimizer steps (lecture: 200000)")
     length.add_argument("--epochs", type=int, metavar="N", help="passes over the training words, instead of --steps")
-    p.add_argument("--optimizer", default="sgd", choices=["sgd", "adam", "adamw"], help="default sgd, as in the lecture")
-    p.add_argument("--lr", type=float, default=0.1, help="initial learning rate (default 0.1)")
-    p.add_argument("--lr-schedule", default="step", choices=["step", "cosine", "constant"],
-                   help="step: rate/10 half-way, as in the lecture (default); cosine: decay to 1%%; constant")
-    p.add_argument("--lr-drop", type=_lr_drop, action="append", default=[], metavar="STEP:RATE",
-                   help="switch to RATE at STEP (repeatable); replaces --lr-schedule. "
+    p.add_argument("--optimizer", choices=["sgd", "adam", "adamw"], help="lecture: sgd")
+    p.add_argument("--lr", type=float, help="initial learning rate (lecture: 0.1)")
+    p.add_argument("--lr-schedule", choices=["step", "cosine", "constant"],
+                   help="step: rate/10 half-way, as in the lecture; cosine: decay to 1%%; constant")
+    p.add_argument("--lr-drop", type=_lr_drop, action="append", dest="lr_drops", metavar="STEP:RATE",
+                   help="switch to RATE from STEP on (repeatable); replaces --lr-schedule. "
                         "The lecture: --lr 0.1 --lr-drop 100000:0.01")
-    p.add_argument("--seed", type=int, default=42, help="seed of weights and minibatches (default 42)")
-    p.add_argument("--split-seed", type=int, default=42, help="seed of the 80/10/10 split (default 42: the lecture's)")
-    p.add_argument("--eval-every", type=int, default=10_000, metavar="N", help="steps between validation passes (default 10000)")
+    p.add_argument("--weight-decay", type=float, metavar="WD", help="decoupled weight decay (default 0)")
+    p.add_argument("--xla", choices=["auto", "on", "off"], help="compile training steps with XLA (default auto)")
+    p.add_argument("--seed", type=int, help="seed of weights and minibatches (default 42)")
+    p.add_argument("--split-seed", type=int, help="seed of the 80/10/10 split (default 42: the lecture's)")
+    p.add_argument("--eval-every", type=int, metavar="N", help="steps between validation passes (default 10000)")
     p.add_argument("--samples", type=int, default=5, metavar="N", help="words printed after each validation pass (default 5)")
     p.add_argument("--quiet", action="store_true", help="no progress bar or samples")
     p.set_defaults(func=_train)
+
+
+_CONFIG_FLAGS = ("data", "block_size", "embed_dim", "hidden_units", "dropout", "direct_connections",
+                 "batch_size", "steps", "epochs", "optimizer", "lr", "lr_schedule", "lr_drops",
+                 "weight_decay", "xla", "seed", "split_seed", "eval_every")
 
 
 def _train(args) -> int:
@@ -64,13 +77,8 @@ def _train(args) -> int:
 
     if args.resume and args.out:
         raise UserError("pass either --resume RUN_DIR or --out RUN_DIR, not both")
-    config = TrainConfig(
-        data=args.data, block_size=args.block_size, embed_dim=args.embed_dim,
-        hidden_units=args.hidden, batch_size=args.batch_size, steps=args.steps,
-        epochs=args.epochs, optimizer=args.optimizer, lr=args.lr,
-        lr_schedule=args.lr_schedule, lr_drops=args.lr_drop, seed=args.seed,
-        split_seed=args.split_seed, eval_every=args.eval_every,
-    )
+    overrides = {k: getattr(args, k) for k in _CONFIG_FLAGS if getattr(args, k) is not None}
+    config = TrainConfig.from_preset(args.preset, **overrides)
     run_dir = Path(args.resume or args.out or Path("runs") / time.strftime("%Y%m%d-%H%M%S"))
     try:
         result = train(config, run_dir, verbose=0 if args.quiet else "auto",

@@ -8,6 +8,8 @@ def build_model(
     block_size: int = 3,
     embed_dim: int = 10,
     hidden_units: int = 200,
+    dropout: float = 0.0,
+    direct_connections: bool = False,
 ) -> keras.Model:
     """Build `Embedding -> Flatten -> Dense(tanh) -> Dense`, mapping contexts to next-token logits.
 
@@ -16,6 +18,10 @@ def build_model(
         block_size: characters of context the model sees.
         embed_dim: size of each character's embedding vector (the lecture's `C`).
         hidden_units: width of the tanh hidden layer.
+        dropout: rate of dropout on the hidden layer's output during training (0: none).
+        direct_connections: add Bengio et al.'s direct embedding-to-output
+            connections (the dotted lines in the paper's figure 1):
+            `logits = W2 tanh(W1 x + b1) + W3 x + b2`.
 
     Returns:
         A functional `keras.Model` from int32 contexts `[batch, block_size]` to
@@ -30,17 +36,25 @@ def build_model(
     contexts = keras.Input(shape=(block_size,), dtype="int32", name="context")
     emb = keras.layers.Embedding(vocab_size, embed_dim, name="embedding")(contexts)
     x = keras.layers.Flatten(name="concat")(emb)
-    x = keras.layers.Dense(hidden_units, activation="tanh", name="hidden")(x)
-    logits = keras.layers.Dense(vocab_size, name="logits")(x)
+    h = keras.layers.Dense(hidden_units, activation="tanh", name="hidden")(x)
+    if dropout:
+        h = keras.layers.Dropout(dropout, name="dropout")(h)
+    logits = keras.layers.Dense(vocab_size, name="logits")(h)
+    if direct_connections:
+        direct = keras.layers.Dense(vocab_size, use_bias=False, name="direct")(x)
+        logits = keras.layers.Add(name="logits_with_direct")([logits, direct])
     return keras.Model(contexts, logits, name="mlp_language_model")
 
 
 def model_shape(model: keras.Model) -> dict[str, int]:
     """Read `vocab_size`, `block_size`, `embed_dim` and `hidden_units` back off a built model."""
     embedding = model.get_layer("embedding")
+    layers = {layer.name for layer in model.layers}
     return {
         "vocab_size": int(embedding.input_dim),
         "block_size": int(model.input_shape[1]),
         "embed_dim": int(embedding.output_dim),
         "hidden_units": int(model.get_layer("hidden").units),
+        "dropout": float(model.get_layer("dropout").rate) if "dropout" in layers else 0.0,
+        "direct_connections": "direct" in layers,
     }

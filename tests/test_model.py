@@ -12,7 +12,8 @@ def test_layers_and_shapes():
     assert logits.shape == (5, 27)
     # C: 27x10, W1: 30x200 + 200, W2: 200x27 + 27 -- the lecture's 11,897 parameters
     assert model.count_params() == 27 * 10 + 30 * 200 + 200 + 200 * 27 + 27 == 11897
-    assert model_shape(model) == {"vocab_size": 27, "block_size": 3, "embed_dim": 10, "hidden_units": 200}
+    assert model_shape(model) == {"vocab_size": 27, "block_size": 3, "embed_dim": 10, "hidden_units": 200,
+                                  "dropout": 0.0, "direct_connections": False}
 
 
 def test_other_sizes():
@@ -28,3 +29,15 @@ def test_keras_format_round_trip(tmp_path):
     loaded = keras.saving.load_model(tmp_path / "m.keras")
     np.testing.assert_array_equal(loaded(x).numpy(), model(x).numpy())
     assert model_shape(loaded) == model_shape(model)
+
+
+def test_dropout_and_direct_connections():
+    model = build_model(vocab_size=27, block_size=3, embed_dim=10, hidden_units=50, dropout=0.2,
+                        direct_connections=True)
+    x = np.ones((4, 3), np.int32)
+    assert model(x).shape == (4, 27)
+    assert model.get_layer("direct").kernel.shape == (30, 27)  # W3: embeddings straight to the output
+    np.testing.assert_array_equal(model(x, training=False), model(x, training=False))
+    assert not np.array_equal(model(x, training=True), model(x, training=False))
+    shape = model_shape(model)
+    assert shape["dropout"] == 0.2 and shape["direct_connections"] is True

@@ -1,0 +1,178 @@
+"""Training speed: plain `model.fit` against keras-makemore's path (and PyTorch, if installed).
+
+Prints three tables: speed on the lecture MLP (block 3, embed 10, hidden 200,
+batch 32) with ratios and peak memory; time per epoch as the data grows (1x,
+4x, 16x the names); and steps/s as the hidden layer widens. Every figure comes
+from its own subprocess, so peak RSS is that configuration's alone.
+
+    python benchmarks/train_speed.py [--steps 20000] [--data ../shared/data/names.txt]
+"""
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+DEFAULT_DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "names.txt"
+
+
+def _lecture_arrays(data: str, repeat: int):
+    from keras_makemore.data import Corpus, read_words
+
+    words = read_words(data)
+    words = words * repeat
+    corpus = Corpus(words, block_size=3, seed=42)
+    return corpus.vocab.size, *corpus.examples("train")
+
+
+def _measure_keras(method: str, steps: int, data: str, repeat: int, hidden: int) -> dict:
+    import keras
+    import tensorflow as tf
+
+    from keras_makemore.data import make_dataset
+    from keras_makemore.model import build_model
+    from keras_makemore.training import _placeholder_batches, _RandomMinibatchTrainer
+
+    vocab_size, x, y = _lecture_arrays(data, repeat)
+    keras.utils.set_random_seed(0)
+    model = build_model(vocab_size, 3, 10, hidden)
+    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    if method.startswith("plain"):
+        spe = 100 if method == "plain-spe100" else 1
+        model.compile(optimizer=keras.optimizers.SGD(0.1), loss=loss, steps_per_execution=spe)
+        fitted, ds = model, make_dataset(x, y, batch_size=32, seed=0).repeat()
+    else:
+        spe = 1000
+        fitted = _RandomMinibatchTrainer(model, x, y, 32, seed=0, xla=method == "ours-xla")
+        fitted.compile(optimizer=keras.optimizers.SGD(0.1), loss=loss, steps_per_execution=spe, jit_compile=False)
+        ds = _placeholder_batches()
+    fitted.fit(ds, steps_per_epoch=2 * spe, epochs=1, verbose=0)  # trace and warm up
+    start = time.perf_counter()
+    fitted.fit(ds, steps_per_epoch=steps, epochs=1, verbose=0)
+    return {"seconds": time.perf_counter() - start, "examples": len(x)}
+
+
+def _measure_torch(steps: int, data: str, repeat: int, hidden: int) -> dict:
+    """The lecture's training loop, as written in makemore part 2."""
+    import torch
+
+    torch.set_num_threads(os.cpu_count())
+    vocab_size, x, y = _lecture_arrays(data, repeat)
+    xtr, ytr = torch.tensor(x, dtype=torch.long), torch.tensor(y, dtype=torch.long)
+    g = torch.Generator().manual_seed(2147483647)
+    C = torch.randn((vocab_size, 10), generator=g)
+    W1 = torch.randn((30, hidden), generator=g)
+    b1 = torch.randn(hidden, generator=g)
+    W2 = torch.randn((hidden, vocab_size), generator=g)
+    b2 = torch.randn(vocab_size, generator=g)
+    parameters = [C, W1, b1, W2, b2]
+    for p in parameters:
+        p.requires_grad = True
+
+    def run(n):
+        for i in range(n):
+            ix = torch.randint(0, xtr.shape[0], (32,))
+            emb = C[xtr[ix]]
+            h = torch.tanh(emb.view(-1, 30) @ W1 + b1)
+            logits = h @ W2 + b2
+            loss = torch.nn.functional.cross_entropy(logits, ytr[ix])
+            for p in parameters:
+                p.grad = None
+            loss.backward()
+            lr = 0.1 if i < 100000 else 0.01
+            for p in parameters:
+                p.data += -lr * p.grad
+
+    run(200)
+    start = time.perf_counter()
+    run(steps)
+    return {"seconds": time.perf_counter() - start, "examples": len(x)}
+
+
+def _one(args) -> None:
+    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+    if args.method == "torch":
+        result = _measure_torch(args.steps, args.data, args.repeat, args.hidden)
+    else:
+        result = _measure_keras(args.method, args.steps, args.data, args.repeat, args.hidden)
+    result["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps(result))
+
+
+def _run(method: str, steps: int, data: str, repeat: int = 1, hidden: int = 200) -> dict | None:
+    cmd = [sys.executable, __file__, "--one", method, "--steps", str(steps), "--data", data,
+           "--repeat", str(repeat), "--hidden", str(hidden)]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        print(f"# {method} failed: {proc.stderr.strip().splitlines()[-1:]}", file=sys.stderr)
+        return None
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    result["steps_per_s"] = steps / result["seconds"]
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", type=int, default=20_000)
+    parser.add_argument("--data", default=str(DEFAULT_DATA))
+    parser.add_argument("--one", dest="method", help=argparse.SUPPRESS)
+    parser.add_argument("--repeat", type=int, default=1, help=argparse.SUPPRESS)
+    parser.add_argument("--hidden", type=int, default=200, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.method:
+        return _one(args)
+
+    try:
+        import torch  # noqa: F401
+        have_torch = True
+    except ImportError:
+        have_torch = False
+    methods = ["plain", "plain-spe100", "ours-noxla", "ours-xla"] + (["torch"] if have_torch else [])
+    print(f"## Lecture MLP (block 3, embed 10, hidden 200), batch 32, {args.steps:,} steps, {os.cpu_count()} cores\n")
+    print(f"| {'method':<42} | {'steps/s':>8} | {'examples/s':>10} | {'vs plain fit':>12} | {'vs PyTorch':>10} | {'peak RSS MiB':>12} |")
+    print(f"| {'-' * 42} | {'-' * 8}: | {'-' * 10}: | {'-' * 12}: | {'-' * 10}: | {'-' * 12}: |")
+    labels = {"plain": "plain model.fit on tf.data", "plain-spe100": "plain model.fit, steps_per_execution=100",
+              "ours-noxla": "keras-makemore, in-graph batches, no XLA", "ours-xla": "keras-makemore, in-graph batches, XLA (default)",
+              "torch": "the lecture's PyTorch loop"}
+    results = {m: _run(m, args.steps, args.data) for m in methods}
+    base = results["plain"]["steps_per_s"]
+    torch_rate = results["torch"]["steps_per_s"] if have_torch and results.get("torch") else None
+    for m, r in results.items():
+        if r is None:
+            continue
+        vs_torch = f"{r['steps_per_s'] / torch_rate:.2f}x" if torch_rate else "n/a"
+        print(f"| {labels[m]:<42} | {r['steps_per_s']:>8,.0f} | {r['steps_per_s'] * 32:>10,.0f} | "
+              f"{r['steps_per_s'] / base:>11.2f}x | {vs_torch:>10} | {r['peak_rss_mib']:>12,.0f} |")
+
+    print("\n## Time per epoch (one pass = n_train / 32 steps) as the data grows\n")
+    print(f"| {'data':>5} | {'train examples':>14} | {'plain fit s/epoch':>17} | {'ours s/epoch':>12} | {'ratio':>6} | {'ours peak RSS MiB':>17} |")
+    print(f"| {'-' * 5}: | {'-' * 14}: | {'-' * 17}: | {'-' * 12}: | {'-' * 6}: | {'-' * 17}: |")
+    for repeat in (1, 4, 16):
+        plain = _run("plain", args.steps // 4, args.data, repeat)
+        ours = _run("ours-xla", args.steps, args.data, repeat)
+        if not (plain and ours):
+            continue
+        per_epoch = ours["examples"] / 32
+        p_s, o_s = per_epoch / plain["steps_per_s"], per_epoch / ours["steps_per_s"]
+        print(f"| {repeat:>4}x | {ours['examples']:>14,} | {p_s:>17.1f} | {o_s:>12.1f} | {p_s / o_s:>5.1f}x | {ours['peak_rss_mib']:>17,.0f} |")
+
+    print("\n## Steps/s as the hidden layer widens (batch 32)\n")
+    print(f"| {'hidden':>6} | {'plain fit':>9} | {'ours, no XLA':>12} | {'ours, XLA':>9} | {'XLA / no XLA':>12} | {'ours / plain':>12} |")
+    print(f"| {'-' * 6}: | {'-' * 9}: | {'-' * 12}: | {'-' * 9}: | {'-' * 12}: | {'-' * 12}: |")
+    for hidden in (100, 200, 400, 800):
+        plain = _run("plain", args.steps // 4, args.data, 1, hidden)
+        noxla = _run("ours-noxla", args.steps // 2, args.data, 1, hidden)
+        xla = _run("ours-xla", args.steps // 2, args.data, 1, hidden)
+        if not (plain and noxla and xla):
+            continue
+        best = max(noxla["steps_per_s"], xla["steps_per_s"])
+        print(f"| {hidden:>6} | {plain['steps_per_s']:>9,.0f} | {noxla['steps_per_s']:>12,.0f} | {xla['steps_per_s']:>9,.0f} | "
+              f"{xla['steps_per_s'] / noxla['steps_per_s']:>11.2f}x | {best / plain['steps_per_s']:>11.2f}x |")
+
+
+if __name__ == "__main__":
+    main()
