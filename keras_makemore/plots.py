@@ -23,6 +23,7 @@ from keras_makemore.errors import UserError  # noqa: E402
 EMBEDDINGS_PNG = "embeddings.png"
 LOSS_PNG = "loss.png"
 _DPI = 120
+_THOUSANDS = matplotlib.ticker.FuncFormatter(lambda value, _: f"{value:,.0f}")
 
 
 def token_labels(vocab: Vocabulary) -> list[str]:
@@ -85,7 +86,8 @@ def plot_embeddings(
         xlabel, ylabel = "principal component 1", "principal component 2"
 
     fig, ax = plt.subplots(figsize=(8, 8))
-    ax.scatter(points[:, 0], points[:, 1], s=360, c="tab:blue", zorder=2)
+    colors = ["tab:orange" if i == MARKER_ID else "tab:blue" for i in range(vocab.size)]
+    ax.scatter(points[:, 0], points[:, 1], s=360, c=colors, zorder=2)
     for (x, y), label in zip(points, token_labels(vocab)):
         ax.text(x, y, label, ha="center", va="center", color="white", fontsize=11 if len(label) == 1 else 7,
                 fontweight="bold", zorder=3)
@@ -97,7 +99,7 @@ def plot_embeddings(
     ax.margins(0.08)
     ax.grid(True, alpha=0.4, zorder=0)
     ax.annotate("characters that the model uses alike sit close together; "
-                f"'{token_labels(vocab)[MARKER_ID]}' is the start/end marker",
+                f"'{token_labels(vocab)[MARKER_ID]}' (orange) is the start/end marker",
                 xy=(0.5, -0.1), xycoords="axes fraction", ha="center", fontsize=9, color="0.35")
     return _save(fig, path)
 
@@ -137,6 +139,7 @@ def plot_loss(
     ax.set_xlabel("optimizer step")
     ax.set_ylabel("loss (mean NLL per character, nats)")
     ax.set_xlim(0, max(steps) * 1.02)
+    ax.xaxis.set_major_formatter(_THOUSANDS)
     ax.grid(True, alpha=0.4)
     best = int(np.argmin(val_loss))
     ax.plot(steps[best], val_loss[best], marker="*", markersize=16, color="tab:red", linestyle="none",
@@ -193,9 +196,9 @@ def plot_sweep(rows: Sequence[dict], path: str | os.PathLike, title: str = "Hype
             label=f"best val {best['val_loss']:.4f}: {best['cell']}")
     ax.plot([], [], color="0.4", linestyle=":", linewidth=1, label="dotted: train loss of the same cells")
     ax.set_xscale("log")
-    thousands = matplotlib.ticker.FuncFormatter(lambda value, _: f"{value:,.0f}")
-    ax.xaxis.set_major_formatter(thousands)
-    ax.xaxis.set_minor_formatter(thousands)
+    ax.xaxis.set_minor_locator(matplotlib.ticker.LogLocator(subs=(2.0, 5.0)))
+    ax.xaxis.set_major_formatter(_THOUSANDS)
+    ax.xaxis.set_minor_formatter(_THOUSANDS)
     ax.tick_params(axis="x", which="minor", labelsize=8)
     ax.set_xlabel("parameters (log scale); h = hidden units")
     ax.set_ylabel("loss (mean NLL per character, nats)")

@@ -58,6 +58,8 @@ def sweep(
     Example:
 
     ```python
+    from keras_makemore.sweep import sweep
+
     rows = sweep(TrainConfig(steps=20_000), "sweeps/first", hidden_units=[100, 200], embed_dims=[2, 10], block_sizes=[3])
     best = min(rows, key=lambda r: r["val_loss"])
     ```
