@@ -20,6 +20,9 @@ _EXPORTS = {
     "sample_words": "sampling", "novelty": "sampling",
     "evaluate_splits": "evaluation", "fit_verdict": "evaluation", "SplitLoss": "evaluation",
     "Run": "runs",
+    "EmbeddingProjector": "callbacks",
+    "plot_embeddings": "plots", "plot_loss": "plots", "plot_run": "plots", "plot_sweep": "plots",
+    "write_report": "report",
 }
 
 __all__ = sorted(_EXPORTS)

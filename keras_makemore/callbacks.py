@@ -10,6 +10,7 @@ import keras
 
 from keras_makemore import _atomic
 from keras_makemore.data import Vocabulary
+from keras_makemore.errors import UserError
 from keras_makemore.sampling import sample_words
 
 
@@ -144,3 +145,75 @@ def read_csv_rows(path: str | os.PathLike) -> list[dict]:
         return []
     with open(path, newline="", encoding="utf-8") as f:
         return [dict(r) for r in csv.DictReader(f)]
+
+
+class EmbeddingProjector(keras.callbacks.Callback):
+    """Keep TensorBoard's embedding projector up to date with the character embeddings.
+
+    At the end of each epoch it writes the embedding table as `embeddings.tsv`,
+    one label per character as `metadata.tsv` and a `projector_config.pbtxt`
+    naming both into `log_dir`, so `tensorboard --logdir LOG_DIR` shows every
+    character, labelled, in its Projector tab. (`keras.callbacks.TensorBoard`'s
+    own `embeddings_freq` saves Keras 3 `.h5` weights, which the projector
+    cannot read.)
+
+    Args:
+        log_dir: the TensorBoard log directory.
+        vocab: the model's vocabulary, for the labels.
+        layer_name: the name of the `Embedding` layer, looked up in the model
+            being fitted and in the models nested in it.
+
+    Example:
+
+    ```python
+    model.fit(ds, epochs=5, callbacks=[keras.callbacks.TensorBoard("logs"),
+                                       EmbeddingProjector("logs", vocab)])
+    ```
+    """
+
+    def __init__(self, log_dir: str | os.PathLike, vocab: Vocabulary, layer_name: str = "embedding"):
+        super().__init__()
+        self.log_dir = Path(log_dir)
+        self.vocab = vocab
+        self.layer_name = layer_name
+
+    def on_train_begin(self, logs=None):
+        from google.protobuf import text_format
+        from tensorboard.plugins import projector
+
+        from keras_makemore.plots import token_labels
+
+        _atomic.write_text(self.log_dir / "metadata.tsv", "".join(f"{label}\n" for label in token_labels(self.vocab)))
+        config = projector.ProjectorConfig()
+        embedding = config.embeddings.add()
+        embedding.tensor_name = "character_embeddings"
+        embedding.tensor_path = "embeddings.tsv"
+        embedding.metadata_path = "metadata.tsv"
+        _atomic.write_text(self.log_dir / "projector_config.pbtxt", text_format.MessageToString(config))
+
+    def on_epoch_end(self, epoch, logs=None):
+        table = _find_layer(self.model, self.layer_name).get_weights()[0]
+        _atomic.write_text(self.log_dir / "embeddings.tsv",
+                           "".join("\t".join(f"{v:.7g}" for v in row) + "\n" for row in table))
+
+
+def _find_layer(model: keras.Model, name: str) -> keras.layers.Layer:
+    for layer in model.layers:
+        if layer.name == name:
+            return layer
+        if isinstance(layer, keras.Model):
+            try:
+                return _find_layer(layer, name)
+            except ValueError:
+                pass
+    raise ValueError(f"no layer named {name!r} in model {model.name!r}")
+
+
+def tensorboard_callbacks(log_dir: str | os.PathLike, vocab: Vocabulary) -> list[keras.callbacks.Callback]:
+    """`keras.callbacks.TensorBoard` (losses and learning rate per epoch) and an `EmbeddingProjector`."""
+    try:
+        import tensorboard  # noqa: F401  (Keras' TensorBoard callback needs it to write summaries)
+    except ImportError:
+        raise UserError("TensorBoard is not installed: `pip install tensorboard`, or train without --tensorboard") from None
+    return [keras.callbacks.TensorBoard(str(log_dir), write_graph=False),
+            EmbeddingProjector(log_dir, vocab)]

@@ -60,6 +60,8 @@ def _add_train(sub) -> None:
     p.add_argument("--eval-every", type=int, metavar="N", help="steps between validation passes (default 10000)")
     p.add_argument("--samples", type=int, default=5, metavar="N", help="words printed after each validation pass (default 5)")
     p.add_argument("--quiet", action="store_true", help="no progress bar or samples")
+    p.add_argument("--tensorboard", action="store_true",
+                   help="also log losses, learning rate and the embedding projector into RUN_DIR/tensorboard")
     p.set_defaults(func=_train)
 
 
@@ -82,7 +84,7 @@ def _train(args) -> int:
     run_dir = Path(args.resume or args.out or Path("runs") / time.strftime("%Y%m%d-%H%M%S"))
     try:
         result = train(config, run_dir, verbose=0 if args.quiet else "auto",
-                       num_samples=args.samples, resume=bool(args.resume))
+                       num_samples=args.samples, resume=bool(args.resume), tensorboard=args.tensorboard)
     except KeyboardInterrupt:
         print(f"\nkeras-makemore: training interrupted; continue it with "
               f"`keras-makemore train --resume {run_dir}`", file=sys.stderr)
@@ -94,6 +96,8 @@ def _train(args) -> int:
     print(f"train loss {losses['train'].nll:.4f}  val loss {losses['val'].nll:.4f}")
     print(f"samples ({novelty(words, result.corpus.split.train):.0%} novel): {' '.join(words)}")
     print(f"run saved in {run_dir}  (next: keras-makemore sample {run_dir})")
+    if args.tensorboard:
+        print(f"TensorBoard logs in {run_dir / 'tensorboard'}  (view: tensorboard --logdir {run_dir / 'tensorboard'})")
     return 0
 
 
@@ -165,6 +169,88 @@ def _sample(args) -> int:
     return 0
 
 
+def _add_plot(sub) -> None:
+    p = sub.add_parser("plot", help="draw the embeddings and the loss curves of a run",
+                       description="Write embeddings.png (every character at its embedding point, PCA-projected "
+                                   "when the embedding has more than 2 dimensions) and loss.png (train and val "
+                                   "loss with the learning rate) for a run.")
+    p.add_argument("run_dir", metavar="RUN_DIR")
+    p.add_argument("--out", metavar="DIR", help="where the PNG files go (default: RUN_DIR)")
+    p.set_defaults(func=_plot)
+
+
+def _plot(args) -> int:
+    from keras_makemore.plots import plot_run
+
+    for path in plot_run(args.run_dir, args.out):
+        print(path)
+    return 0
+
+
+def _add_sweep(sub) -> None:
+    p = sub.add_parser("sweep", help="train a grid of network sizes and compare them",
+                       description="Train one run per cell of hidden units x embedding size x block size, "
+                                   "each with the same seed and step budget, into OUT/<cell>; write OUT/sweep.csv "
+                                   "and OUT/sweep.png. Run it again with the same flags to finish an "
+                                   "interrupted sweep: finished cells are skipped.")
+    p.add_argument("--hidden", type=_positive_int, nargs="+", default=[50, 100, 200], metavar="N",
+                   help="hidden units to try (default 50 100 200)")
+    p.add_argument("--embed-dim", type=_positive_int, nargs="+", default=[2, 10], metavar="N",
+                   help="embedding sizes to try (default 2 10)")
+    p.add_argument("--block-size", type=_positive_int, nargs="+", default=[3], metavar="N",
+                   help="block sizes to try (default 3)")
+    p.add_argument("--steps", type=_positive_int, default=30_000, metavar="N",
+                   help="optimizer steps per cell (default 30000)")
+    p.add_argument("--out", metavar="DIR", help="sweep directory (default: sweeps/<date-time>)")
+    p.add_argument("--data", metavar="FILE", help="UTF-8 text file, one word a line (default: makemore's names.txt)")
+    p.add_argument("--batch-size", type=_positive_int, default=32, metavar="N", help="minibatch size (default 32)")
+    p.add_argument("--optimizer", default="sgd", choices=["sgd", "adam", "adamw"], help="default sgd")
+    p.add_argument("--lr", type=float, default=0.1, help="initial learning rate (default 0.1)")
+    p.add_argument("--lr-schedule", default="step", choices=["step", "cosine", "constant"],
+                   help="default step: rate/10 half-way")
+    p.add_argument("--seed", type=int, default=42, help="seed of every cell (default 42)")
+    p.add_argument("--split-seed", type=int, default=42, help="seed of the 80/10/10 split (default 42)")
+    p.add_argument("--eval-every", type=_positive_int, default=10_000, metavar="N",
+                   help="steps between validation passes (default 10000)")
+    p.set_defaults(func=_sweep)
+
+
+def _sweep(args) -> int:
+    import tensorflow as tf
+
+    from keras_makemore.sweep import SWEEP_CSV, SWEEP_PNG, sweep
+    from keras_makemore.training import TrainConfig
+
+    tf.get_logger().setLevel("ERROR")  # one model per cell makes TF warn about retracing; that is expected
+    out = Path(args.out or Path("sweeps") / time.strftime("%Y%m%d-%H%M%S"))
+    base = TrainConfig(data=args.data, batch_size=args.batch_size, steps=args.steps, optimizer=args.optimizer,
+                       lr=args.lr, lr_schedule=args.lr_schedule, seed=args.seed, split_seed=args.split_seed,
+                       eval_every=args.eval_every)
+    rows = sweep(base, out, args.hidden, args.embed_dim, args.block_size)
+    best = min(rows, key=lambda r: r["val_loss"])
+    print(f"best val loss {best['val_loss']:.4f}: {best['cell']} ({best['params']:,} params, {best['verdict']})")
+    print(f"table in {out / SWEEP_CSV}, plot in {out / SWEEP_PNG}")
+    return 0
+
+
+def _add_report(sub) -> None:
+    p = sub.add_parser("report", help="write a Markdown report of a run",
+                       description="Write RUN_DIR/report.md: settings, parameter count, losses per split with "
+                                   "perplexity and bits/char, the fit verdict, sampled words with novelty, and "
+                                   "the plots (drawn into RUN_DIR).")
+    p.add_argument("run_dir", metavar="RUN_DIR")
+    p.add_argument("-n", "--num", type=int, default=20, metavar="N", help="sampled words to list (default 20)")
+    p.add_argument("--seed", type=int, default=None, help="seed of the samples (default: the run's seed)")
+    p.set_defaults(func=_report)
+
+
+def _report(args) -> int:
+    from keras_makemore.report import write_report
+
+    print(write_report(args.run_dir, num_samples=args.num, seed=args.seed))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="keras-makemore",
@@ -174,6 +260,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train(sub)
     _add_evaluate(sub)
     _add_sample(sub)
+    _add_plot(sub)
+    _add_sweep(sub)
+    _add_report(sub)
     return parser
 
 

@@ -24,7 +24,7 @@ import tensorflow as tf
 
 from keras_makemore import _atomic
 from keras_makemore.callbacks import (AtomicCSVLogger, BestModelCheckpoint, SampleWords, StopOnNonFiniteLoss,
-                                      read_csv_rows)
+                                      read_csv_rows, tensorboard_callbacks)
 from keras_makemore.data import Corpus, load_names, make_dataset, read_words
 from keras_makemore.errors import UserError
 from keras_makemore.model import build_model
@@ -35,6 +35,7 @@ MODEL_FILE = "model.keras"
 HISTORY_CSV = "history.csv"
 HISTORY_JSON = "history.json"
 BACKUP_DIR = "backup"
+TENSORBOARD_DIR = "tensorboard"
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 MAX_PARAMETERS = 200_000_000  # 0.75 GiB of weights; Adam's state triples it
@@ -278,6 +279,7 @@ def train(
     verbose: int | str = "auto",
     num_samples: int = 5,
     resume: bool = False,
+    tensorboard: bool = False,
 ) -> TrainResult:
     """Train a model per `config` and save everything into `run_dir`.
 
@@ -289,6 +291,8 @@ def train(
         num_samples: words printed at the end of each epoch (0 for none).
         resume: continue the interrupted run in `run_dir` (its own config is
             used; `config` is ignored).
+        tensorboard: also log losses, learning rate and the embedding
+            projector into `run_dir/tensorboard` (needs the tensorboard package).
 
     Returns:
         A `TrainResult` with the best-validation model and the history.
@@ -305,6 +309,7 @@ def train(
     x_train, y_train = corpus.examples("train")
     x_val, y_val = corpus.examples("val")
     total, epochs, steps_per_epoch, steps_per_execution = plan_steps(config, len(x_train))
+    tb_callbacks = tensorboard_callbacks(run_dir / TENSORBOARD_DIR, corpus.vocab) if tensorboard else []
 
     if not resume:
         _prepare_run_dir(run_dir)
@@ -338,6 +343,7 @@ def train(
         BestModelCheckpoint(run_dir / MODEL_FILE, model, initial_best=_best_val_loss(run_dir)),
         AtomicCSVLogger(run_dir / HISTORY_CSV),
         *callbacks,
+        *tb_callbacks,
     ]
     show_progress = verbose != 0
     if show_progress:

@@ -1,0 +1,267 @@
+"""Pictures of a run: the characters in embedding space, and the loss over training.
+
+Everything is drawn with matplotlib's headless Agg backend, so plots work on
+servers without a display.
+"""
+
+import csv
+import itertools
+import os
+from pathlib import Path
+from typing import Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from keras_makemore import _atomic  # noqa: E402
+from keras_makemore.data import MARKER_DISPLAY, MARKER_ID, Vocabulary  # noqa: E402
+from keras_makemore.errors import UserError  # noqa: E402
+
+EMBEDDINGS_PNG = "embeddings.png"
+LOSS_PNG = "loss.png"
+_DPI = 120
+_THOUSANDS = matplotlib.ticker.FuncFormatter(lambda value, _: f"{value:,.0f}")
+
+
+def token_labels(vocab: Vocabulary) -> list[str]:
+    """One printable label per token id: the character, `.` for the marker, `␣` for a space.
+
+    If `.` is itself a character of the data, the marker is shown as `<end>`
+    so that the two stay apart.
+    """
+    marker = "<end>" if MARKER_DISPLAY in vocab.chars else MARKER_DISPLAY
+    labels = [marker if i == MARKER_ID else vocab.token(i) for i in range(vocab.size)]
+    return ["␣" if label.isspace() else label for label in labels]
+
+
+def project_2d(vectors: np.ndarray) -> tuple[np.ndarray, float]:
+    """Project `vectors` `[n, d]` onto their two principal components.
+
+    Returns the `[n, 2]` coordinates and the share of the variance they keep
+    (1.0 when `d <= 2`, where the vectors are returned as they are, padded with
+    zeros when `d == 1`).
+    """
+    vectors = np.asarray(vectors, dtype=np.float64)
+    if vectors.shape[1] <= 2:
+        return np.pad(vectors, ((0, 0), (0, 2 - vectors.shape[1]))), 1.0
+    centered = vectors - vectors.mean(axis=0)
+    _, singular, components = np.linalg.svd(centered, full_matrices=False)
+    variance = singular**2
+    return centered @ components[:2].T, float(variance[:2].sum() / variance.sum())
+
+
+def plot_embeddings(
+    embeddings: np.ndarray, vocab: Vocabulary, path: str | os.PathLike, title: str = "Character embeddings"
+) -> Path:
+    """Draw every character at its embedding point, as in makemore part 2, and save a PNG.
+
+    Args:
+        embeddings: the embedding table `[vocab.size, embed_dim]`.
+        vocab: the vocabulary, for the labels.
+        path: the PNG to write.
+        title: the first line of the title; a second line says how the points
+            were placed (the raw 2-D vectors, or a PCA projection).
+
+    Example:
+
+    ```python
+    table = run.model.get_layer("embedding").get_weights()[0]
+    plot_embeddings(table, run.vocab, "embeddings.png")
+    ```
+    """
+    embeddings = np.asarray(embeddings)
+    if embeddings.shape[0] != vocab.size:
+        raise ValueError(f"embedding table has {embeddings.shape[0]} rows, vocabulary {vocab.size} tokens")
+    dim = embeddings.shape[1]
+    points, kept = project_2d(embeddings)
+    if dim == 2:
+        how, xlabel, ylabel = "the 2-D embedding vectors as they are", "embedding dimension 1", "embedding dimension 2"
+    elif dim == 1:
+        how, xlabel, ylabel = "the 1-D embedding on the x axis", "embedding value", ""
+    else:
+        how = f"{dim}-D embeddings projected by PCA onto 2 axes ({kept:.0%} of the variance)"
+        xlabel, ylabel = "principal component 1", "principal component 2"
+
+    fig, ax = plt.subplots(figsize=(8, 8))
+    colors = ["tab:orange" if i == MARKER_ID else "tab:blue" for i in range(vocab.size)]
+    ax.scatter(points[:, 0], points[:, 1], s=360, c=colors, zorder=2)
+    for (x, y), label in zip(points, token_labels(vocab)):
+        ax.text(x, y, label, ha="center", va="center", color="white", fontsize=11 if len(label) == 1 else 7,
+                fontweight="bold", zorder=3)
+    ax.set_title(f"{title}\n{how}", fontsize=12)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if dim == 1:
+        ax.set_yticks([])
+    ax.margins(0.08)
+    ax.grid(True, alpha=0.4, zorder=0)
+    ax.annotate("characters that the model uses alike sit close together; "
+                f"'{token_labels(vocab)[MARKER_ID]}' (orange) is the start/end marker",
+                xy=(0.5, -0.1), xycoords="axes fraction", ha="center", fontsize=9, color="0.35")
+    return _save(fig, path)
+
+
+def plot_loss(
+    steps: Sequence[int],
+    train_loss: Sequence[float],
+    val_loss: Sequence[float],
+    path: str | os.PathLike,
+    lr_steps: Sequence[int] | None = None,
+    lr_values: Sequence[float] | None = None,
+    title: str = "Loss during training",
+) -> Path:
+    """Plot train and val loss against the optimizer step, with the learning rate on a second axis.
+
+    Args:
+        steps: the optimizer step at the end of each validation interval.
+        train_loss: the mean training loss of each interval.
+        val_loss: the validation loss at the end of each interval.
+        path: the PNG to write.
+        lr_steps, lr_values: the learning rate at these steps (drawn on the
+            right axis, log-scaled when it spans more than a factor of 3).
+        title: the plot's title.
+
+    Example:
+
+    ```python
+    plot_loss([100, 200], [2.6, 2.3], [2.7, 2.5], "loss.png", lr_steps=[0, 199], lr_values=[0.1, 0.1])
+    ```
+    """
+    if not len(steps):
+        raise UserError("the run has no history yet: plot it after its first validation pass")
+    fig, ax = plt.subplots(figsize=(9, 5.5))
+    marker = "o" if len(steps) <= 30 else None
+    ax.plot(steps, train_loss, marker=marker, color="tab:blue", label="train loss (mean over each interval)")
+    ax.plot(steps, val_loss, marker=marker, color="tab:orange", label="val loss (end of each interval)")
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("loss (mean NLL per character, nats)")
+    ax.set_xlim(0, max(steps) * 1.02)
+    ax.xaxis.set_major_formatter(_THOUSANDS)
+    ax.grid(True, alpha=0.4)
+    best = int(np.argmin(val_loss))
+    ax.plot(steps[best], val_loss[best], marker="*", markersize=16, color="tab:red", linestyle="none",
+            label=f"best val loss {val_loss[best]:.4f} at step {steps[best]:,} (the saved model)")
+    handles, labels = ax.get_legend_handles_labels()
+    if lr_steps is not None and len(lr_steps):
+        lr_ax = ax.twinx()
+        lr_ax.plot(lr_steps, lr_values, color="tab:green", linestyle="--", linewidth=1.5, label="learning rate")
+        lr_ax.set_ylabel("learning rate", color="tab:green")
+        lr_ax.tick_params(axis="y", colors="tab:green")
+        if max(lr_values) > 3 * min(lr_values) > 0:
+            lr_ax.set_yscale("log")
+        else:
+            lr_ax.set_ylim(0, max(lr_values) * 1.15)
+        more_handles, more_labels = lr_ax.get_legend_handles_labels()
+        handles, labels = handles + more_handles, labels + more_labels
+    ax.set_title(title)
+    fig.legend(handles, labels, loc="lower center", ncol=2, fontsize=9, frameon=False)
+    fig.tight_layout(rect=(0, 0.1, 1, 1))
+    return _save(fig, path, layout=False)
+
+
+def plot_sweep(rows: Sequence[dict], path: str | os.PathLike, title: str = "Hyperparameter sweep") -> Path:
+    """Plot val loss (solid) and train loss (dotted) against parameter count, one line per embedding size.
+
+    Args:
+        rows: sweep rows with `block_size`, `embed_dim`, `hidden_units`,
+            `params`, `train_loss` and `val_loss` (as `sweep()` returns them).
+        path: the PNG to write.
+        title: the plot's title.
+    """
+    fig, ax = plt.subplots(figsize=(9, 6))
+    embed_dims = sorted({r["embed_dim"] for r in rows})
+    block_sizes = sorted({r["block_size"] for r in rows})
+    colors = [plt.get_cmap("tab10")(i % 10) for i in range(len(embed_dims))]
+    line_styles = ["-", "--", "-.", (0, (5, 1, 1, 1, 1, 1))]
+    markers = ["o", "s", "^", "D", "v", "P"]
+    for (e, embed_dim), (b, block_size) in itertools.product(enumerate(embed_dims), enumerate(block_sizes)):
+        line = sorted((r for r in rows if r["embed_dim"] == embed_dim and r["block_size"] == block_size),
+                      key=lambda r: r["params"])
+        if not line:
+            continue
+        params = [r["params"] for r in line]
+        label = f"embedding {embed_dim}" + (f", block {block_size}" if len(block_sizes) > 1 else "")
+        style = dict(color=colors[e], marker=markers[b % len(markers)])
+        ax.plot(params, [r["val_loss"] for r in line], linestyle=line_styles[b % len(line_styles)],
+                linewidth=2, markersize=7, label=label, **style)
+        ax.plot(params, [r["train_loss"] for r in line], linestyle=":", linewidth=1, markersize=4, alpha=0.6, **style)
+        for r in line:
+            ax.annotate(f"h{r['hidden_units']}", (r["params"], r["val_loss"]), textcoords="offset points",
+                        xytext=(0, 8), ha="center", fontsize=8, color=colors[e])
+    best = min(rows, key=lambda r: r["val_loss"])
+    ax.plot(best["params"], best["val_loss"], marker="*", markersize=18, color="tab:red", linestyle="none",
+            label=f"best val {best['val_loss']:.4f}: {best['cell']}")
+    ax.plot([], [], color="0.4", linestyle=":", linewidth=1, label="dotted: train loss of the same cells")
+    ax.set_xscale("log")
+    ax.xaxis.set_minor_locator(matplotlib.ticker.LogLocator(subs=(2.0, 5.0)))
+    ax.xaxis.set_major_formatter(_THOUSANDS)
+    ax.xaxis.set_minor_formatter(_THOUSANDS)
+    ax.tick_params(axis="x", which="minor", labelsize=8)
+    ax.set_xlabel("parameters (log scale); h = hidden units")
+    ax.set_ylabel("loss (mean NLL per character, nats)")
+    ax.set_title(title)
+    ax.grid(True, which="both", alpha=0.35)
+    ax.legend(fontsize=9, loc="best")
+    return _save(fig, path)
+
+
+def plot_run(run_dir: str | os.PathLike, out_dir: str | os.PathLike | None = None) -> tuple[Path, Path]:
+    """Write `embeddings.png` and `loss.png` for a run directory (into `out_dir`, default the run's own).
+
+    Returns the paths of the two PNG files.
+    """
+    from keras_makemore.runs import Run
+    from keras_makemore.training import HISTORY_CSV, make_lr_schedule
+
+    run = Run.load(run_dir)
+    out_dir = Path(out_dir) if out_dir is not None else run.path
+    name = run.path.resolve().name
+    table = run.model.get_layer("embedding").get_weights()[0]
+    embeddings = plot_embeddings(table, run.vocab, out_dir / EMBEDDINGS_PNG,
+                                 title=f"Character embeddings of run {name} (best val checkpoint)")
+
+    history = _read_history_csv(run.path / HISTORY_CSV)
+    total = int(run.info.get("total_steps", run.config.steps))
+    per_epoch = _steps_per_epoch(run.config, total)
+    steps = [(int(e) + 1) * per_epoch for e in history["epoch"]]
+    lr_steps = np.arange(total)
+    schedule = make_lr_schedule(run.config, total)
+    lr_values = np.full(total, schedule) if isinstance(schedule, float) else np.asarray(schedule(lr_steps))
+    c = run.config
+    loss = plot_loss(
+        steps, history["loss"], history["val_loss"], out_dir / LOSS_PNG, lr_steps, lr_values,
+        title=f"Loss of run {name}: {c.optimizer}, block {c.block_size}, embedding {c.embed_dim}, "
+              f"hidden {c.hidden_units}, batch {c.batch_size}",
+    )
+    return embeddings, loss
+
+
+def _steps_per_epoch(config, total_steps: int) -> int:
+    from keras_makemore.training import plan_steps
+
+    if config.epochs is not None:
+        return total_steps // config.epochs
+    return plan_steps(config, num_train_examples=0)[2]
+
+
+def _read_history_csv(path: Path) -> dict[str, list[float]]:
+    if not path.exists():
+        raise UserError(f"{path} is missing: the run has not finished a validation pass yet")
+    with open(path, newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    return {key: [float(r[key]) for r in rows] for key in ("epoch", "loss", "val_loss")}
+
+
+def _save(fig, path: str | os.PathLike, layout: bool = True) -> Path:
+    path = Path(path)
+    if layout:
+        fig.tight_layout()
+    # The title also goes into the PNG's text chunks, for file browsers and screen readers.
+    title = " ".join(ax.get_title().replace("\n", " - ") for ax in fig.axes if ax.get_title())
+    with _atomic.atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=_DPI, format="png", metadata={"Title": title, "Software": "keras-makemore"})
+    plt.close(fig)
+    return path

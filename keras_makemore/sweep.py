@@ -1,0 +1,154 @@
+"""A grid of hyperparameters, one real training run per cell, summarised in a CSV and a plot.
+
+Each cell (block size x embedding size x hidden units) is a `train()` run in
+its own subdirectory, with the same seed, data and step budget as every other
+cell. A cell that finished leaves a `cell.json` with its results; a sweep
+started again over the same directory reuses those, resumes a cell that was
+interrupted after a checkpoint, and trains the rest.
+"""
+
+import csv
+import dataclasses
+import io
+import itertools
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Callable, Sequence
+
+import keras
+
+from keras_makemore import _atomic
+from keras_makemore.data import load_names
+from keras_makemore.errors import UserError
+from keras_makemore.evaluation import evaluate_splits, fit_verdict
+from keras_makemore.runs import Run
+from keras_makemore.training import BACKUP_DIR, CONFIG_FILE, HISTORY_JSON, TrainConfig, train
+
+SWEEP_CSV = "sweep.csv"
+SWEEP_PNG = "sweep.png"
+CELL_FILE = "cell.json"
+COLUMNS = ("cell", "block_size", "embed_dim", "hidden_units", "params", "steps",
+           "train_loss", "val_loss", "gap", "verdict", "wall_seconds")
+
+
+def sweep(
+    base: TrainConfig,
+    out_dir: str | os.PathLike,
+    hidden_units: Sequence[int],
+    embed_dims: Sequence[int],
+    block_sizes: Sequence[int],
+    print_fn: Callable[[str], None] = print,
+) -> list[dict]:
+    """Train one run per grid cell into `out_dir` and write `sweep.csv` and `sweep.png` there.
+
+    Args:
+        base: every setting but the three grid axes (steps, seed, data, optimizer, ...).
+        out_dir: the sweep directory; one subdirectory per cell.
+        hidden_units, embed_dims, block_sizes: the values of each grid axis.
+        print_fn: where the one-line progress report of each cell goes.
+
+    Returns:
+        One row per cell, as in the CSV: the cell's settings, parameter count,
+        step budget, train and val loss (full splits, best checkpoint), the
+        relative gap, the verdict (`underfitting`, `balanced` or `overfitting`)
+        and the wall-clock seconds of its training.
+
+    Example:
+
+    ```python
+    from keras_makemore.sweep import sweep
+
+    rows = sweep(TrainConfig(steps=20_000), "sweeps/first", hidden_units=[100, 200], embed_dims=[2, 10], block_sizes=[3])
+    best = min(rows, key=lambda r: r["val_loss"])
+    ```
+    """
+    out_dir = Path(out_dir)
+    base = dataclasses.replace(base, data=str(Path(base.data or load_names()).resolve()))
+    cells = list(itertools.product(*(list(dict.fromkeys(axis)) for axis in (block_sizes, embed_dims, hidden_units))))
+    rows = []
+    for number, (block_size, embed_dim, hidden) in enumerate(cells, 1):
+        config = dataclasses.replace(base, block_size=block_size, embed_dim=embed_dim, hidden_units=hidden)
+        config.validate()
+        name = f"block{block_size}-embed{embed_dim}-hidden{hidden}"
+        row, how = _run_cell(config, out_dir / name)
+        rows.append(row)
+        _write_csv(out_dir / SWEEP_CSV, rows)
+        print_fn(f"[{number}/{len(cells)}] {name}: {how}; {row['params']:,} params, train {row['train_loss']:.4f}, "
+                 f"val {row['val_loss']:.4f}, {row['verdict']}, {row['wall_seconds']:.1f} s")
+    from keras_makemore.plots import plot_sweep
+
+    plot_sweep(rows, out_dir / SWEEP_PNG, title=f"Sweep {out_dir.resolve().name}: {base.steps:,} steps per cell, "
+                                                 f"{base.optimizer}, seed {base.seed}")
+    return rows
+
+
+def _run_cell(config: TrainConfig, cell_dir: Path) -> tuple[dict, str]:
+    """Finish the cell in `cell_dir` however far it got; return its row and what was done."""
+    if (cell_dir / CELL_FILE).exists():
+        done = json.loads((cell_dir / CELL_FILE).read_text(encoding="utf-8"))
+        _check_same_settings(config, TrainConfig.from_json(done["config"]), cell_dir)
+        return done["row"], "done before, skipped"
+    if (cell_dir / CONFIG_FILE).exists():
+        saved = json.loads((cell_dir / CONFIG_FILE).read_text(encoding="utf-8"))
+        _check_same_settings(config, TrainConfig.from_json(saved), cell_dir)
+    keras.backend.clear_session()  # each cell builds new models and graphs: drop the previous cell's
+    if (cell_dir / BACKUP_DIR).exists():
+        train(config, cell_dir, verbose=0, resume=True)
+        how = "resumed and trained"
+    elif (cell_dir / HISTORY_JSON).exists():
+        how = "trained before, evaluated"
+    else:
+        if (cell_dir / CONFIG_FILE).exists():  # stopped before its first checkpoint: nothing to keep
+            shutil.rmtree(cell_dir)
+        train(config, cell_dir, verbose=0)
+        how = "trained"
+    row = _evaluate_cell(cell_dir)
+    _atomic.write_json(cell_dir / CELL_FILE, {"config": config.to_json(), "row": row})
+    return row, how
+
+
+def _evaluate_cell(cell_dir: Path) -> dict:
+    run = Run.load(cell_dir)
+    losses = evaluate_splits(run.model, run.corpus(), ("train", "val"))
+    train_loss, val_loss = losses["train"].nll, losses["val"].nll
+    history = json.loads((cell_dir / HISTORY_JSON).read_text(encoding="utf-8"))
+    return {
+        "cell": cell_dir.name,
+        "block_size": run.config.block_size,
+        "embed_dim": run.config.embed_dim,
+        "hidden_units": run.config.hidden_units,
+        "params": run.model.count_params(),
+        "steps": int(run.info["total_steps"]),
+        "train_loss": round(train_loss, 6),
+        "val_loss": round(val_loss, 6),
+        "gap": round((val_loss - train_loss) / train_loss, 4),
+        "verdict": fit_verdict(train_loss, val_loss).split(":")[0],
+        "wall_seconds": round(history["train_seconds_last_session"], 1),
+    }
+
+
+def _check_same_settings(config: TrainConfig, saved: TrainConfig, cell_dir: Path) -> None:
+    differences = [f"{f.name} {getattr(saved, f.name)!r}, now {getattr(config, f.name)!r}"
+                   for f in dataclasses.fields(TrainConfig) if getattr(saved, f.name) != getattr(config, f.name)]
+    if differences:
+        raise UserError(f"{cell_dir} was trained with other settings ({'; '.join(differences)}): "
+                        "rerun the sweep with its original flags, or choose another --out")
+
+
+def read_sweep_csv(path: str | os.PathLike) -> list[dict]:
+    """The rows of a `sweep.csv`, numbers as numbers."""
+    with open(path, newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    kinds = {"block_size": int, "embed_dim": int, "hidden_units": int, "params": int, "steps": int,
+             "train_loss": float, "val_loss": float, "gap": float, "wall_seconds": float}
+    return [{k: kinds.get(k, str)(v) for k, v in row.items()} for row in rows]
+
+
+def _write_csv(path: Path, rows: list[dict]) -> None:
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    _atomic.write_text(path, text.getvalue())
