@@ -20,6 +20,8 @@ _EXPORTS = {
     "sample_words": "sampling", "novelty": "sampling",
     "evaluate_splits": "evaluation", "fit_verdict": "evaluation", "SplitLoss": "evaluation",
     "Run": "runs",
+    "LRFinder": "lr_finder", "LRFinderResult": "lr_finder", "find_lr": "lr_finder",
+    "suggest_learning_rates": "lr_finder", "find_lr_for_config": "training",
 }
 
 __all__ = sorted(_EXPORTS)
