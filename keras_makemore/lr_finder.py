@@ -70,7 +70,7 @@ def suggest_learning_rates(
 
     Example:
 
-    >>> rates = np.geomspace(1e-4, 1, 50)
+    >>> rates = np.geomspace(1e-4, 1, 41)  # 10 a decade
     >>> losses = 3 - np.exp(-(np.log10(rates) + 1) ** 2)  # lowest at 1e-1
     >>> round(suggest_learning_rates(rates, losses)["minimum"].learning_rate, 4)
     0.01
@@ -233,7 +233,7 @@ class LRFinderResult:
         ax.set_ylabel("training loss")
         ax.set_title(f"learning-rate sweep: {len(raw)} steps, {self.stop_reason}")
         ax.grid(True, which="both", alpha=0.3)
-        ax.legend(loc="upper left")
+        ax.legend(loc="best")
         figure = ax.get_figure()
         if path is not None:
             with _atomic.atomic_path(path) as tmp:

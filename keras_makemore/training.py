@@ -26,6 +26,7 @@ from keras_makemore import _atomic
 from keras_makemore.callbacks import BestModelCheckpoint, SampleWords, StopOnNonFiniteLoss
 from keras_makemore.data import Corpus, load_names, make_dataset, read_words
 from keras_makemore.errors import UserError
+from keras_makemore.lr_finder import LRFinderResult, find_lr
 from keras_makemore.model import build_model
 
 CONFIG_FILE = "config.json"
@@ -365,7 +366,7 @@ def _best_val_loss(run_dir: Path) -> float:
 # --- Learning-rate finder on train()'s own setup (`train --lr auto`, `lr-find`) ---
 
 
-def find_lr_for_config(config: TrainConfig, run_dir: str | os.PathLike | None = None, **finder_args):
+def find_lr_for_config(config: TrainConfig, run_dir: str | os.PathLike | None = None, **finder_args) -> LRFinderResult:
     """Sweep the learning rate on exactly the model, data and optimizer `train(config)` starts with.
 
     `config.lr` and its schedule are ignored during the sweep. With `run_dir`
@@ -380,8 +381,6 @@ def find_lr_for_config(config: TrainConfig, run_dir: str | os.PathLike | None = 
     Returns:
         The `LRFinderResult`; train with `config.lr = result.learning_rate`.
     """
-    from keras_makemore.lr_finder import find_lr
-
     if run_dir is not None:
         _check_new_run_dir(Path(run_dir))
     config.validate()
