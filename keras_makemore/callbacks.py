@@ -11,6 +11,7 @@ import keras
 from keras_makemore import _atomic
 from keras_makemore.data import Vocabulary
 from keras_makemore.errors import UserError
+from keras_makemore.lr_finder import LRFinder  # noqa: F401  (its own module; one import path for all callbacks)
 from keras_makemore.sampling import sample_words
 
 

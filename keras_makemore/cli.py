@@ -23,6 +23,51 @@ def _lr_drop(text: str) -> tuple[int, float]:
         raise argparse.ArgumentTypeError(f"expected STEP:RATE such as 100000:0.01, got {text!r}") from None
 
 
+def _learning_rate(text: str) -> float | str:
+    if text == "auto":
+        return text
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number such as 0.1, or auto, got {text!r}") from None
+
+
+def _add_model_flags(p) -> None:
+    """The data, network and optimizer flags that `train` and `lr-find` share.
+
+    They default to None, so that the preset's value, then `TrainConfig`'s, applies.
+    """
+    p.add_argument("--data", metavar="FILE", help="UTF-8 text file, one word a line (default: makemore's names.txt, downloaded once)")
+    p.add_argument("--preset", default="lecture", help="named settings: lecture (default) or best; see the README")
+    p.add_argument("--block-size", type=int, metavar="N", help="characters of context (lecture: 3)")
+    p.add_argument("--embed-dim", type=int, metavar="N", help="embedding size (lecture: 10)")
+    p.add_argument("--hidden", type=int, dest="hidden_units", metavar="N", help="tanh hidden units (lecture: 200)")
+    p.add_argument("--dropout", type=float, metavar="RATE", help="dropout on the hidden layer (default 0)")
+    p.add_argument("--direct-connections", action="store_const", const=True,
+                   help="add Bengio's direct embedding-to-output connections")
+    p.add_argument("--batch-size", type=int, metavar="N", help="minibatch size (lecture: 32)")
+    p.add_argument("--optimizer", choices=["sgd", "adam", "adamw"], help="lecture: sgd")
+    p.add_argument("--weight-decay", type=float, metavar="WD", help="decoupled weight decay (default 0)")
+    p.add_argument("--xla", choices=["auto", "on", "off"], help="compile training steps with XLA (default auto: on unless dropout)")
+    p.add_argument("--seed", type=int, help="seed of weights and minibatches (default 42)")
+    p.add_argument("--split-seed", type=int, help="seed of the 80/10/10 split (default 42: the lecture's)")
+
+
+_CONFIG_FLAGS = ("data", "block_size", "embed_dim", "hidden_units", "dropout", "direct_connections",
+                 "batch_size", "steps", "epochs", "optimizer", "lr", "lr_schedule", "lr_drops",
+                 "weight_decay", "xla", "seed", "split_seed", "eval_every")
+
+
+def _config_from_args(args):
+    """`TrainConfig` of the named preset, with every flag the user gave on top."""
+    from keras_makemore.training import TrainConfig
+
+    overrides = {k: getattr(args, k) for k in _CONFIG_FLAGS if getattr(args, k, None) is not None}
+    if overrides.get("lr") == "auto":
+        del overrides["lr"]
+    return TrainConfig.from_preset(args.preset, **overrides)
+
+
 def _add_train(sub) -> None:
     p = sub.add_parser(
         "train", help="train a model into a run directory",
@@ -31,32 +76,19 @@ def _add_train(sub) -> None:
                     "network and schedule (--preset lecture) on makemore's names.txt. "
                     "Flags override the preset's values.",
     )
-    p.add_argument("--data", metavar="FILE", help="UTF-8 text file, one word a line (default: makemore's names.txt, downloaded once)")
+    _add_model_flags(p)
     p.add_argument("--out", metavar="RUN_DIR", help="run directory to create (default: runs/<date-time>)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run from its last checkpoint, with its own settings")
-    p.add_argument("--preset", default="lecture", help="named settings: lecture (default) or best; see the README")
-    # Each flag below defaults to None: the preset's value, then TrainConfig's, applies.
-    p.add_argument("--block-size", type=int, metavar="N", help="characters of context (lecture: 3)")
-    p.add_argument("--embed-dim", type=int, metavar="N", help="embedding size (lecture: 10)")
-    p.add_argument("--hidden", type=int, dest="hidden_units", metavar="N", help="tanh hidden units (lecture: 200)")
-    p.add_argument("--dropout", type=float, metavar="RATE", help="dropout on the hidden layer (default 0)")
-    p.add_argument("--direct-connections", action="store_const", const=True,
-                   help="add Bengio's direct embedding-to-output connections")
-    p.add_argument("--batch-size", type=int, metavar="N", help="minibatch size (lecture: 32)")
     length = p.add_mutually_exclusive_group()
     length.add_argument("--steps", type=int, metavar="N", help="optimizer steps (lecture: 200000)")
     length.add_argument("--epochs", type=int, metavar="N", help="passes over the training words, instead of --steps")
-    p.add_argument("--optimizer", choices=["sgd", "adam", "adamw"], help="lecture: sgd")
-    p.add_argument("--lr", type=float, help="initial learning rate (lecture: 0.1)")
+    p.add_argument("--lr", type=_learning_rate,
+                   help="initial learning rate (lecture: 0.1); auto: run lr-find first and train with its suggestion")
     p.add_argument("--lr-schedule", choices=["step", "cosine", "constant"],
                    help="step: rate/10 half-way, as in the lecture; cosine: decay to 1%%; constant")
     p.add_argument("--lr-drop", type=_lr_drop, action="append", dest="lr_drops", metavar="STEP:RATE",
                    help="switch to RATE from STEP on (repeatable); replaces --lr-schedule. "
                         "The lecture: --lr 0.1 --lr-drop 100000:0.01")
-    p.add_argument("--weight-decay", type=float, metavar="WD", help="decoupled weight decay (default 0)")
-    p.add_argument("--xla", choices=["auto", "on", "off"], help="compile training steps with XLA (default auto)")
-    p.add_argument("--seed", type=int, help="seed of weights and minibatches (default 42)")
-    p.add_argument("--split-seed", type=int, help="seed of the 80/10/10 split (default 42: the lecture's)")
     p.add_argument("--eval-every", type=int, metavar="N", help="steps between validation passes (default 10000)")
     p.add_argument("--samples", type=int, default=5, metavar="N", help="words printed after each validation pass (default 5)")
     p.add_argument("--quiet", action="store_true", help="no progress bar or samples")
@@ -65,24 +97,28 @@ def _add_train(sub) -> None:
     p.set_defaults(func=_train)
 
 
-_CONFIG_FLAGS = ("data", "block_size", "embed_dim", "hidden_units", "dropout", "direct_connections",
-                 "batch_size", "steps", "epochs", "optimizer", "lr", "lr_schedule", "lr_drops",
-                 "weight_decay", "xla", "seed", "split_seed", "eval_every")
-
-
 def _train(args) -> int:
     from keras_makemore.errors import UserError
     from keras_makemore.evaluation import evaluate_splits
     from keras_makemore.runs import Run
     from keras_makemore.sampling import novelty, sample_words
-    from keras_makemore.training import TrainConfig, train
+    from keras_makemore.training import train
 
     if args.resume and args.out:
         raise UserError("pass either --resume RUN_DIR or --out RUN_DIR, not both")
-    overrides = {k: getattr(args, k) for k in _CONFIG_FLAGS if getattr(args, k) is not None}
-    config = TrainConfig.from_preset(args.preset, **overrides)
+    auto_lr = args.lr == "auto"
+    if auto_lr and args.resume:
+        raise UserError("--lr auto chooses the rate of a new run: drop it to resume, the run keeps its rate")
+    config = _config_from_args(args)
     run_dir = Path(args.resume or args.out or Path("runs") / time.strftime("%Y%m%d-%H%M%S"))
     try:
+        if auto_lr:
+            from keras_makemore.training import find_lr_for_config
+
+            found = find_lr_for_config(config, run_dir)
+            config.lr = _round_rate(found.learning_rate)
+            print(f"lr-find: training with --lr {config.lr:g} ({found.suggest} rule; "
+                  f"curve in {run_dir / 'lr_find.png'})")
         result = train(config, run_dir, verbose=0 if args.quiet else "auto",
                        num_samples=args.samples, resume=bool(args.resume), tensorboard=args.tensorboard)
     except KeyboardInterrupt:
@@ -98,6 +134,50 @@ def _train(args) -> int:
     print(f"run saved in {run_dir}  (next: keras-makemore sample {run_dir})")
     if args.tensorboard:
         print(f"TensorBoard logs in {run_dir / 'tensorboard'}  (view: tensorboard --logdir {run_dir / 'tensorboard'})")
+    return 0
+
+
+def _round_rate(rate: float) -> float:
+    """Three significant digits: what is printed is exactly what is used."""
+    return float(f"{rate:.3g}")
+
+
+def _add_lr_find(sub) -> None:
+    p = sub.add_parser(
+        "lr-find", help="sweep the learning rate and suggest one",
+        description="Train the model of `train` (same flags) one step at each of a range of "
+                    "learning rates, plot loss against rate, and suggest a rate. Writes lr_find.png, "
+                    "lr_find.csv and lr_find.json into the run directory; `train --out` the same "
+                    "directory afterwards, or use `train --lr auto` to do both at once.",
+    )
+    _add_model_flags(p)
+    p.add_argument("--out", metavar="DIR", help="directory for the plot and tables (default: runs/lr-find-<date-time>)")
+    p.add_argument("--start-lr", type=float, default=1e-7, metavar="LR", help="first rate (default 1e-7)")
+    p.add_argument("--end-lr", type=float, default=10.0, metavar="LR", help="last rate (default 10)")
+    p.add_argument("--num-steps", type=int, default=100, metavar="N", help="steps of the sweep, one per rate (default 100)")
+    p.add_argument("--mode", default="exponential", choices=["exponential", "linear"], help="spacing of the rates (default exponential)")
+    p.add_argument("--smoothing", type=float, default=None, metavar="BETA",
+                   help="beta of the loss's moving average (default 1 - 50/num-steps within [0.5, 0.98]; 0: none)")
+    p.add_argument("--diverge-factor", type=float, default=4.0, metavar="F",
+                   help="stop once the smoothed loss passes F times its lowest value (default 4)")
+    p.add_argument("--suggest", default="valley", choices=["valley", "steepest", "minimum"],
+                   help="the rule whose rate is printed (default valley, as fastai)")
+    p.set_defaults(func=_lr_find)
+
+
+def _lr_find(args) -> int:
+    from keras_makemore.training import find_lr_for_config
+
+    config = _config_from_args(args)
+    out = Path(args.out or Path("runs") / time.strftime("lr-find-%Y%m%d-%H%M%S"))
+    result = find_lr_for_config(
+        config, out, start_lr=args.start_lr, end_lr=args.end_lr, num_steps=args.num_steps, mode=args.mode,
+        smoothing=args.smoothing, diverge_factor=args.diverge_factor, suggest=args.suggest,
+    )
+    print(result.summary())
+    rate = _round_rate(result.learning_rate)
+    print(f"suggested learning rate: {rate:g}")
+    print(f"plot and tables in {out}  (next: keras-makemore train --out {out} --lr {rate:g})")
     return 0
 
 
@@ -258,6 +338,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_train(sub)
+    _add_lr_find(sub)
     _add_evaluate(sub)
     _add_sample(sub)
     _add_plot(sub)

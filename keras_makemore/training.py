@@ -27,6 +27,7 @@ from keras_makemore.callbacks import (AtomicCSVLogger, BestModelCheckpoint, Samp
                                       read_csv_rows, tensorboard_callbacks)
 from keras_makemore.data import Corpus, load_names, make_dataset, read_words
 from keras_makemore.errors import UserError
+from keras_makemore.lr_finder import LRFinderResult, find_lr
 from keras_makemore.model import build_model
 
 CONFIG_FILE = "config.json"
@@ -323,18 +324,8 @@ def train(
         }
         _atomic.write_json(run_dir / CONFIG_FILE, saved)
 
-    keras.utils.set_random_seed(config.seed)
-    model = build_model(corpus.vocab.size, config.block_size, config.embed_dim, config.hidden_units,
-                        dropout=config.dropout, direct_connections=config.direct_connections)
-    xla = config.xla == "on" or (config.xla == "auto" and not config.dropout)
-    trainer = _RandomMinibatchTrainer(model, x_train, y_train, config.batch_size, config.seed, xla=xla)
-    trainer.compile(
-        optimizer=make_optimizer(config, total),
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        steps_per_execution=steps_per_execution,
-        jit_compile=False,  # the training loop is compiled as a whole in make_train_function
-    )
-    trainer.build((None, config.block_size))
+    trainer = _make_trainer(config, corpus, total, steps_per_execution)
+    model = trainer.network
 
     stop_on_nan = StopOnNonFiniteLoss()
     all_callbacks = [
@@ -379,6 +370,24 @@ def train(
     _atomic.write_json(run_dir / HISTORY_JSON, history | {"train_seconds_last_session": round(elapsed, 3)})
     best = keras.saving.load_model(run_dir / MODEL_FILE)
     return TrainResult(run_dir, best, corpus, history, config)
+
+
+def _make_trainer(config: TrainConfig, corpus: Corpus, total: int, steps_per_execution: int) -> _RandomMinibatchTrainer:
+    """The freshly initialised model, wrapped and compiled as `train` runs it."""
+    x_train, y_train = corpus.examples("train")
+    keras.utils.set_random_seed(config.seed)
+    model = build_model(corpus.vocab.size, config.block_size, config.embed_dim, config.hidden_units,
+                        dropout=config.dropout, direct_connections=config.direct_connections)
+    xla = config.xla == "on" or (config.xla == "auto" and not config.dropout)
+    trainer = _RandomMinibatchTrainer(model, x_train, y_train, config.batch_size, config.seed, xla=xla)
+    trainer.compile(
+        optimizer=make_optimizer(config, total),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        steps_per_execution=steps_per_execution,
+        jit_compile=False,  # the training loop is compiled as a whole in make_train_function
+    )
+    trainer.build((None, config.block_size))
+    return trainer
 
 
 def _check_new_run_dir(run_dir: Path) -> None:
@@ -435,3 +444,34 @@ def _read_history(run_dir: Path) -> dict[str, list[float]]:
 def _best_val_loss(run_dir: Path) -> float:
     losses = [v for v in _read_history(run_dir).get("val_loss", []) if math.isfinite(v)]
     return min(losses, default=math.inf)
+
+
+# --- Learning-rate finder on train()'s own setup (`train --lr auto`, `lr-find`) ---
+
+
+def find_lr_for_config(config: TrainConfig, run_dir: str | os.PathLike | None = None, **finder_args) -> LRFinderResult:
+    """Sweep the learning rate on exactly the model, data and optimizer `train(config)` starts with.
+
+    `config.lr` and its schedule are ignored during the sweep. With `run_dir`
+    (a new run directory), the sweep's `lr_find.png`, `.csv` and `.json` are
+    written there.
+
+    Args:
+        config: the run's hyperparameters and data.
+        run_dir: where to save the sweep; must not hold a run yet.
+        **finder_args: `find_lr` arguments, e.g. `num_steps` or `suggest`.
+
+    Returns:
+        The `LRFinderResult`; train with `config.lr = result.learning_rate`.
+    """
+    if run_dir is not None:
+        _check_new_run_dir(Path(run_dir))
+    config.validate()
+    corpus = Corpus(read_words(Path(config.data) if config.data else load_names()), config.block_size,
+                    seed=config.split_seed)
+    total, *_ = plan_steps(config, len(corpus.examples("train")[0]))
+    result = find_lr(_make_trainer(config, corpus, total, 1), _placeholder_batches(), **finder_args)
+    if run_dir is not None:
+        _prepare_run_dir(Path(run_dir))
+        result.save(run_dir)
+    return result
