@@ -35,7 +35,7 @@ from keras_makemore import _atomic
 from keras_makemore.data import MARKER_ID, Vocabulary
 from keras_makemore.errors import UserError
 from keras_makemore.exported import ExportedModel
-from keras_makemore.generation import generate_tokens, seeded_uniforms_tf
+from keras_makemore.generation import generate_tokens, given_uniforms_fn, seeded_uniforms_fn
 from keras_makemore.model import model_shape
 
 EXPORT_DIR = "export"
@@ -85,11 +85,15 @@ def write_saved_model(model: keras.Model, vocab: Vocabulary, path: str | os.Path
         return {"logits": logits, "probabilities": tf.nn.softmax(logits)}
 
     def generate(seed, num_words, temperature):
-        uniforms = seeded_uniforms_tf(seed, num_words, max_length)
-        return {"tokens": generate_tokens(logits_fn, uniforms, temperature, block_size, vocab_size)}
+        tokens = generate_tokens(logits_fn, seeded_uniforms_fn(seed, num_words), num_words, max_length,
+                                 temperature, block_size, vocab_size)
+        return {"tokens": tokens}
 
     def generate_with_uniforms(uniforms, temperature):
-        return {"tokens": generate_tokens(logits_fn, uniforms, temperature, block_size, vocab_size)}
+        shape = tf.shape(uniforms)
+        tokens = generate_tokens(logits_fn, given_uniforms_fn(uniforms), shape[0], shape[1],
+                                 temperature, block_size, vocab_size)
+        return {"tokens": tokens}
 
     code_points = np.array([MARKER_ID] + [ord(c) for c in vocab.chars], dtype=np.int32)
 

@@ -39,11 +39,13 @@ def _scramble(x, xor):
     return x
 
 
-def _hash_uniforms(seed, rows, cols, xor, to_float):
-    """Uniform numbers in (0, 1), one per `(seed, row, col)`: odd multiples of 2**-24, exact in float32."""
-    x = _scramble(seed % _MODULUS, xor)
-    x = _scramble(xor(x, rows), xor)
-    x = _scramble(xor(x, cols), xor)
+def _row_states(seed, rows, xor):
+    return _scramble(xor(_scramble(seed % _MODULUS, xor), rows), xor)
+
+
+def _uniforms_from_states(states, cols, xor, to_float):
+    """Uniform numbers in (0, 1), one per `(row state, col)`: odd multiples of 2**-24, exact in float32."""
+    x = _scramble(xor(states, cols), xor)
     return to_float((x // 2**8) * 2 + 1) * 2.0**-24
 
 
@@ -59,56 +61,82 @@ def seeded_uniforms(seed: int, num_words: int, max_length: int) -> np.ndarray:
     >>> u.shape, u.dtype
     ((2, 4), dtype('float32'))
     """
-    rows = np.arange(num_words, dtype=np.int64)[:, None]
+    states = _row_states(np.int64(seed), np.arange(num_words, dtype=np.int64)[:, None], np.bitwise_xor)
     cols = np.arange(max_length, dtype=np.int64)[None, :]
-    return _hash_uniforms(np.int64(seed), rows, cols, np.bitwise_xor,
-                          lambda x: x.astype(np.float32)).astype(np.float32)
+    return _uniforms_from_states(states, cols, np.bitwise_xor, lambda x: x.astype(np.float32)).astype(np.float32)
+
+
+def _tf_xor(a, b):
+    return tf.bitwise.bitwise_xor(a, tf.cast(b, tf.int32))
 
 
 def seeded_uniforms_tf(seed: tf.Tensor, num_words: tf.Tensor, max_length: int) -> tf.Tensor:
     """`seeded_uniforms` inside a graph; `seed` and `num_words` are int32 scalars."""
-    rows = tf.range(num_words, dtype=tf.int32)[:, None]
+    states = _row_states(tf.cast(seed, tf.int32), tf.range(num_words, dtype=tf.int32)[:, None], _tf_xor)
     cols = tf.range(max_length, dtype=tf.int32)[None, :]
-    xor = lambda a, b: tf.bitwise.bitwise_xor(a, tf.cast(b, tf.int32))  # noqa: E731
-    return _hash_uniforms(tf.cast(seed, tf.int32), rows, cols, xor, lambda x: tf.cast(x, tf.float32))
+    return _uniforms_from_states(states, cols, _tf_xor, lambda x: tf.cast(x, tf.float32))
+
+
+def seeded_uniforms_fn(seed: tf.Tensor, num_words: tf.Tensor) -> Callable[[tf.Tensor, tf.Tensor], tf.Tensor]:
+    """`(rows, t) -> seeded_uniforms(seed, num_words, ...)[rows, t]`, computed only for the rows asked."""
+    states = _row_states(tf.cast(seed, tf.int32), tf.range(num_words, dtype=tf.int32), _tf_xor)
+    return lambda rows, t: _uniforms_from_states(tf.gather(states, rows), t, _tf_xor,
+                                                 lambda x: tf.cast(x, tf.float32))
+
+
+def given_uniforms_fn(uniforms: tf.Tensor) -> Callable[[tf.Tensor, tf.Tensor], tf.Tensor]:
+    """`(rows, t) -> uniforms[rows, t]`."""
+    return lambda rows, t: tf.gather(tf.gather(uniforms, t, axis=1), rows)
 
 
 def generate_tokens(
     logits_fn: Callable[[tf.Tensor], tf.Tensor],
-    uniforms: tf.Tensor,
+    uniforms_fn: Callable[[tf.Tensor, tf.Tensor], tf.Tensor],
+    num_words: tf.Tensor,
+    max_length: tf.Tensor | int,
     temperature: tf.Tensor,
     block_size: int,
     vocab_size: int,
 ) -> tf.Tensor:
-    """Sample one word per row of `uniforms`, inside the graph.
+    """Sample `num_words` words inside the graph.
+
+    Only the words still growing are fed to the model: each step drops the
+    words that drew their marker, so the work follows the characters sampled,
+    not `num_words * max_length`.
 
     Args:
         logits_fn: int32 contexts `[batch, block_size]` -> logits `[batch, vocab]`.
-        uniforms: float32 `[batch, max_length]`; column `t` draws character `t`.
+        uniforms_fn: `(rows, t)` -> float32 uniforms `[len(rows)]` drawing
+            character `t` of the words `rows`.
+        num_words: int32 scalar.
+        max_length: characters drawn at most per word.
         temperature: float32 scalar > 0.
         block_size: the model's context length.
         vocab_size: tokens, the marker included.
 
     Returns:
-        int32 token ids `[batch, max_length]`: each word's characters, then
-        markers (0). The loop stops once every word has drawn its marker.
+        int32 token ids `[num_words, max_length]`: each word's characters, then
+        markers (0).
     """
-    batch, max_length = tf.shape(uniforms)[0], tf.shape(uniforms)[1]
     positions = tf.range(max_length)
 
-    def keep_going(t, context, tokens, alive):
-        return tf.logical_and(t < max_length, tf.reduce_any(alive))
+    def keep_going(t, rows, context, tokens):
+        return tf.logical_and(t < max_length, tf.size(rows) > 0)
 
-    def step(t, context, tokens, alive):
+    def step(t, rows, context, tokens):
         probs = tf.nn.softmax(logits_fn(context) / temperature)
         cdf = tf.cumsum(probs, axis=-1)
-        u = tf.gather(uniforms, t, axis=1)[:, None]
+        u = uniforms_fn(rows, t)[:, None]
         picks = tf.reduce_sum(tf.cast(cdf < u * cdf[:, -1:], tf.int32), axis=-1)
-        picks = tf.where(alive, tf.minimum(picks, vocab_size - 1), MARKER_ID)
-        tokens += picks[:, None] * tf.cast(tf.equal(positions, t), tf.int32)[None, :]
+        picks = tf.minimum(picks, vocab_size - 1)
+        column = tf.scatter_nd(rows[:, None], picks, [num_words])
+        tokens += column[:, None] * tf.cast(tf.equal(positions, t), tf.int32)[None, :]
+        growing = tf.cast(tf.where(picks != MARKER_ID)[:, 0], tf.int32)
         context = tf.concat([context[:, 1:], picks[:, None]], axis=1)
-        return t + 1, context, tokens, tf.logical_and(alive, picks != MARKER_ID)
+        return t + 1, tf.gather(rows, growing), tf.gather(context, growing), tokens
 
-    start = (tf.constant(0), tf.zeros([batch, block_size], tf.int32),
-             tf.zeros([batch, max_length], tf.int32), tf.ones([batch], tf.bool))
-    return tf.while_loop(keep_going, step, start)[2]
+    start = (tf.constant(0), tf.range(num_words), tf.zeros([num_words, block_size], tf.int32),
+             tf.zeros([num_words, max_length], tf.int32))
+    invariants = (tf.TensorShape([]), tf.TensorShape([None]), tf.TensorShape([None, block_size]),
+                  tf.TensorShape([None, None]))
+    return tf.while_loop(keep_going, step, start, shape_invariants=invariants)[3]
