@@ -20,6 +20,7 @@ _EXPORTS = {
     "sample_words": "sampling", "novelty": "sampling",
     "evaluate_splits": "evaluation", "fit_verdict": "evaluation", "SplitLoss": "evaluation",
     "Run": "runs",
+    "export_run": "export", "ExportedModel": "exported",
 }
 
 __all__ = sorted(_EXPORTS)

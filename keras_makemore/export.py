@@ -25,6 +25,7 @@ TensorFlow's converter from that SavedModel, optionally quantized.
 import dataclasses
 import json
 import os
+import warnings
 from pathlib import Path
 
 import keras
@@ -148,7 +149,9 @@ def convert_to_litert(
         if representative_contexts is None or not len(representative_contexts):
             raise UserError("int8 quantization needs representative contexts to calibrate on: pass training contexts")
         converter.representative_dataset = lambda: _representative_samples(representative_contexts)
-    flatbuffer = converter.convert()
+    with warnings.catch_warnings():  # int8 calibration runs TF's own, deprecated, tf.lite.Interpreter
+        warnings.filterwarnings("ignore", message=".*tf.lite.Interpreter is deprecated", category=UserWarning)
+        flatbuffer = converter.convert()
     path = Path(path)
     with _atomic.atomic_path(path) as tmp:
         tmp.write_bytes(flatbuffer)
