@@ -25,6 +25,7 @@ _EXPORTS = {
     "write_report": "report",
     "LRFinder": "lr_finder", "LRFinderResult": "lr_finder", "find_lr": "lr_finder",
     "suggest_learning_rates": "lr_finder", "find_lr_for_config": "training",
+    "export_run": "export", "ExportedModel": "exported",
 }
 
 __all__ = sorted(_EXPORTS)

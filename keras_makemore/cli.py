@@ -211,9 +211,10 @@ def _evaluate(args) -> int:
 
 
 def _add_sample(sub) -> None:
-    p = sub.add_parser("sample", help="sample new words from a trained run",
-                       description="Sample words from a run; report how many are novel (not training words).")
-    p.add_argument("run_dir", metavar="RUN_DIR")
+    p = sub.add_parser("sample", help="sample new words from a trained run or an exported model",
+                       description="Sample words from a run, a .tflite file or a SavedModel from `keras-makemore "
+                                   "export`; report how many are novel (not training words).")
+    p.add_argument("run_dir", metavar="RUN_DIR|MODEL", help="run directory, .tflite file or SavedModel directory")
     p.add_argument("-n", "--num", type=int, default=20, metavar="N", help="number of words (default 20)")
     p.add_argument("--seed", type=int, default=None, help="seed; the same seed gives the same words (default: random)")
     p.add_argument("--temperature", type=float, default=1.0, metavar="T", help="softmax temperature > 0 (default 1.0)")
@@ -229,12 +230,22 @@ def _sample(args) -> int:
     from keras_makemore.runs import Run
     from keras_makemore.sampling import novelty, sample_words
 
-    run = Run.load(args.run_dir)
-    words = sample_words(run.model, run.vocab, run.config.block_size, args.num, seed=args.seed,
+    source = Path(args.run_dir)
+    if source.suffix == ".tflite" or (source / "saved_model.pb").exists():
+        from keras_makemore.exported import ExportedModel
+        from keras_makemore.runs import run_of_export
+
+        model = ExportedModel(source)
+        vocab, block_size, max_length = model.vocab, model.block_size, model.max_length
+        run = run_of_export(source)
+    else:
+        run = Run.load(source)
+        model, vocab, block_size, max_length = run.model, run.vocab, run.config.block_size, run.max_length
+    words = sample_words(model, vocab, block_size, args.num, seed=args.seed,
                          temperature=args.temperature, top_k=args.top_k, prefix=args.prefix,
-                         max_length=args.max_length or run.max_length)
+                         max_length=args.max_length or max_length)
     try:
-        novel = novelty(words, run.corpus().split.train)
+        novel = novelty(words, run.corpus().split.train) if run else None
     except UserError:
         novel = None  # the training data moved away: the words are still fine
     if args.json:
@@ -331,6 +342,38 @@ def _report(args) -> int:
     return 0
 
 
+def _add_export(sub) -> None:
+    p = sub.add_parser("export", help="export a run to a SavedModel and a LiteRT .tflite file for devices",
+                       description="Write RUN_DIR/export/: a SavedModel and a .tflite file with the signatures "
+                                   "next_token, generate, generate_with_uniforms and decode, and export.json; "
+                                   "then compare the .tflite model with Keras on every val context.")
+    p.add_argument("run_dir", metavar="RUN_DIR")
+    p.add_argument("--quantize", default="none", choices=["none", "float16", "dynamic", "int8"],
+                   help="none: float32 (default); float16: float16 weights; dynamic: int8 weights; "
+                        "int8: int8 weights and activations, calibrated on training contexts")
+    p.add_argument("--no-check", action="store_true", help="skip the comparison with Keras on the val split")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=_export)
+
+
+def _export(args) -> int:
+    from keras_makemore.export import SIGNATURES, export_run
+
+    report = export_run(args.run_dir, args.quantize, check=not args.no_check)
+    if args.json:
+        print(json.dumps(report.to_json()))
+        return 0
+    print(f"saved model  {report.saved_model}")
+    print(f"litert       {report.litert}  ({report.litert_bytes:,} bytes, quantize {report.quantize})")
+    print(f"signatures   {', '.join(SIGNATURES)}")
+    if report.check:
+        c = report.check
+        print(f"val check    {c.examples:,} contexts: max |p_litert - p_keras| {c.max_abs_diff:.2g}; "
+              f"loss keras {c.keras_loss:.4f}, litert {c.exported_loss:.4f}")
+    print(f"next: keras-makemore sample {report.litert}   or   python export/sample_tflite.py {report.litert}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="keras-makemore",
@@ -344,6 +387,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_plot(sub)
     _add_sweep(sub)
     _add_report(sub)
+    _add_export(sub)
     return parser
 
 

@@ -79,6 +79,17 @@ class Run:
         return min(256, max(32, 2 * int(self.info.get("max_word_length", 16))))
 
 
+def run_of_export(path: str | os.PathLike) -> Run | None:
+    """The run whose `export/` folder holds the artifact at `path`, or `None`."""
+    run_dir = Path(path).resolve().parent.parent
+    if Path(path).resolve().parent.name != "export" or not (run_dir / CONFIG_FILE).exists():
+        return None
+    try:
+        return Run.load(run_dir)
+    except UserError:
+        return None
+
+
 def load_model(path: str | os.PathLike) -> keras.Model:
     """`keras.saving.load_model`, with a clear error for a missing or corrupt file."""
     path = Path(path)
