@@ -82,7 +82,9 @@ def test_callbacks_see_every_epoch_and_batch(tmp_path, words_path):
 
 def test_presets():
     lecture = TrainConfig.from_preset("lecture")
-    assert (lecture.block_size, lecture.embed_dim, lecture.hidden_units, lecture.batch_size) == (3, 10, 200, 32)
+    assert (lecture.block_size, lecture.embed_dim, lecture.hidden_units) == (3, 10, 200)  # the lecture's network
+    exact = TrainConfig()  # the dataclass defaults are the lecture's own recipe
+    assert (exact.batch_size, exact.steps, exact.optimizer, exact.lr, exact.lr_schedule) == (32, 200_000, "sgd", 0.1, "step")
     best = TrainConfig.from_preset("best", hidden_units=8)
     assert best.hidden_units == 8 and best.block_size == PRESETS["best"]["block_size"]
     with pytest.raises(UserError, match="unknown preset 'huge': choose one of lecture, best"):

@@ -80,7 +80,7 @@ def test_train_tensorboard_logs_scalars_and_the_projector(tmp_path, words_path):
 
     run_dir = tmp_path / "run"
     result = run_cli("train", "--data", str(words_path), "--out", str(run_dir), "--steps", "400", "--eval-every", "200",
-                     "--hidden", "16", "--embed-dim", "3", "--optimizer", "adam", "--lr", "0.01", "--quiet",
+                     "--hidden", "16", "--embed-dim", "3", "--optimizer", "adam", "--lr", "0.01", "--lr-schedule", "step", "--quiet",
                      "--tensorboard")
     assert result.returncode == 0, result.stderr
     assert f"tensorboard --logdir {run_dir / 'tensorboard'}" in result.stdout
@@ -89,7 +89,7 @@ def test_train_tensorboard_logs_scalars_and_the_projector(tmp_path, words_path):
     train, val = _scalars(log_dir / "train"), _scalars(log_dir / "validation")
     np.testing.assert_allclose(train["epoch_loss"], history["loss"], rtol=1e-6)
     np.testing.assert_allclose(val["epoch_loss"], history["val_loss"], rtol=1e-6)
-    # the default step schedule: 0.01, then 0.001 from step 200 (the end of the first interval) on
+    # the step schedule: 0.01, then 0.001 from step 200 (the end of the first interval) on
     np.testing.assert_allclose(train["epoch_learning_rate"], [0.001, 0.001], rtol=1e-6)
 
     config = text_format.Parse((log_dir / "projector_config.pbtxt").read_text(), projector.ProjectorConfig())
