@@ -173,7 +173,7 @@ def test_kill_9_then_resume_reaches_the_uninterrupted_result(tmp_path, words_pat
 
 def test_nan_stops_training_and_keeps_the_best_checkpoint(tmp_path, words_path):
     config = TrainConfig(data=str(words_path), steps=900, eval_every=300, hidden_units=16, embed_dim=3,
-                         lr=0.1, lr_drops=[(301, 1e30)], seed=1)
+                         lr=0.1, lr_drops=[(301, 1e38)], seed=1)  # overflows the weights
     run_dir = tmp_path / "nan"
     with pytest.raises(UserError, match="training diverged.*lower the learning rate"):
         train(config, run_dir, verbose=0)
