@@ -133,8 +133,8 @@ def main() -> None:
         have_torch = False
     methods = ["plain", "plain-spe100", "ours-noxla", "ours-xla"] + (["torch"] if have_torch else [])
     print(f"## Lecture MLP (block 3, embed 10, hidden 200), batch 32, {args.steps:,} steps, {os.cpu_count()} cores\n")
-    print(f"| {'method':<42} | {'steps/s':>8} | {'examples/s':>10} | {'vs plain fit':>12} | {'vs PyTorch':>10} | {'peak RSS MiB':>12} |")
-    print(f"| {'-' * 42} | {'-' * 8}: | {'-' * 10}: | {'-' * 12}: | {'-' * 10}: | {'-' * 12}: |")
+    print(f"| {'method':<48} | {'steps/s':>8} | {'examples/s':>10} | {'vs plain fit':>12} | {'vs PyTorch':>10} | {'peak RSS MiB':>12} |")
+    print(f"| {'-' * 48} | {'-' * 8}: | {'-' * 10}: | {'-' * 12}: | {'-' * 10}: | {'-' * 12}: |")
     labels = {"plain": "plain model.fit on tf.data", "plain-spe100": "plain model.fit, steps_per_execution=100",
               "ours-noxla": "keras-makemore, in-graph batches, no XLA", "ours-xla": "keras-makemore, in-graph batches, XLA (default)",
               "torch": "the lecture's PyTorch loop"}
@@ -145,7 +145,7 @@ def main() -> None:
         if r is None:
             continue
         vs_torch = f"{r['steps_per_s'] / torch_rate:.2f}x" if torch_rate else "n/a"
-        print(f"| {labels[m]:<42} | {r['steps_per_s']:>8,.0f} | {r['steps_per_s'] * 32:>10,.0f} | "
+        print(f"| {labels[m]:<48} | {r['steps_per_s']:>8,.0f} | {r['steps_per_s'] * 32:>10,.0f} | "
               f"{r['steps_per_s'] / base:>11.2f}x | {vs_torch:>10} | {r['peak_rss_mib']:>12,.0f} |")
 
     print("\n## Time per epoch (one pass = n_train / 32 steps) as the data grows\n")
