@@ -248,9 +248,13 @@ class _RandomMinibatchTrainer(keras.Model):
 
         @tf.function(jit_compile=self._xla)
         def run_steps():
-            logs = self.train_step(None)
-            for _ in tf.range(self.steps_per_execution - 1):
-                logs = self.train_step(None)
+            # An explicit while_loop rather than a Python loop that AutoGraph
+            # would have to convert: it holds even where the source is unreadable.
+            _, logs = tf.while_loop(
+                lambda step, _: step < self.steps_per_execution - 1,
+                lambda step, _: (step + 1, self.train_step(None)),
+                (tf.constant(0), self.train_step(None)),
+            )
             return logs
 
         self.train_function = lambda iterator: run_steps()
