@@ -17,6 +17,7 @@ _EXPORTS = {
     "build_model": "model",
     "TrainConfig": "training", "train": "training",
     "SampleWords": "callbacks", "BestModelCheckpoint": "callbacks", "StopOnNonFiniteLoss": "callbacks",
+    "AtomicCSVLogger": "callbacks",
     "sample_words": "sampling", "novelty": "sampling",
     "evaluate_splits": "evaluation", "fit_verdict": "evaluation", "SplitLoss": "evaluation",
     "Run": "runs",
