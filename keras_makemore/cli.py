@@ -124,7 +124,7 @@ def _train(args) -> int:
                   f"curve in {run_dir / 'lr_find.png'})")
         result = train(config, run_dir, verbose=0 if args.quiet else "auto",
                        num_samples=args.samples, resume=bool(args.resume), tensorboard=args.tensorboard)
-        if not (run_dir / "history.json").exists():  # a worker other than the chief: the chief saves the run
+        if not result.chief:
             print(f"worker finished: final loss {result.history['loss'][-1]:.4f}; the chief saved the run")
             return 0
     except KeyboardInterrupt:

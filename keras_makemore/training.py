@@ -28,6 +28,7 @@ from keras_makemore.callbacks import (AtomicCSVLogger, BestModelCheckpoint, Samp
 from keras_makemore.data import Corpus, load_names, make_dataset, read_words
 from keras_makemore.distribute import STRATEGIES, is_chief, make_strategy, worker_dir
 from keras_makemore.errors import UserError
+from keras_makemore.evaluation import mean_nll
 from keras_makemore.lr_finder import LRFinderResult, find_lr
 from keras_makemore.model import build_model
 
@@ -274,11 +275,13 @@ class _RandomMinibatchTrainer(keras.Model):
 def _placeholder_batches(trainer: _RandomMinibatchTrainer) -> tf.data.Dataset:
     """Batches for `fit` to iterate over, which `train_step` ignores.
 
-    They are shaped like real ones, one example per replica, because Keras
-    builds a model fitted under a strategy by calling it on the first batch.
+    They are shaped like real inputs, one example per replica, because Keras
+    builds a model fitted under a strategy on the first batch, averaged over
+    the replicas (a single tensor: `MultiWorkerMirroredStrategy.reduce` does
+    not take a tuple).
     """
     replicas = trainer.distribute_strategy.num_replicas_in_sync
-    batch = (trainer._x[:replicas], trainer._y[:replicas])
+    batch = tf.zeros([replicas, trainer._x.shape[1]])
     return _unsharded(tf.data.Dataset.from_tensors(batch).repeat())
 
 
@@ -289,6 +292,7 @@ class TrainResult:
     corpus: Corpus
     history: dict[str, list[float]]
     config: TrainConfig
+    chief: bool = True  # False on the workers of a cluster that do not write the run
 
 
 def file_sha256(path: str | os.PathLike) -> str:
@@ -370,7 +374,11 @@ def _fit(trainer, config, corpus, run_dir, out_dir, chief, callbacks, verbose, n
     x_val, y_val = corpus.examples("val")
     total, epochs, steps_per_epoch, _ = plan_steps(config, len(x_train))
     stop_on_nan = StopOnNonFiniteLoss()
+    # Keras' evaluate under MultiWorkerMirroredStrategy fails on (x, y) batches (its strategy.reduce of
+    # the first batch takes no tuple), so each worker validates its own copy of the synchronised weights.
+    multiworker = config.strategy == "multiworker"
     all_callbacks = [
+        *([_LocalValidation(model, x_val, y_val)] if multiworker else []),
         keras.callbacks.BackupAndRestore(str(out_dir / BACKUP_DIR), double_checkpoint=True),
         stop_on_nan,
     ]
@@ -404,7 +412,8 @@ def _fit(trainer, config, corpus, run_dir, out_dir, chief, callbacks, verbose, n
         _placeholder_batches(trainer),
         epochs=epochs,
         steps_per_epoch=steps_per_epoch,
-        validation_data=_validation_batches(x_val, y_val, trainer.distribute_strategy.num_replicas_in_sync),
+        validation_data=None if multiworker else _validation_batches(
+            x_val, y_val, trainer.distribute_strategy.num_replicas_in_sync),
         callbacks=all_callbacks,
         shuffle=False,  # minibatches are drawn at random in train_step
         verbose=verbose,
@@ -416,7 +425,7 @@ def _fit(trainer, config, corpus, run_dir, out_dir, chief, callbacks, verbose, n
             f"lower the learning rate (--lr, now {config.lr}) and train again into a new --out"
         )
     if not chief:
-        return TrainResult(run_dir, model, corpus, fitted.history, config)
+        return TrainResult(run_dir, model, corpus, fitted.history, config, chief=False)
     history = _read_history(run_dir)
     _atomic.write_json(run_dir / HISTORY_JSON, history | {"train_seconds_last_session": round(elapsed, 3)})
     best = keras.saving.load_model(run_dir / MODEL_FILE)
@@ -441,6 +450,9 @@ def _make_trainer(config: TrainConfig, corpus: Corpus, total: int, steps_per_exe
             jit_compile=False,  # the training loop is compiled as a whole in make_train_function
         )
         trainer.build((None, config.block_size))
+        # Keras builds the loss on the first batch of a fit under a strategy; `_placeholder_batches`
+        # carry no targets, so build it here on a real example.
+        trainer.compute_loss(y=y_train[:1], y_pred=trainer(x_train[:1]))
     return trainer
 
 
@@ -452,6 +464,18 @@ def _check_replicas(config: TrainConfig, replicas: int) -> None:
         # Measured: XLA cannot compile a loop whose variables live on several devices.
         raise UserError(f"XLA compiles the training loop for one device, and strategy {config.strategy} runs "
                         f"{replicas} replicas: pass --xla auto or off")
+
+
+class _LocalValidation(keras.callbacks.Callback):
+    """Add `val_loss`, the mean NLL of `model` on `(x, y)`, to each epoch's logs."""
+
+    def __init__(self, model: keras.Model, x: np.ndarray, y: np.ndarray):
+        super().__init__()
+        self._network, self._x, self._y = model, x, y
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs["val_loss"] = mean_nll(self._network, self._x, self._y)
 
 
 def _validation_batches(x: np.ndarray, y: np.ndarray, replicas: int) -> tf.data.Dataset:
