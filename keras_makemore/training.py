@@ -272,7 +272,7 @@ class _RandomMinibatchTrainer(keras.Model):
         return self.train_function
 
 
-def _placeholder_batches(trainer: _RandomMinibatchTrainer) -> tf.data.Dataset:
+def _placeholder_batches(replicas: int = 1, block_size: int = 1) -> tf.data.Dataset:
     """Batches for `fit` to iterate over, which `train_step` ignores.
 
     They are shaped like real inputs, one example per replica, because Keras
@@ -280,9 +280,7 @@ def _placeholder_batches(trainer: _RandomMinibatchTrainer) -> tf.data.Dataset:
     the replicas (a single tensor: `MultiWorkerMirroredStrategy.reduce` does
     not take a tuple).
     """
-    replicas = trainer.distribute_strategy.num_replicas_in_sync
-    batch = tf.zeros([replicas, trainer._x.shape[1]])
-    return _unsharded(tf.data.Dataset.from_tensors(batch).repeat())
+    return _unsharded(tf.data.Dataset.from_tensors(tf.zeros([replicas, block_size])).repeat())
 
 
 @dataclasses.dataclass
@@ -409,7 +407,7 @@ def _fit(trainer, config, corpus, run_dir, out_dir, chief, callbacks, verbose, n
                   f"{config.batch_size // replicas} per replica x {replicas} replicas")
     started = time.perf_counter()
     fitted = trainer.fit(
-        _placeholder_batches(trainer),
+        _placeholder_batches(trainer.distribute_strategy.num_replicas_in_sync, config.block_size),
         epochs=epochs,
         steps_per_epoch=steps_per_epoch,
         validation_data=None if multiworker else _validation_batches(
@@ -577,7 +575,7 @@ def find_lr_for_config(config: TrainConfig, run_dir: str | os.PathLike | None = 
                     seed=config.split_seed)
     total, *_ = plan_steps(config, len(corpus.examples("train")[0]))
     trainer = _make_trainer(config, corpus, total, 1, strategy)
-    result = find_lr(trainer, _placeholder_batches(trainer), **finder_args)
+    result = find_lr(trainer, _placeholder_batches(strategy.num_replicas_in_sync, config.block_size), **finder_args)
     if run_dir is not None:
         _prepare_run_dir(Path(run_dir))
         result.save(run_dir)

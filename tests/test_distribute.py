@@ -72,8 +72,9 @@ def test_two_local_workers_train_like_one(words_path, tmp_path):
     single = run_cli("train", "--data", str(words_path), "--out", str(tmp_path / "single"), *_FLAGS)
     assert single.returncode == 0, single.stderr[-2000:]
     one = json.loads((tmp_path / "single" / "history.json").read_text())
-    assert history["loss"][-1] == pytest.approx(one["loss"][-1], abs=0.1)
-    assert history["val_loss"][-1] == pytest.approx(one["val_loss"][-1], abs=0.2)
+    # Same minibatches, same weights: the two workers reach the loss of one.
+    for key in ("loss", "val_loss"):
+        assert history[key] == pytest.approx(one[key], rel=1e-3)
     assert not (tmp_path / "run" / "backup").exists()
 
 
@@ -90,3 +91,10 @@ def test_batch_must_split_over_replicas_and_xla_on_is_refused():
         _check_replicas(TrainConfig(batch_size=15, strategy="mirrored"), 2)
     with pytest.raises(UserError, match="--xla auto or off"):
         _check_replicas(TrainConfig(xla="on", strategy="mirrored"), 2)
+
+
+def test_lr_auto_on_a_cluster_is_refused_with_a_recipe(words_path, tmp_path):
+    tf_config = json.dumps({"cluster": {"worker": [f"127.0.0.1:{_free_port()}"]}, "task": {"type": "worker", "index": 0}})
+    out = run_cli("train", "--data", str(words_path), "--strategy", "multiworker", "--lr", "auto",
+                  "--out", str(tmp_path / "r"), env={"TF_CONFIG": tf_config})
+    assert out.returncode == 2 and "lr-find" in out.stderr and "Traceback" not in out.stderr
