@@ -39,14 +39,14 @@ def _add_model_flags(p) -> None:
     """
     p.add_argument("--data", metavar="FILE", help="UTF-8 text file, one word a line (default: makemore's names.txt, downloaded once)")
     p.add_argument("--preset", default="lecture", help="named settings: lecture (default) or best; see the README")
-    p.add_argument("--block-size", type=int, metavar="N", help="characters of context (lecture: 3)")
-    p.add_argument("--embed-dim", type=int, metavar="N", help="embedding size (lecture: 10)")
-    p.add_argument("--hidden", type=int, dest="hidden_units", metavar="N", help="tanh hidden units (lecture: 200)")
+    p.add_argument("--block-size", type=int, metavar="N", help="characters of context (lecture preset: 3)")
+    p.add_argument("--embed-dim", type=int, metavar="N", help="embedding size (lecture preset: 10)")
+    p.add_argument("--hidden", type=int, dest="hidden_units", metavar="N", help="tanh hidden units (lecture preset: 200)")
     p.add_argument("--dropout", type=float, metavar="RATE", help="dropout on the hidden layer (default 0)")
     p.add_argument("--direct-connections", action="store_const", const=True,
                    help="add Bengio's direct embedding-to-output connections")
-    p.add_argument("--batch-size", type=int, metavar="N", help="minibatch size (lecture: 32)")
-    p.add_argument("--optimizer", choices=["sgd", "adam", "adamw"], help="lecture: sgd")
+    p.add_argument("--batch-size", type=int, metavar="N", help="minibatch size (lecture preset: 128)")
+    p.add_argument("--optimizer", choices=["sgd", "adam", "adamw"], help="lecture preset: sgd")
     p.add_argument("--weight-decay", type=float, metavar="WD", help="decoupled weight decay (default 0)")
     p.add_argument("--xla", choices=["auto", "on", "off"], help="compile training steps with XLA (default auto: on unless dropout)")
     p.add_argument("--seed", type=int, help="seed of weights and minibatches (default 42)")
@@ -73,19 +73,19 @@ def _add_train(sub) -> None:
         "train", help="train a model into a run directory",
         description="Train the MLP language model with model.fit and save model, vocabulary, "
                     "config and history into a run directory. With no flags: the lecture's "
-                    "network and schedule (--preset lecture) on makemore's names.txt. "
+                    "network (--preset lecture) on makemore's names.txt. "
                     "Flags override the preset's values.",
     )
     _add_model_flags(p)
     p.add_argument("--out", metavar="RUN_DIR", help="run directory to create (default: runs/<date-time>)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run from its last checkpoint, with its own settings")
     length = p.add_mutually_exclusive_group()
-    length.add_argument("--steps", type=int, metavar="N", help="optimizer steps (lecture: 200000)")
+    length.add_argument("--steps", type=int, metavar="N", help="optimizer steps (lecture preset: 150000)")
     length.add_argument("--epochs", type=int, metavar="N", help="passes over the training words, instead of --steps")
     p.add_argument("--lr", type=_learning_rate,
-                   help="initial learning rate (lecture: 0.1); auto: run lr-find first and train with its suggestion")
+                   help="initial learning rate (lecture preset: 0.2); auto: run lr-find first and train with its suggestion")
     p.add_argument("--lr-schedule", choices=["step", "cosine", "constant"],
-                   help="step: rate/10 half-way, as in the lecture; cosine: decay to 1%%; constant")
+                   help="step: rate/10 half-way, as in the lecture; cosine: decay to 1%% (lecture preset); constant")
     p.add_argument("--lr-drop", type=_lr_drop, action="append", dest="lr_drops", metavar="STEP:RATE",
                    help="switch to RATE from STEP on (repeatable); replaces --lr-schedule. "
                         "The lecture: --lr 0.1 --lr-drop 100000:0.01")

@@ -161,8 +161,11 @@ PRESETS: dict[str, dict] = {
     # batch 128 and a cosine decay reach a lower val loss in less time.
     "lecture": dict(block_size=3, embed_dim=10, hidden_units=200, batch_size=128, steps=150_000,
                     optimizer="sgd", lr=0.2, lr_schedule="cosine"),
-    "best": dict(block_size=8, embed_dim=24, hidden_units=512, batch_size=256, steps=40_000, eval_every=5_000,
-                 optimizer="adamw", lr=3e-3, lr_schedule="cosine", weight_decay=0.05),
+    # A flat MLP tuned on the val split: 8 characters of context, a wider
+    # embedding and hidden layer, dropout and decoupled weight decay. XLA on:
+    # measured as fast as without it for this dropout model.
+    "best": dict(block_size=8, embed_dim=32, hidden_units=768, dropout=0.15, batch_size=256, steps=100_000,
+                 optimizer="adamw", lr=3e-3, lr_schedule="cosine", weight_decay=0.05, xla="on"),
 }
 
 
@@ -263,8 +266,13 @@ class _RandomMinibatchTrainer(keras.Model):
 
         @tf.function(jit_compile=self._xla)
         def run_steps():
-            for _ in tf.range(self.steps_per_execution - 1):
-                strategy.run(self.train_step, args=(None,))
+            # An explicit while_loop rather than a Python loop that AutoGraph
+            # would have to convert: it holds even where the source is unreadable.
+            tf.while_loop(
+                lambda step: step < self.steps_per_execution - 1,
+                lambda step: (strategy.run(self.train_step, args=(None,)), step + 1)[1],
+                (tf.constant(0),),
+            )
             logs = strategy.run(self.train_step, args=(None,))
             return tf.nest.map_structure(lambda v: strategy.reduce("MEAN", v, axis=None), logs)
 
