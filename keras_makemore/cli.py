@@ -55,7 +55,7 @@ def _add_model_flags(p) -> None:
 
 _CONFIG_FLAGS = ("data", "block_size", "embed_dim", "hidden_units", "dropout", "direct_connections",
                  "batch_size", "steps", "epochs", "optimizer", "lr", "lr_schedule", "lr_drops",
-                 "weight_decay", "xla", "seed", "split_seed", "eval_every")
+                 "weight_decay", "xla", "seed", "split_seed", "eval_every", "strategy")
 
 
 def _config_from_args(args):
@@ -94,6 +94,9 @@ def _add_train(sub) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar or samples")
     p.add_argument("--tensorboard", action="store_true",
                    help="also log losses, learning rate and the embedding projector into RUN_DIR/tensorboard")
+    p.add_argument("--strategy", choices=["default", "mirrored", "multiworker"],
+                   help="tf.distribute strategy: default (one device), mirrored (all local GPUs or logical CPUs), "
+                        "multiworker (the cluster in TF_CONFIG; the chief writes the run). --batch-size stays global")
     p.set_defaults(func=_train)
 
 
@@ -121,6 +124,9 @@ def _train(args) -> int:
                   f"curve in {run_dir / 'lr_find.png'})")
         result = train(config, run_dir, verbose=0 if args.quiet else "auto",
                        num_samples=args.samples, resume=bool(args.resume), tensorboard=args.tensorboard)
+        if not result.chief:
+            print(f"worker finished: final loss {result.history['loss'][-1]:.4f}; the chief saved the run")
+            return 0
     except KeyboardInterrupt:
         print(f"\nkeras-makemore: training interrupted; continue it with "
               f"`keras-makemore train --resume {run_dir}`", file=sys.stderr)

@@ -26,7 +26,9 @@ from keras_makemore import _atomic
 from keras_makemore.callbacks import (AtomicCSVLogger, BestModelCheckpoint, SampleWords, StopOnNonFiniteLoss,
                                       read_csv_rows, tensorboard_callbacks)
 from keras_makemore.data import Corpus, load_names, make_dataset, read_words
+from keras_makemore.distribute import STRATEGIES, is_chief, make_strategy, worker_dir
 from keras_makemore.errors import UserError
+from keras_makemore.evaluation import mean_nll
 from keras_makemore.lr_finder import LRFinderResult, find_lr
 from keras_makemore.model import build_model
 
@@ -75,6 +77,10 @@ class TrainConfig:
             does not, `"auto"` (default) uses XLA unless the model has dropout
             (measured: XLA doubles the speed of the plain MLP on CPU but slows
             a dropout model down many times).
+        strategy: the `tf.distribute` strategy: `"default"` (one device),
+            `"mirrored"` (all local GPUs, or logical CPUs) or `"multiworker"`
+            (the cluster in `TF_CONFIG`). `batch_size` stays the global batch:
+            each of the replicas trains on its share of it.
     """
 
     data: str | None = None
@@ -95,6 +101,7 @@ class TrainConfig:
     weight_decay: float = 0.0
     direct_connections: bool = False
     xla: str = "auto"
+    strategy: str = "default"
 
     def validate(self) -> None:
         for name in ("block_size", "embed_dim", "hidden_units", "batch_size", "eval_every"):
@@ -114,6 +121,8 @@ class TrainConfig:
             raise UserError(f"unknown lr schedule {self.lr_schedule!r}: choose one of {', '.join(LR_SCHEDULES)}")
         if self.xla not in XLA_MODES:
             raise UserError(f"unknown xla mode {self.xla!r}: choose one of {', '.join(XLA_MODES)}")
+        if self.strategy not in STRATEGIES:
+            raise UserError(f"unknown strategy {self.strategy!r}: choose one of {', '.join(STRATEGIES)}")
         if not 0 <= self.dropout < 1:
             raise UserError(f"dropout must be in [0, 1), got {self.dropout}")
         if not 0 <= self.weight_decay < 1:
@@ -216,6 +225,11 @@ class _RandomMinibatchTrainer(keras.Model):
     Because no step reads the input pipeline, a whole chunk of
     `steps_per_execution` steps runs as one graph loop, optionally compiled by
     XLA as a unit (Keras' own `jit_compile` compiles one step at a time).
+
+    Under a `tf.distribute` strategy (the one whose scope the wrapper is built
+    in) every replica draws the same `batch_size` indices and trains on its own
+    slice of them, so the replicas together train on exactly the minibatch one
+    device would; Keras all-reduces the gradients.
     """
 
     def __init__(self, model: keras.Model, x: np.ndarray, y: np.ndarray, batch_size: int, seed: int,
@@ -238,31 +252,43 @@ class _RandomMinibatchTrainer(keras.Model):
             [self._batch_size], seed=tf.stack([tf.constant(self._seed, tf.int32), step]),
             maxval=tf.shape(self._x)[0], dtype=tf.int32,
         )
+        replicas = self.distribute_strategy.num_replicas_in_sync
+        if replicas > 1:
+            share = self._batch_size // replicas
+            replica = tf.distribute.get_replica_context().replica_id_in_sync_group
+            index = index[replica * share:(replica + 1) * share]
         return super().train_step((tf.gather(self._x, index), tf.gather(self._y, index)))
 
     def make_train_function(self, force=False):
         if self.train_function is not None and not force:
             return self.train_function
-        if tf.distribute.has_strategy():
-            return super().make_train_function(force)
+        strategy = self.distribute_strategy  # the default strategy's `run` just calls the step
 
         @tf.function(jit_compile=self._xla)
         def run_steps():
             # An explicit while_loop rather than a Python loop that AutoGraph
             # would have to convert: it holds even where the source is unreadable.
-            _, logs = tf.while_loop(
-                lambda step, _: step < self.steps_per_execution - 1,
-                lambda step, _: (step + 1, self.train_step(None)),
-                (tf.constant(0), self.train_step(None)),
+            tf.while_loop(
+                lambda step: step < self.steps_per_execution - 1,
+                lambda step: (strategy.run(self.train_step, args=(None,)), step + 1)[1],
+                (tf.constant(0),),
             )
-            return logs
+            logs = strategy.run(self.train_step, args=(None,))
+            return tf.nest.map_structure(lambda v: strategy.reduce("MEAN", v, axis=None), logs)
 
         self.train_function = lambda iterator: run_steps()
         return self.train_function
 
 
-def _placeholder_batches() -> tf.data.Dataset:
-    return tf.data.Dataset.from_tensors(tf.zeros([1], tf.int32)).repeat()
+def _placeholder_batches(replicas: int = 1, block_size: int = 1) -> tf.data.Dataset:
+    """Batches for `fit` to iterate over, which `train_step` ignores.
+
+    They are shaped like real inputs, one example per replica, because Keras
+    builds a model fitted under a strategy on the first batch, averaged over
+    the replicas (a single tensor: `MultiWorkerMirroredStrategy.reduce` does
+    not take a tuple).
+    """
+    return _unsharded(tf.data.Dataset.from_tensors(tf.zeros([replicas, block_size])).repeat())
 
 
 @dataclasses.dataclass
@@ -272,6 +298,7 @@ class TrainResult:
     corpus: Corpus
     history: dict[str, list[float]]
     config: TrainConfig
+    chief: bool = True  # False on the workers of a cluster that do not write the run
 
 
 def file_sha256(path: str | os.PathLike) -> str:
@@ -305,23 +332,30 @@ def train(
             projector into `run_dir/tensorboard` (needs the tensorboard package).
 
     Returns:
-        A `TrainResult` with the best-validation model and the history.
+        A `TrainResult` with the best-validation model and the history. On a
+        worker other than the chief (`config.strategy == "multiworker"`),
+        nothing is written into `run_dir`, and the result holds the last
+        weights and this session's history.
     """
     run_dir = Path(run_dir)
     if resume:
         config = _load_config_for_resume(run_dir)
-    else:
-        _check_new_run_dir(run_dir)
     config.validate()
+    if resume and config.strategy == "multiworker":
+        raise UserError("a multi-worker run cannot be resumed: its workers' checkpoints are not kept; "
+                        "train again into a new --out")
+    strategy = make_strategy(config.strategy)  # first: a cluster must be set up before other TF work
+    chief = is_chief(strategy)
+    if not resume and chief:
+        _check_new_run_dir(run_dir)
+    _check_replicas(config, strategy.num_replicas_in_sync)
     data_path = Path(config.data) if config.data else load_names()
     corpus = Corpus(read_words(data_path), config.block_size, seed=config.split_seed)
     _check_model_size(config, corpus.vocab.size)
-    x_train, y_train = corpus.examples("train")
-    x_val, y_val = corpus.examples("val")
-    total, epochs, steps_per_epoch, steps_per_execution = plan_steps(config, len(x_train))
-    tb_callbacks = tensorboard_callbacks(run_dir / TENSORBOARD_DIR, corpus.vocab) if tensorboard else []
+    total, _, _, steps_per_execution = plan_steps(config, len(corpus.examples("train")[0]))
+    tb_callbacks = tensorboard_callbacks(run_dir / TENSORBOARD_DIR, corpus.vocab) if tensorboard and chief else []
 
-    if not resume:
+    if not resume and chief:
         _prepare_run_dir(run_dir)
         corpus.vocab.save(run_dir / VOCAB_FILE)
         saved = config.to_json() | {
@@ -333,18 +367,34 @@ def train(
         }
         _atomic.write_json(run_dir / CONFIG_FILE, saved)
 
-    trainer = _make_trainer(config, corpus, total, steps_per_execution)
-    model = trainer.network
+    trainer = _make_trainer(config, corpus, total, steps_per_execution, strategy)
+    with worker_dir(run_dir, chief) as out_dir:
+        return _fit(trainer, config, corpus, run_dir, out_dir, chief, [*callbacks, *tb_callbacks], verbose,
+                    num_samples, resume)
 
+
+def _fit(trainer, config, corpus, run_dir, out_dir, chief, callbacks, verbose, num_samples, resume) -> TrainResult:
+    """`train`'s fit; the chief writes into `run_dir`, other workers' checkpoints go to `out_dir`."""
+    model = trainer.network
+    x_train, _ = corpus.examples("train")
+    x_val, y_val = corpus.examples("val")
+    total, epochs, steps_per_epoch, _ = plan_steps(config, len(x_train))
     stop_on_nan = StopOnNonFiniteLoss()
+    # Keras' evaluate under MultiWorkerMirroredStrategy fails on (x, y) batches (its strategy.reduce of
+    # the first batch takes no tuple), so each worker validates its own copy of the synchronised weights.
+    multiworker = config.strategy == "multiworker"
     all_callbacks = [
-        keras.callbacks.BackupAndRestore(str(run_dir / BACKUP_DIR), double_checkpoint=True),
+        *([_LocalValidation(model, x_val, y_val)] if multiworker else []),
+        keras.callbacks.BackupAndRestore(str(out_dir / BACKUP_DIR), double_checkpoint=True),
         stop_on_nan,
-        BestModelCheckpoint(run_dir / MODEL_FILE, model, initial_best=_best_val_loss(run_dir)),
-        AtomicCSVLogger(run_dir / HISTORY_CSV),
-        *callbacks,
-        *tb_callbacks,
     ]
+    if chief:
+        all_callbacks += [
+            BestModelCheckpoint(run_dir / MODEL_FILE, model, initial_best=_best_val_loss(run_dir)),
+            AtomicCSVLogger(run_dir / HISTORY_CSV),
+        ]
+    all_callbacks += callbacks
+    verbose = verbose if chief else 0
     show_progress = verbose != 0
     if show_progress:
         # Listed before SampleWords so the epoch's last progress line is printed before the samples.
@@ -359,12 +409,17 @@ def train(
             f"({len(corpus.split.train):,} words) for {total:,} steps of batch {config.batch_size}, "
             f"validating every {steps_per_epoch:,} steps"
         )
+        replicas = trainer.distribute_strategy.num_replicas_in_sync
+        if config.strategy != "default":
+            print(f"strategy {config.strategy}: global batch {config.batch_size} = "
+                  f"{config.batch_size // replicas} per replica x {replicas} replicas")
     started = time.perf_counter()
-    trainer.fit(
-        _placeholder_batches(),
+    fitted = trainer.fit(
+        _placeholder_batches(trainer.distribute_strategy.num_replicas_in_sync, config.block_size),
         epochs=epochs,
         steps_per_epoch=steps_per_epoch,
-        validation_data=make_dataset(x_val, y_val, batch_size=4096, shuffle=False),
+        validation_data=None if multiworker else _validation_batches(
+            x_val, y_val, trainer.distribute_strategy.num_replicas_in_sync),
         callbacks=all_callbacks,
         shuffle=False,  # minibatches are drawn at random in train_step
         verbose=verbose,
@@ -375,28 +430,71 @@ def train(
             f"training diverged: the loss became {stop_on_nan.bad_loss} near step {stop_on_nan.bad_step:,}; "
             f"lower the learning rate (--lr, now {config.lr}) and train again into a new --out"
         )
+    if not chief:
+        return TrainResult(run_dir, model, corpus, fitted.history, config, chief=False)
     history = _read_history(run_dir)
     _atomic.write_json(run_dir / HISTORY_JSON, history | {"train_seconds_last_session": round(elapsed, 3)})
     best = keras.saving.load_model(run_dir / MODEL_FILE)
     return TrainResult(run_dir, best, corpus, history, config)
 
 
-def _make_trainer(config: TrainConfig, corpus: Corpus, total: int, steps_per_execution: int) -> _RandomMinibatchTrainer:
-    """The freshly initialised model, wrapped and compiled as `train` runs it."""
+def _make_trainer(config: TrainConfig, corpus: Corpus, total: int, steps_per_execution: int,
+                  strategy: tf.distribute.Strategy) -> _RandomMinibatchTrainer:
+    """The freshly initialised model, wrapped and compiled under `strategy` as `train` runs it."""
     x_train, y_train = corpus.examples("train")
-    keras.utils.set_random_seed(config.seed)
-    model = build_model(corpus.vocab.size, config.block_size, config.embed_dim, config.hidden_units,
-                        dropout=config.dropout, direct_connections=config.direct_connections)
-    xla = config.xla == "on" or (config.xla == "auto" and not config.dropout)
-    trainer = _RandomMinibatchTrainer(model, x_train, y_train, config.batch_size, config.seed, xla=xla)
-    trainer.compile(
-        optimizer=make_optimizer(config, total),
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        steps_per_execution=steps_per_execution,
-        jit_compile=False,  # the training loop is compiled as a whole in make_train_function
-    )
-    trainer.build((None, config.block_size))
+    replicas = strategy.num_replicas_in_sync
+    xla = config.xla == "on" or (config.xla == "auto" and not config.dropout and replicas == 1)
+    with strategy.scope():
+        keras.utils.set_random_seed(config.seed)
+        model = build_model(corpus.vocab.size, config.block_size, config.embed_dim, config.hidden_units,
+                            dropout=config.dropout, direct_connections=config.direct_connections)
+        trainer = _RandomMinibatchTrainer(model, x_train, y_train, config.batch_size, config.seed, xla=xla)
+        trainer.compile(
+            optimizer=make_optimizer(config, total),
+            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+            steps_per_execution=steps_per_execution,
+            jit_compile=False,  # the training loop is compiled as a whole in make_train_function
+        )
+        trainer.build((None, config.block_size))
+        # Keras builds the loss on the first batch of a fit under a strategy; `_placeholder_batches`
+        # carry no targets, so build it here on a real example.
+        trainer.compute_loss(y=y_train[:1], y_pred=trainer(x_train[:1]))
     return trainer
+
+
+def _check_replicas(config: TrainConfig, replicas: int) -> None:
+    if config.batch_size % replicas:
+        raise UserError(f"batch size {config.batch_size} does not split evenly over {replicas} replicas: "
+                        f"pass a --batch-size that is a multiple of {replicas}")
+    if config.xla == "on" and replicas > 1:
+        # Measured: XLA cannot compile a loop whose variables live on several devices.
+        raise UserError(f"XLA compiles the training loop for one device, and strategy {config.strategy} runs "
+                        f"{replicas} replicas: pass --xla auto or off")
+
+
+class _LocalValidation(keras.callbacks.Callback):
+    """Add `val_loss`, the mean NLL of `model` on `(x, y)`, to each epoch's logs."""
+
+    def __init__(self, model: keras.Model, x: np.ndarray, y: np.ndarray):
+        super().__init__()
+        self._network, self._x, self._y = model, x, y
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs["val_loss"] = mean_nll(self._network, self._x, self._y)
+
+
+def _validation_batches(x: np.ndarray, y: np.ndarray, replicas: int) -> tf.data.Dataset:
+    """Batches of up to 4096 examples; the first splits evenly over the replicas, as Keras needs to build."""
+    batch_size = max(replicas, min(4096, len(x)) // replicas * replicas)
+    return _unsharded(make_dataset(x, y, batch_size=batch_size, shuffle=False))
+
+
+def _unsharded(dataset: tf.data.Dataset) -> tf.data.Dataset:
+    """Every worker reads the whole dataset (the validation set is small; sharding it could starve a worker)."""
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
+    return dataset.with_options(options)
 
 
 def _check_new_run_dir(run_dir: Path) -> None:
@@ -476,10 +574,16 @@ def find_lr_for_config(config: TrainConfig, run_dir: str | os.PathLike | None = 
     if run_dir is not None:
         _check_new_run_dir(Path(run_dir))
     config.validate()
+    if config.strategy == "multiworker":
+        raise UserError("the learning-rate sweep runs on one host: run `keras-makemore lr-find` there "
+                        "(--strategy default or mirrored), then train the cluster with --lr RATE")
+    strategy = make_strategy(config.strategy)
+    _check_replicas(config, strategy.num_replicas_in_sync)
     corpus = Corpus(read_words(Path(config.data) if config.data else load_names()), config.block_size,
                     seed=config.split_seed)
     total, *_ = plan_steps(config, len(corpus.examples("train")[0]))
-    result = find_lr(_make_trainer(config, corpus, total, 1), _placeholder_batches(), **finder_args)
+    trainer = _make_trainer(config, corpus, total, 1, strategy)
+    result = find_lr(trainer, _placeholder_batches(strategy.num_replicas_in_sync, config.block_size), **finder_args)
     if run_dir is not None:
         _prepare_run_dir(Path(run_dir))
         result.save(run_dir)
