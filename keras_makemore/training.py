@@ -264,16 +264,16 @@ class _RandomMinibatchTrainer(keras.Model):
             return self.train_function
         strategy = self.distribute_strategy  # the default strategy's `run` just calls the step
 
+        def one_step(step):
+            strategy.run(self.train_step, args=(None,))  # its variable updates are kept by tf.function
+            return step + 1
+
         @tf.function(jit_compile=self._xla)
         def run_steps():
             # An explicit while_loop rather than a Python loop that AutoGraph
             # would have to convert: it holds even where the source is unreadable.
-            tf.while_loop(
-                lambda step: step < self.steps_per_execution - 1,
-                lambda step: (strategy.run(self.train_step, args=(None,)), step + 1)[1],
-                (tf.constant(0),),
-            )
-            logs = strategy.run(self.train_step, args=(None,))
+            tf.while_loop(lambda step: step < self.steps_per_execution - 1, one_step, (tf.constant(0),))
+            logs = strategy.run(self.train_step, args=(None,))  # the last step's logs are the chunk's
             return tf.nest.map_structure(lambda v: strategy.reduce("MEAN", v, axis=None), logs)
 
         self.train_function = lambda iterator: run_steps()
