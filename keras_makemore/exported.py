@@ -60,8 +60,7 @@ class ExportedModel:
 
     def next_token(self, contexts: np.ndarray) -> dict[str, np.ndarray]:
         """`{"logits", "probabilities"}`, float32 `[batch, vocab]`, for int32 contexts `[batch, block_size]`."""
-        out = self._signatures["next_token"](context=np.asarray(contexts, dtype=np.int32))
-        return {k: np.asarray(v) for k, v in out.items()}
+        return self._signatures["next_token"](context=np.asarray(contexts, dtype=np.int32))
 
     def generate(self, seed: int = 0, num_words: int = 1, temperature: float = 1.0) -> list[str]:
         """`num_words` words sampled inside the graph from `seed`; one invoke."""
@@ -112,7 +111,35 @@ def _litert_signatures(path: Path) -> dict:
         interpreter = Interpreter(model_path=str(path))
     except ValueError as e:
         raise UserError(f"{path} is not a valid LiteRT model ({str(e).splitlines()[0]}): export it again") from None
-    return {name: interpreter.get_signature_runner(name) for name in interpreter.get_signature_list()}
+    return {name: _LiteRTSignature(interpreter.get_signature_runner(name)) for name in interpreter.get_signature_list()}
+
+
+class _LiteRTSignature:
+    """A LiteRT signature that resizes and allocates its tensors only when the input shapes change.
+
+    `SignatureRunner.__call__` resizes every input and re-plans the
+    subgraph's memory on every call, which from Python costs more than the
+    model itself on one context. Here an input of the shape the subgraph was
+    last allocated for goes straight in; the interpreter rejects one of any
+    other shape, and only then does the runner resize and allocate.
+    """
+
+    def __init__(self, runner):
+        self._runner = runner
+        self._interpreter = runner._interpreter_wrapper
+        self._subgraph = runner._subgraph_index
+        self._inputs = dict(runner._inputs)
+        self._outputs = list(runner._outputs)
+
+    def __call__(self, **inputs: np.ndarray) -> dict[str, np.ndarray]:
+        interpreter, subgraph = self._interpreter, self._subgraph
+        try:
+            for name, value in inputs.items():
+                interpreter.SetTensor(self._inputs[name], value, subgraph)
+        except ValueError:  # another shape than allocated, or not allocated yet
+            return self._runner(**inputs)
+        interpreter.Invoke(subgraph)
+        return {name: interpreter.GetTensor(index, subgraph) for name, index in self._outputs}
 
 
 def _saved_model_signatures(path: Path) -> dict:

@@ -63,6 +63,25 @@ def test_signatures_carry_model_and_vocabulary(exported, artifact):
     np.testing.assert_allclose(out["logits"], np.asarray(run.model(x)), atol=1e-5)
 
 
+def test_litert_calls_of_changing_shapes_and_signatures_match_a_fresh_runner(exported):
+    """The reused allocation must never serve a call of another shape, or one after another signature."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    run, report = exported
+    x, _ = run.corpus().examples("val")
+    model = ExportedModel(report.litert)
+    for batch in (x[:1], x[1:2], x[:5], x[5:10], x[:1], x[7:8]):
+        fresh = Interpreter(model_path=str(report.litert)).get_signature_runner("next_token")(context=batch)
+        got = model.next_token(batch)
+        assert got.keys() == fresh.keys()
+        for name in got:
+            np.testing.assert_array_equal(got[name], fresh[name])
+        assert model.generate(seed=len(batch), num_words=3) == model.generate(seed=len(batch), num_words=3)
+    with pytest.raises((ValueError, RuntimeError)):
+        model.next_token(np.zeros((1, 4), np.int32))  # a context of the wrong width still fails
+    np.testing.assert_allclose(model.next_token(x[:1])["logits"], np.asarray(run.model(x[:1])), atol=1e-5)
+
+
 def test_signature_lists_agree_between_litert_and_saved_model(exported):
     from ai_edge_litert.interpreter import Interpreter
 
