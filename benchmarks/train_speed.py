@@ -1,8 +1,9 @@
 """Training speed: plain `model.fit` against keras-makemore's path (and PyTorch, if installed).
 
-Prints three tables: speed on the lecture MLP (block 3, embed 10, hidden 200,
+Prints four tables: speed on the lecture MLP (block 3, embed 10, hidden 200,
 batch 32) with ratios and peak memory; time per epoch as the data grows (1x,
-4x, 16x the names); and steps/s as the hidden layer widens. Every figure comes
+4x, 16x the names); steps/s as the hidden layer widens; and the best preset's
+network with and without XLA. Every figure comes
 from its own subprocesses, so peak RSS is that configuration's alone, and is
 the fastest of --tries runs. A row for a bare hand-written XLA loop shows
 what this machine allows at all.
@@ -56,6 +57,23 @@ def _measure_keras(method: str, steps: int, data: str, repeat: int, hidden: int)
     start = time.perf_counter()
     fitted.fit(ds, steps_per_epoch=steps, epochs=1, verbose=0)
     return {"seconds": time.perf_counter() - start, "examples": len(x)}
+
+
+def _measure_best_preset(xla: bool, steps: int, data: str) -> dict:
+    """`--preset best`'s network and recipe (dropout 0.15, batch 256) through `train`'s own trainer."""
+    import tensorflow as tf
+
+    from keras_makemore.data import Corpus, read_words
+    from keras_makemore.training import TrainConfig, _make_trainer, _placeholder_batches
+
+    config = TrainConfig.from_preset("best", data=data, xla="on" if xla else "off")
+    corpus = Corpus(read_words(data), config.block_size, seed=42)
+    trainer = _make_trainer(config, corpus, config.steps, steps, tf.distribute.get_strategy())
+    batches = _placeholder_batches(1, config.block_size)
+    trainer.fit(batches, steps_per_epoch=steps, epochs=1, verbose=0)  # trace and warm up
+    start = time.perf_counter()
+    trainer.fit(batches, steps_per_epoch=steps, epochs=1, verbose=0)
+    return {"seconds": time.perf_counter() - start, "examples": len(corpus.examples("train")[0])}
 
 
 def _measure_handwritten(steps: int, data: str, repeat: int, hidden: int) -> dict:
@@ -137,6 +155,8 @@ def _one(args) -> None:
     os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
     if args.method == "torch":
         result = _measure_torch(args.steps, args.data, args.repeat, args.hidden)
+    elif args.method in ("best-xla", "best-noxla"):
+        result = _measure_best_preset(args.method == "best-xla", args.steps, args.data)
     elif args.method == "handwritten-xla":
         result = _measure_handwritten(args.steps, args.data, args.repeat, args.hidden)
     else:
@@ -220,6 +240,17 @@ def main() -> None:
         best = max(noxla["steps_per_s"], xla["steps_per_s"])
         print(f"| {hidden:>6} | {plain['steps_per_s']:>9,.0f} | {noxla['steps_per_s']:>12,.0f} | {xla['steps_per_s']:>9,.0f} | "
               f"{xla['steps_per_s'] / noxla['steps_per_s']:>11.2f}x | {best / plain['steps_per_s']:>11.2f}x |")
+
+
+    print("\n## The best preset's network (block 8, embed 32, hidden 768, dropout 0.15), batch 256\n")
+    steps = max(100, args.steps // 40)
+    noxla = _run("best-noxla", steps, args.data, args.tries)
+    xla = _run("best-xla", steps, args.data, args.tries)
+    if noxla and xla:
+        print(f"| {'no XLA steps/s':>14} | {'XLA steps/s':>11} | {'XLA / no XLA':>12} | {'100k steps with XLA':>19} |")
+        print(f"| {'-' * 14}: | {'-' * 11}: | {'-' * 12}: | {'-' * 19}: |")
+        print(f"| {noxla['steps_per_s']:>14,.0f} | {xla['steps_per_s']:>11,.0f} | "
+              f"{xla['steps_per_s'] / noxla['steps_per_s']:>11.2f}x | {100_000 / xla['steps_per_s']:>17.0f} s |")
 
 
 if __name__ == "__main__":
