@@ -60,7 +60,7 @@ def _measure_keras(method: str, steps: int, data: str, repeat: int, hidden: int)
 
 
 def _measure_best_preset(xla: bool, steps: int, data: str) -> dict:
-    """`--preset best`'s network and recipe (dropout 0.15, batch 256) through `train`'s own trainer."""
+    """`--preset best`'s network and recipe (with dropout, batch 256) through `train`'s own trainer."""
     import tensorflow as tf
 
     from keras_makemore.data import Corpus, read_words
@@ -241,16 +241,20 @@ def main() -> None:
         print(f"| {hidden:>6} | {plain['steps_per_s']:>9,.0f} | {noxla['steps_per_s']:>12,.0f} | {xla['steps_per_s']:>9,.0f} | "
               f"{xla['steps_per_s'] / noxla['steps_per_s']:>11.2f}x | {best / plain['steps_per_s']:>11.2f}x |")
 
+    from keras_makemore.training import PRESETS
 
-    print("\n## The best preset's network (block 8, embed 32, hidden 768, dropout 0.15), batch 256\n")
+    preset = PRESETS["best"]
+    print(f"\n## The best preset's network (block {preset['block_size']}, embed {preset['embed_dim']}, "
+          f"hidden {preset['hidden_units']}, dropout {preset['dropout']}), batch {preset['batch_size']}\n")
     steps = max(100, args.steps // 40)
     noxla = _run("best-noxla", steps, args.data, args.tries)
     xla = _run("best-xla", steps, args.data, args.tries)
     if noxla and xla:
-        print(f"| {'no XLA steps/s':>14} | {'XLA steps/s':>11} | {'XLA / no XLA':>12} | {'100k steps with XLA':>19} |")
-        print(f"| {'-' * 14}: | {'-' * 11}: | {'-' * 12}: | {'-' * 19}: |")
+        column = f"{preset['steps']:,} steps with XLA"
+        print(f"| {'no XLA steps/s':>14} | {'XLA steps/s':>11} | {'XLA / no XLA':>12} | {column:>22} |")
+        print(f"| {'-' * 14}: | {'-' * 11}: | {'-' * 12}: | {'-' * 22}: |")
         print(f"| {noxla['steps_per_s']:>14,.0f} | {xla['steps_per_s']:>11,.0f} | "
-              f"{xla['steps_per_s'] / noxla['steps_per_s']:>11.2f}x | {100_000 / xla['steps_per_s']:>17.0f} s |")
+              f"{xla['steps_per_s'] / noxla['steps_per_s']:>11.2f}x | {preset['steps'] / xla['steps_per_s']:>20.0f} s |")
 
 
 if __name__ == "__main__":
