@@ -125,13 +125,12 @@ def _serving_logits(model: keras.Model):
     more than its two dense layers do. Token ids are never negative, so the
     logits are the same.
     """
-    shape = model_shape(model)
     table = model.get_layer("embedding").embeddings
-    after_flatten = keras.Model(model.get_layer("concat").output, model.output)
-    width = shape["block_size"] * shape["embed_dim"]
+    flattened = model.get_layer("concat").output
+    after_flatten = keras.Model(flattened, model.output)
 
     def logits_fn(context):
-        return after_flatten(tf.reshape(tf.gather(table, context), [-1, width]), training=False)
+        return after_flatten(tf.reshape(tf.gather(table, context), [-1, flattened.shape[-1]]), training=False)
 
     return logits_fn
 

@@ -117,8 +117,8 @@ def _litert_signatures(path: Path) -> dict:
 class _LiteRTSignature:
     """A LiteRT signature that resizes and allocates its tensors only when the input shapes change.
 
-    `SignatureRunner.__call__` resizes every input and re-plans the
-    subgraph's memory on every call, which from Python costs more than the
+    `SignatureRunner.__call__` builds a shape array, resizes every input and
+    asks for allocation on every call, which from Python costs more than the
     model itself on one context. Here an input of the shape the subgraph was
     last allocated for goes straight in; the interpreter rejects one of any
     other shape, and only then does the runner resize and allocate.
