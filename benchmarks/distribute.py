@@ -14,7 +14,9 @@ import tempfile
 import time
 from pathlib import Path
 
-NAMES = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "names.txt"
+from keras_makemore.data import load_names
+
+NAMES = load_names()
 MIRRORED = ("import sys, runpy, tensorflow as tf; cpu = tf.config.list_physical_devices('CPU')[0]; "
             "tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2); "
             "sys.argv = ['keras_makemore', *sys.argv[1:]]; runpy.run_module('keras_makemore', run_name='__main__')")

@@ -16,9 +16,10 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
+from keras_makemore.data import load_names  # noqa: E402
 from keras_makemore.training import TrainConfig, find_lr_for_config, train  # noqa: E402
 
-NAMES = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "names.txt")
+NAMES = str(load_names())
 
 
 def main() -> None:

@@ -4,7 +4,7 @@ Trains every preset on the lecture's split (seed 42) and prints train/val/test
 loss, parameter count and training time in a table, with the lectures' figures
 below it for comparison.
 
-    python benchmarks/quality.py [--presets lecture best] [--data ../shared/data/names.txt]
+    python benchmarks/quality.py [--presets lecture best] [--data FILE]
 """
 
 import argparse
@@ -15,10 +15,11 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
+from keras_makemore.data import load_names  # noqa: E402
 from keras_makemore.evaluation import evaluate_splits  # noqa: E402
 from keras_makemore.training import PRESETS, TrainConfig, train  # noqa: E402
 
-DEFAULT_DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "names.txt"
+DEFAULT_DATA = load_names()
 
 # The makemore lectures' published val losses on the same split.
 LECTURES = [

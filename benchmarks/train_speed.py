@@ -8,7 +8,7 @@ from its own subprocesses, so peak RSS is that configuration's alone, and is
 the fastest of --tries runs. A row for a bare hand-written XLA loop shows
 what this machine allows at all.
 
-    python benchmarks/train_speed.py [--steps 20000] [--tries 3] [--data ../shared/data/names.txt]
+    python benchmarks/train_speed.py [--steps 20000] [--tries 3] [--data FILE]
 """
 
 import argparse
@@ -20,7 +20,9 @@ import sys
 import time
 from pathlib import Path
 
-DEFAULT_DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "names.txt"
+from keras_makemore.data import load_names
+
+DEFAULT_DATA = load_names()
 
 
 def _lecture_arrays(data: str, repeat: int):

@@ -398,24 +398,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _import_tensorflow_quietly() -> None:
-    """Import TensorFlow with its C++ start-up chatter hidden, unless the user asked for logs.
-
-    TensorFlow's runtime prints CUDA probes to stderr while it loads, before
-    `TF_CPP_MIN_LOG_LEVEL` takes effect, so stderr is muted at the file
-    descriptor level for the import alone.
-    """
+    """Import TensorFlow with its C++ start-up chatter hidden, unless the user asked for logs."""
     if os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3") != "3":
         import tensorflow  # noqa: F401
         return
-    sys.stderr.flush()
-    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, 2)
-    try:
+    from keras_makemore._stderr import quiet_stderr
+
+    with quiet_stderr():
         import tensorflow  # noqa: F401
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
 
 
 def main(argv: list[str] | None = None) -> int:

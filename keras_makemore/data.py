@@ -10,20 +10,22 @@ a character of the data (it is only *shown* as `.`).
 
 import dataclasses
 import functools
+import importlib.resources
 import json
 import os
 import random
 from pathlib import Path
 from typing import Iterable, Sequence
 
-import keras
 import numpy as np
 import tensorflow as tf
 
 from keras_makemore import _atomic
 from keras_makemore.errors import UserError
 
+# Where the packaged copy comes from (MIT license); see data/README.md.
 NAMES_URL = "https://raw.githubusercontent.com/karpathy/makemore/master/names.txt"
+NAMES_RESOURCE = "datasets/names.txt"
 NAMES_SHA256 = "0a30b5557f192f32ab962680889aac5f6fda0f4cecf40a6d0b5694f58ea8cc4d"
 
 MARKER_ID = 0
@@ -32,28 +34,22 @@ SPLIT_NAMES = ("train", "val", "test")
 MIN_WORDS = 6  # the fewest words for which 80/10/10 leaves every split non-empty
 
 
-def load_names(cache_dir: str | os.PathLike | None = None) -> Path:
-    """Return the path of makemore's names.txt, downloading it into the Keras cache once.
+def load_names() -> Path:
+    """Return the path of makemore's names.txt, which ships inside this package.
 
-    Like `keras.datasets`, the file lands in `$KERAS_HOME/datasets/` (default
-    `~/.keras/datasets/`), or `cache_dir/datasets/`, and is checked against its
-    sha256; a cached file with the right checksum is not downloaded again.
+    32,033 US baby names, one a line, from karpathy/makemore (MIT license; see
+    `data/README.md` in the repository). The file is package data, so it is
+    there offline, with no download and no cache.
+
+    Example:
+
+    >>> len(read_words(load_names()))
+    32033
     """
-    try:
-        path = keras.utils.get_file(
-            fname="makemore_names.txt",
-            origin=NAMES_URL,
-            file_hash=NAMES_SHA256,
-            hash_algorithm="sha256",
-            cache_dir=None if cache_dir is None else str(cache_dir),
-        )
-    except Exception as e:  # get_file raises bare Exception subclasses of several kinds
-        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise UserError(
-            f"could not download the names dataset from {NAMES_URL} ({reason}): "
-            "pass a local file instead with --data FILE (one word a line)"
-        ) from None
-    return Path(path)
+    path = Path(str(importlib.resources.files("keras_makemore") / NAMES_RESOURCE))
+    if not path.is_file():
+        raise UserError(f"the packaged names dataset is missing ({path}): reinstall keras-makemore")
+    return path
 
 
 def read_words(path: str | os.PathLike) -> list[str]:

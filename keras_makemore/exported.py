@@ -5,13 +5,12 @@ class serves both: LiteRT files run in `ai_edge_litert`'s interpreter, the
 runtime phones and edge boards use; SavedModels in TensorFlow.
 """
 
-import contextlib
 import os
-import sys
 from pathlib import Path
 
 import numpy as np
 
+from keras_makemore._stderr import quiet_stderr
 from keras_makemore.data import MARKER_ID, Vocabulary
 from keras_makemore.errors import UserError
 
@@ -48,7 +47,7 @@ class ExportedModel:
         missing = {"next_token", "generate", "generate_with_uniforms", "decode"} - set(self._signatures)
         if missing:
             raise UserError(f"{self.path} lacks the signatures {sorted(missing)}: re-export it with `keras-makemore export`")
-        with _quiet_stderr():  # LiteRT announces its XNNPACK delegate on stderr at the first invoke
+        with quiet_stderr():  # LiteRT announces its XNNPACK delegate on stderr at the first invoke
             meta = self._signatures["decode"](tokens=np.zeros((1, 1), np.int32))
         code_points = np.asarray(meta["vocabulary"])
         self.vocab = Vocabulary(chr(c) for c in code_points[MARKER_ID + 1:])
@@ -84,19 +83,6 @@ class ExportedModel:
 
     def _decode(self, tokens) -> list[str]:
         return [self.vocab.decode(row) for row in np.asarray(tokens)]
-
-
-@contextlib.contextmanager
-def _quiet_stderr():
-    sys.stderr.flush()
-    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, 2)
-    try:
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
 
 
 def _check_temperature(temperature: float) -> None:

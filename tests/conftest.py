@@ -10,14 +10,14 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
-NAMES = ROOT.parent / "shared" / "data" / "names.txt"
 
 
 @pytest.fixture(scope="session")
 def names_path() -> Path:
-    if not NAMES.exists():
-        pytest.fail(f"the names dataset is expected at {NAMES} (see ../shared/data/README.md)")
-    return NAMES
+    """makemore's names.txt, as the package ships it."""
+    from keras_makemore.data import load_names
+
+    return load_names()
 
 
 @pytest.fixture(scope="session")

@@ -80,15 +80,15 @@ def test_help(command):
     assert "usage: keras-makemore" in result.stdout
 
 
-def test_bare_train_uses_the_default_dataset_from_the_keras_cache(tmp_path, names_path):
-    keras_home = tmp_path / "keras"
-    (keras_home / "datasets").mkdir(parents=True)
-    (keras_home / "datasets" / "makemore_names.txt").write_bytes(names_path.read_bytes())
+def test_bare_train_uses_the_packaged_dataset_offline_with_an_empty_home(tmp_path):
+    home = tmp_path / "home"
+    home.mkdir()
     result = run_cli("train", "--steps", "200", "--eval-every", "100", "--samples", "0",
-                     cwd=tmp_path, env={"KERAS_HOME": str(keras_home)})
+                     cwd=tmp_path, env={"HOME": str(home), "KERAS_HOME": str(home / ".keras")})
     assert result.returncode == 0, result.stderr
     run_dirs = list((tmp_path / "runs").iterdir())
     assert len(run_dirs) == 1
     config = json.loads((run_dirs[0] / "config.json").read_text())
-    assert config["data"].endswith("makemore_names.txt") and config["vocab_size"] == 27
+    assert config["data"].endswith("names.txt") and config["vocab_size"] == 27
+    assert not any(home.iterdir())  # nothing downloaded, nothing cached
     assert "182,625 examples" in result.stdout

@@ -1,3 +1,4 @@
+import hashlib
 import json
 import random
 
@@ -125,16 +126,9 @@ def test_missing_file_and_too_few_words(tmp_path):
     assert len(split_words(["a", "b", "c", "d", "e", "f"]).val) == 1
 
 
-def test_default_dataset_from_a_seeded_keras_cache(tmp_path, names_path):
-    cache = tmp_path / "keras" / "datasets"
-    cache.mkdir(parents=True)
-    (cache / "makemore_names.txt").write_bytes(names_path.read_bytes())
-    path = load_names(cache_dir=tmp_path / "keras")  # the checksum matches, so nothing is downloaded
-    assert path == cache / "makemore_names.txt"
-    assert read_words(path) == read_words(names_path)
-
-
-def test_failed_download_says_how_to_pass_a_file(tmp_path, monkeypatch):
-    monkeypatch.setattr(data, "NAMES_URL", "http://127.0.0.1:9/names.txt")  # nothing listens there
-    with pytest.raises(UserError, match="--data FILE"):
-        load_names(cache_dir=tmp_path)
+def test_default_dataset_is_the_packaged_names_file():
+    path = load_names()
+    assert path.parent.name == "datasets" and path.parent.parent.name == "keras_makemore"
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == data.NAMES_SHA256
+    words = read_words(path)
+    assert len(words) == 32033 and words[:3] == ["emma", "olivia", "ava"]
