@@ -90,5 +90,5 @@ def test_bare_train_uses_the_packaged_dataset_offline_with_an_empty_home(tmp_pat
     assert len(run_dirs) == 1
     config = json.loads((run_dirs[0] / "config.json").read_text())
     assert config["data"].endswith("names.txt") and config["vocab_size"] == 27
-    assert not any(home.iterdir())  # nothing downloaded, nothing cached
+    assert not (home / ".keras" / "datasets").exists()  # nothing downloaded
     assert "182,625 examples" in result.stdout
