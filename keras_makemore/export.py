@@ -96,11 +96,17 @@ def write_saved_model(model: keras.Model, vocab: Vocabulary, path: str | os.Path
         return {"logits": logits, "probabilities": tf.nn.softmax(logits)}
 
     def generate(seed, num_words, first_row, temperature, top_k, top_p, prefix, min_length, max_length):
-        return {"tokens": generate_tokens(logits_fn, seed, first_row, num_words, temperature, top_k, top_p,
-                                          prefix, min_length, max_length, block_size)}
+        tokens = generate_tokens(logits_fn, seed, first_row, num_words, temperature, top_k, top_p,
+                                 prefix, min_length, max_length, block_size)
+        return {"tokens": _bindable(tokens)}
 
     def generate_fixed(seed, first_row, temperature, top_k, top_p, prefix, min_length, max_length):
-        return generate(seed, FIXED_BATCH, first_row, temperature, top_k, top_p, prefix, min_length, max_length)
+        # A constant num_words makes TF 2.21's int8 calibrator crash (segfault) in
+        # the loop; one computed from an input does not, and the reshape fixes the shape.
+        num_words = FIXED_BATCH + 0 * first_row
+        tokens = generate_tokens(logits_fn, seed, first_row, num_words, temperature, top_k, top_p,
+                                 prefix, min_length, max_length, block_size)
+        return {"tokens": _bindable(tf.reshape(tokens, [FIXED_BATCH, prefix.shape[0]]))}
 
     def score(words):
         return score_tokens(logits_fn, block_size, words)
@@ -129,6 +135,15 @@ def write_saved_model(model: keras.Model, vocab: Vocabulary, path: str | os.Path
     with _atomic.atomic_dir(path) as tmp:
         archive.write_out(str(tmp), verbose=False)
     return path
+
+
+def _bindable(tokens: tf.Tensor) -> tf.Tensor:
+    """`tokens` through one real op (a no-op on token ids).
+
+    LiteRT.js cannot bind a signature output that comes straight out of a WHILE
+    whose loop shapes are dynamic: it returns zeros (LiteRT.js 2.5.3, Node 20 and Chromium).
+    """
+    return tf.maximum(tokens, MARKER_ID)
 
 
 def _serving_logits(model: keras.Model):
@@ -344,13 +359,21 @@ def _run_lock(run_path: Path) -> Iterator[None]:
 
 @contextlib.contextmanager
 def _staging(export_dir: Path) -> Iterator[Path]:
-    """A fresh hidden folder inside `export_dir` (same file system, so moves out of it are renames); removed after."""
+    """A fresh hidden folder inside `export_dir` (same file system, so moves out of it are renames); removed after.
+
+    Call it holding the run's lock: staging folders left by a killed export are removed first.
+    """
+    created = not export_dir.exists()
     export_dir.mkdir(parents=True, exist_ok=True)
+    for stale in export_dir.glob(".staging-*"):
+        shutil.rmtree(stale, ignore_errors=True)
     staging = Path(tempfile.mkdtemp(dir=export_dir, prefix=".staging-"))
     try:
         yield staging
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+        if created and not any(export_dir.iterdir()):
+            export_dir.rmdir()
 
 
 def _move_dir(source: Path, dest: Path, aside: Path) -> None:

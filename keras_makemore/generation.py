@@ -181,10 +181,7 @@ def generate_tokens(
              tf.zeros([num_words, width], tf.int32))
     invariants = (tf.TensorShape([]), tf.TensorShape([None]), tf.TensorShape([None, block_size]),
                   start[3].shape)
-    tokens = tf.while_loop(keep_going, step, start, shape_invariants=invariants)[3]
-    # LiteRT.js cannot bind a signature output that comes straight out of a WHILE
-    # with dynamic loop shapes (it returns zeros); one real op in between fixes it.
-    return tf.maximum(tokens, MARKER_ID)
+    return tf.while_loop(keep_going, step, start, shape_invariants=invariants)[3]
 
 
 _KERAS_GRAPHS = weakref.WeakKeyDictionary()

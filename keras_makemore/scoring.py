@@ -94,7 +94,7 @@ def score_tokens(logits_fn, block_size: int, words: tf.Tensor) -> dict[str, tf.T
     contexts = tf.reshape(tf.gather(padded, windows, axis=1), [-1, block_size])
     log_probs = tf.nn.log_softmax(logits_fn(contexts))
     vocab_size = log_probs.shape[-1]
-    picked = tf.reduce_sum(log_probs * tf.one_hot(tf.reshape(targets, [-1]), vocab_size), axis=-1)
+    picked = tf.gather(tf.reshape(log_probs, [-1]), tf.range(tf.size(targets)) * vocab_size + tf.reshape(targets, [-1]))
     lengths = tf.reduce_min(tf.where(tf.equal(words, MARKER_ID), tf.range(width), width), axis=1)
     counted = tf.range(width + 1)[None, :] <= lengths[:, None]
     log_prob = tf.reduce_sum(tf.where(counted, tf.reshape(picked, [n, width + 1]), 0.0), axis=1)
