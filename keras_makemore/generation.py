@@ -86,12 +86,9 @@ def seeded_uniforms_fn(seed: tf.Tensor, first_row: tf.Tensor, num_words: tf.Tens
 def pick_tokens(logits, uniforms, t, temperature, top_k, top_p, min_length):
     """One character per row: the sampling rule every runtime shares.
 
-    The weights are `exp(logits / temperature)` relative to the likeliest
-    allowed token, so they need no normalising and never overflow. Before
-    `min_length` characters the end marker is not allowed. Top-k and top-p
-    keep the tokens at least as likely as the last one inside both cut-offs
-    (ties are kept). The pick is the first token whose cumulative weight
-    exceeds `uniforms` times the total weight.
+    The pick is the first token whose cumulative weight exceeds `uniforms`
+    times the total weight, the weights being `softmax(logits / temperature)`,
+    filtered when a control asks for it (see `_filtered_weights`).
 
     Args:
         logits: float32 `[batch, vocab]`.
@@ -105,13 +102,29 @@ def pick_tokens(logits, uniforms, t, temperature, top_k, top_p, min_length):
     Returns:
         int32 token ids `[batch]`.
     """
-    vocab_size = logits.shape[-1]
     scaled = logits / temperature
+    # Filtering sorts every row: it halves LiteRT's words/s, so it runs only when asked for.
+    needed = tf.logical_or(tf.logical_or(top_k > 0, top_p < 1.0), t < min_length)
+    weights = tf.cond(needed, lambda: _filtered_weights(scaled, t, top_k, top_p, min_length),
+                      lambda: tf.nn.softmax(scaled))
+    cdf = tf.cumsum(weights, axis=-1)
+    picks = tf.reduce_sum(tf.cast(cdf < uniforms[:, None] * cdf[:, -1:], tf.int32), axis=-1)
+    return tf.minimum(picks, logits.shape[-1] - 1)
+
+
+def _filtered_weights(scaled, t, top_k, top_p, min_length):
+    """Unnormalised weights: no end marker before `min_length`, then the top-k and top-p cut-offs.
+
+    The weights are `exp(scaled)` relative to the likeliest allowed token, so
+    they never overflow and that token's weight is 1 even when the others
+    underflow. Top-k and top-p keep the tokens at least as likely as the last
+    one inside both cut-offs (ties are kept).
+    """
+    vocab_size = scaled.shape[-1]
     allowed = tf.logical_or(tf.not_equal(tf.range(vocab_size), MARKER_ID), t >= min_length)
     best = tf.reduce_max(tf.where(allowed, scaled, tf.reduce_min(scaled, axis=-1, keepdims=True)),
                          axis=-1, keepdims=True)
     weights = tf.where(allowed, tf.exp(tf.minimum(scaled - best, 0.0)), 0.0)
-
     ranked = tf.math.top_k(weights, k=vocab_size, sorted=True).values
     in_top_k = tf.range(vocab_size) < tf.where(top_k > 0, top_k, vocab_size)
     ranked_k = tf.where(in_top_k, ranked, 0.0)
@@ -119,11 +132,7 @@ def pick_tokens(logits, uniforms, t, temperature, top_k, top_p, min_length):
     in_top_p = tf.logical_or(before < top_p * tf.reduce_sum(ranked_k, axis=-1, keepdims=True), top_p >= 1.0)
     threshold = tf.reduce_min(tf.where(tf.logical_and(in_top_k, in_top_p), ranked, ranked[:, :1]),
                               axis=-1, keepdims=True)
-    weights = tf.where(weights >= threshold, weights, 0.0)
-
-    cdf = tf.cumsum(weights, axis=-1)
-    picks = tf.reduce_sum(tf.cast(cdf < uniforms[:, None] * cdf[:, -1:], tf.int32), axis=-1)
-    return tf.minimum(picks, vocab_size - 1)
+    return tf.where(weights >= threshold, weights, 0.0)
 
 
 def generate_tokens(
