@@ -196,7 +196,7 @@ def generate_tokens(
 _KERAS_GRAPHS = weakref.WeakKeyDictionary()
 
 
-def keras_graph_function(model, graph_fn: Callable, input_signature: list) -> Callable:
+def keras_graph_function(model, block_size: int, graph_fn: Callable, input_signature: list) -> Callable:
     """`tf.function` of `graph_fn(logits_fn, block_size, *inputs)` around a Keras model, traced once per model.
 
     The traced graph holds the model's weights, not the model, so it goes
@@ -205,7 +205,7 @@ def keras_graph_function(model, graph_fn: Callable, input_signature: list) -> Ca
     """
     graphs = _KERAS_GRAPHS.setdefault(model, {})
     if graph_fn not in graphs:
-        model_ref, block_size = weakref.ref(model), int(model.input_shape[1])
+        model_ref = weakref.ref(model)
 
         def logits_fn(context):
             return model_ref()(context, training=False)

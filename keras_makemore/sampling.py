@@ -9,6 +9,7 @@ avoid (the training words, a list of banned words) are skipped, with a bound
 on the tries.
 """
 
+import functools
 from typing import Callable, Iterable, Iterator
 
 import keras
@@ -27,7 +28,7 @@ DRAWS_PER_WORD = 100  # the default bound on tries when words are excluded
 
 
 def sample_words(
-    model: keras.Model | ExportedModel,
+    model: keras.Model | ExportedModel | Callable,
     vocab: Vocabulary,
     block_size: int,
     num_samples: int = 10,
@@ -45,7 +46,8 @@ def sample_words(
 
     Args:
         model: a Keras model mapping int32 contexts `[batch, block_size]` to
-            logits, or an `ExportedModel` (which samples inside its artifact).
+            logits, an `ExportedModel` (which samples inside its artifact), or
+            any callable from numpy contexts to logits (sampled eagerly, slower).
         vocab: the model's vocabulary.
         block_size: the model's context length.
         num_samples: how many words.
@@ -75,7 +77,7 @@ def sample_words(
 
 
 def iter_words(
-    model: keras.Model | ExportedModel,
+    model: keras.Model | ExportedModel | Callable,
     vocab: Vocabulary,
     block_size: int,
     num_samples: int = 10,
@@ -104,13 +106,21 @@ def iter_words(
         rows = lambda first_row, n: model.generate_tokens(seed, first_row, n, inputs)  # noqa: E731
     else:
         inputs = controls.inputs(vocab, controls.max_length or DEFAULT_MAX_LENGTH)
-        generate = keras_graph_function(model, _generate, _GENERATE_SIGNATURE)
+        if isinstance(model, keras.Model):
+            generate = keras_graph_function(model, block_size, _generate, _GENERATE_SIGNATURE)
+        else:
+            generate = functools.partial(_generate, _eager_logits(model), block_size)
         rows = lambda first_row, n: generate(np.int32(seed), np.int32(first_row), np.int32(n), *inputs.values())  # noqa: E731
     return _draw(rows, vocab, num_samples, exclude, max_draws)
 
 
 def _generate(logits_fn, block_size, seed, first_row, num_words, *controls):
     return generate_tokens(logits_fn, seed, first_row, num_words, *controls, block_size=block_size)
+
+
+def _eager_logits(model: Callable) -> Callable:
+    """A plain callable on numpy contexts as the loop's `logits_fn`; the loop then runs eagerly, step by step."""
+    return lambda context: tf.constant(np.asarray(model(context.numpy())), tf.float32)
 
 
 _GENERATE_SIGNATURE = [tf.TensorSpec([], tf.int32, "seed"), tf.TensorSpec([], tf.int32, "first_row"),

@@ -45,13 +45,15 @@ class WordScore:
         return {"word": self.word, "nll": self.nll, "log_prob": self.log_prob, "perplexity": self.perplexity}
 
 
-def score_words(model: keras.Model | ExportedModel, vocab: Vocabulary, words: list[str]) -> list[WordScore]:
+def score_words(model: keras.Model | ExportedModel, vocab: Vocabulary, words: list[str],
+                block_size: int | None = None) -> list[WordScore]:
     """Score each of `words`, in the order given.
 
     Args:
         model: a Keras model mapping int32 contexts to logits, or an `ExportedModel`.
         vocab: the model's vocabulary; every character of `words` must be in it.
         words: the words to score.
+        block_size: the Keras model's context length (default: read off its input).
 
     Returns:
         One `WordScore` per word; sort them by `nll` to rank the words.
@@ -69,7 +71,7 @@ def score_words(model: keras.Model | ExportedModel, vocab: Vocabulary, words: li
     if isinstance(model, ExportedModel):
         out = model.score(words)
     else:
-        out = _keras_score(model, vocab, words)
+        out = _keras_score(model, block_size or int(model.input_shape[1]), vocab, words)
     return [WordScore(w, float(lp), float(nll)) for w, lp, nll in zip(words, out["log_prob"], out["nll"])]
 
 
@@ -104,8 +106,8 @@ def score_tokens(logits_fn, block_size: int, words: tf.Tensor) -> dict[str, tf.T
 _SCORE_SIGNATURE = [tf.TensorSpec([None, None], tf.int32, "words")]
 
 
-def _keras_score(model: keras.Model, vocab: Vocabulary, words: list[str]) -> dict[str, np.ndarray]:
-    score = keras_graph_function(model, score_tokens, _SCORE_SIGNATURE)
+def _keras_score(model: keras.Model, block_size: int, vocab: Vocabulary, words: list[str]) -> dict[str, np.ndarray]:
+    score = keras_graph_function(model, block_size, score_tokens, _SCORE_SIGNATURE)
     parts = []
     for start in range(0, len(words), _BATCH):
         chunk = [vocab.encode(w) for w in words[start:start + _BATCH]]
