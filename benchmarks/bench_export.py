@@ -19,6 +19,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from ai_edge_litert.interpreter import Interpreter  # noqa: E402
 
+from keras_makemore.controls import SamplingControls  # noqa: E402
 from keras_makemore.export import EXPORT_DIR, SAVED_MODEL_DIR, export_run  # noqa: E402
 from keras_makemore.exported import ExportedModel  # noqa: E402
 from keras_makemore.runs import Run  # noqa: E402
@@ -37,6 +38,14 @@ def best_seconds(fn, calls: int, repeats: int = 3) -> float:
     return best
 
 
+def _per_token_and_words_per_s(call, num_words: int, calls: int) -> tuple[float, float]:
+    """Seconds per sampled character (end markers included) and words per second of `call()`."""
+    tokens = np.asarray(call())
+    characters = int(np.sum(np.cumprod(tokens != 0, axis=1))) + num_words
+    s = best_seconds(call, calls)
+    return s / characters, num_words / s
+
+
 def main(run_dir: str) -> None:
     run = Run.load(run_dir)
     tflite = run.path / EXPORT_DIR / "model.tflite"
@@ -49,7 +58,7 @@ def main(run_dir: str) -> None:
     rows.append(("Keras model(x) eager, batch 1", best_seconds(lambda: run.model(context, training=False), 500), None))
     fn = tf.function(lambda x: tf.nn.softmax(run.model(x, training=False)))
     rows.append(("tf.function, batch 1", best_seconds(lambda: fn(context), 2000), None))
-    saved = tf.saved_model.load(str(run.path / EXPORT_DIR / SAVED_MODEL_DIR))
+    saved = tf.saved_model.load(str(run.path / EXPORT_DIR / SAVED_MODEL_DIR))  # written by export_run above
     next_token = saved.signatures["next_token"]
     rows.append(("SavedModel next_token, batch 1", best_seconds(lambda: next_token(context=tf.constant(context)), 2000), None))
 
@@ -60,28 +69,31 @@ def main(run_dir: str) -> None:
     rows.append(("LiteRT ExportedModel.next_token, batch 1",
                  best_seconds(lambda: exported.next_token(context), 2000, 30), None))
     seed = iter(range(10**9))
-    for label, model, n, calls in (("Keras sample_words (numpy loop), 1,000 words", run.model, 1000, 3),
-                                   ("LiteRT sample_words (numpy loop), 1,000 words", exported, 1000, 3)):
-        words = sample_words(model, run.vocab, run.config.block_size, n, seed=0, max_length=run.max_length)
-        tokens = sum(len(w) + 1 for w in words)
-        s = best_seconds(lambda: sample_words(model, run.vocab, run.config.block_size, n, seed=0,
-                                              max_length=run.max_length), calls)
-        rows.append((label, s / tokens, n / s))
+    words = sample_words(run.model, run.vocab, run.config.block_size, 1000, seed=0, max_length=run.max_length)
+    s = best_seconds(lambda: sample_words(run.model, run.vocab, run.config.block_size, 1000, seed=next(seed),
+                                          max_length=run.max_length), 3)
+    rows.append(("Keras sample_words (TF graph), 1,000 words", s / sum(len(w) + 1 for w in words), 1000 / s))
+    controls = SamplingControls().inputs(run.vocab, run.max_length)
+    top_p = SamplingControls(top_p=0.9).inputs(run.vocab, run.max_length)
     saved_generate = saved.signatures["generate"]
-    litert_generate = interpreter.get_signature_runner("generate")
     for label, n, calls in (("SavedModel generate, 1 word", 1, 50), ("SavedModel generate, 10,000 words", 10_000, 3)):
-        out = saved_generate(seed=tf.constant(1), num_words=tf.constant(n), temperature=tf.constant(1.0))
-        tokens = int(np.sum(np.cumprod(out["tokens"].numpy() != 0, axis=1))) + n
-        s = best_seconds(lambda: saved_generate(seed=tf.constant(next(seed)), num_words=tf.constant(n),
-                                                temperature=tf.constant(1.0)), calls)
-        rows.append((label, s / tokens, n / s))
-    for label, n, calls in (("LiteRT generate, 1 word", 1, 500), ("LiteRT generate, 1,000 words", 1000, 10),
-                            ("LiteRT generate, 10,000 words", 10_000, 5)):
-        out = litert_generate(seed=np.int32(1), num_words=np.int32(n), temperature=np.float32(1.0))
-        tokens = int(np.sum(np.cumprod(out["tokens"] != 0, axis=1))) + n
-        s = best_seconds(lambda: litert_generate(seed=np.int32(next(seed)), num_words=np.int32(n),
-                                                 temperature=np.float32(1.0)), calls)
-        rows.append((label, s / tokens, n / s))
+        def call(n=n):
+            return saved_generate(seed=tf.constant(next(seed)), num_words=tf.constant(n), first_row=tf.constant(0),
+                                  **{k: tf.constant(v) for k, v in controls.items()})["tokens"].numpy()
+        rows.append((label, *_per_token_and_words_per_s(call, n, calls)))
+    litert_generate = interpreter.get_signature_runner("generate")
+    for label, n, calls, inputs in (("LiteRT generate, 1 word", 1, 500, controls),
+                                    ("LiteRT generate, 1,000 words", 1000, 10, controls),
+                                    ("LiteRT generate, 10,000 words", 10_000, 5, controls),
+                                    ("LiteRT generate, 10,000 words, top-p 0.9", 10_000, 5, top_p)):
+        def call(n=n, inputs=inputs):
+            return litert_generate(seed=np.int32(next(seed)), num_words=np.int32(n), first_row=np.int32(0),
+                                   **inputs)["tokens"]
+        rows.append((label, *_per_token_and_words_per_s(call, n, calls)))
+    litert_fixed = interpreter.get_signature_runner("generate_fixed")
+    rows.append(("LiteRT generate_fixed, 100 words",
+                 *_per_token_and_words_per_s(lambda: litert_fixed(seed=np.int32(next(seed)), first_row=np.int32(0),
+                                                                  **controls)["tokens"], 100, 50)))
 
     reference = rows[4][1]
     print(f"{'what':<48} {'us/token':>10} {'words/s':>12} {'time/token vs SignatureRunner':>30}")

@@ -4,30 +4,64 @@
 Needs only numpy and ai-edge-litert (no TensorFlow, no keras-makemore):
 
     pip install numpy ai-edge-litert
-    python sample_tflite.py model.tflite -n 10 --seed 0 --temperature 0.8
+    python sample_tflite.py model.tflite -n 10 --seed 0 --temperature 0.8 --top-p 0.9 --prefix ma
 
-One invoke of the file's `generate` signature samples every word inside the
-graph; its `decode` signature turns the token ids into Unicode code points.
-The same seed gives the same words as `ExportedModel.generate` in
-keras-makemore, on any machine.
+The file's `generate` signature samples whole words inside the graph, its
+`decode` signature holds the vocabulary. The same seed and options give the
+same words as `keras-makemore sample` on the run, its SavedModel or this file.
+Words are drawn in chunks of rows of the seed's stream, so `-n` can be large,
+and words listed in `--exclude FILE` (e.g. the training words) are skipped.
 """
 
 import argparse
+import itertools
+import math
+import secrets
 import sys
+from typing import Iterator
 
 import numpy as np
 from ai_edge_litert.interpreter import Interpreter
 
+CHUNK = 10_000  # words per invoke
 
-def sample(model_path: str, num_words: int, seed: int, temperature: float = 1.0) -> list[str]:
-    """`num_words` words from the `.tflite` file at `model_path`."""
+
+def sample(model_path: str, num_words: int, seed: int, temperature: float = 1.0, top_k: int = 0,
+           top_p: float = 1.0, prefix: str = "", min_length: int = 0, max_length: int = 0,
+           exclude: frozenset = frozenset(), max_draws: int | None = None) -> Iterator[str]:
+    """The first `num_words` words of `seed`'s stream that are not in `exclude`, among `max_draws` drawn.
+
+    `top_k` 0 and `top_p` 1 are off; `max_length` 0 is the file's own limit.
+    """
     interpreter = Interpreter(model_path=model_path)
     generate = interpreter.get_signature_runner("generate")
-    decode = interpreter.get_signature_runner("decode")
-    tokens = generate(seed=np.int32(seed), num_words=np.int32(num_words),
-                      temperature=np.float32(temperature))["tokens"]
-    code_points = decode(tokens=tokens)["code_points"]
-    return ["".join(map(chr, row.tolist())).split("\0", 1)[0] for row in code_points]
+    meta = interpreter.get_signature_runner("decode")(tokens=np.zeros((1, 1), np.int32))
+    vocabulary, width = meta["vocabulary"].tolist(), int(meta["max_length"])
+    ids = {chr(code): i for i, code in enumerate(vocabulary) if i}
+    unknown = [c for c in prefix if c not in ids]
+    if unknown:
+        raise ValueError(f"--prefix: {unknown[0]!r} is not a character of this model")
+    if len(prefix) >= (max_length or width):
+        raise ValueError(f"--prefix must be shorter than --max-length {max_length or width}")
+    prefix_ids = np.zeros(width, np.int32)
+    prefix_ids[:len(prefix)] = [ids[c] for c in prefix]
+    controls = {"seed": np.int32(seed), "temperature": np.float32(temperature), "top_k": np.int32(top_k),
+                "top_p": np.float32(top_p), "prefix": prefix_ids, "min_length": np.int32(min_length),
+                "max_length": np.int32(max_length)}
+    max_draws = (100 * num_words if exclude else num_words) if max_draws is None else max_draws
+    found = drawn = 0
+    while found < num_words and drawn < max_draws:
+        wanted = num_words - found
+        n = min(CHUNK, max_draws - drawn, 2 * wanted + 16 if exclude else wanted)
+        tokens = generate(num_words=np.int32(n), first_row=np.int32(drawn), **controls)["tokens"]
+        for row in tokens.tolist():
+            word = "".join(chr(vocabulary[t]) for t in itertools.takewhile(bool, row))
+            if word not in exclude:
+                yield word
+                found += 1
+                if found == num_words:
+                    return
+        drawn += n
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -36,17 +70,45 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-n", "--num", type=int, default=20, help="number of words (default 20)")
     parser.add_argument("--seed", type=int, default=None, help="the same seed gives the same words (default: random)")
     parser.add_argument("--temperature", type=float, default=1.0, help="softmax temperature > 0 (default 1.0)")
+    parser.add_argument("--top-k", type=int, default=0, help="only the K likeliest characters (default 0: all)")
+    parser.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling, 0 < P <= 1 (default 1: all)")
+    parser.add_argument("--prefix", default="", help="start every word with these characters")
+    parser.add_argument("--min-length", type=int, default=0, help="no word ends before N characters")
+    parser.add_argument("--max-length", type=int, default=0, help="cut words at N characters (default 0: the file's limit)")
+    parser.add_argument("--exclude", metavar="FILE", help="never print the words of FILE, one a line (e.g. the training words)")
+    parser.add_argument("--max-draws", type=int, default=None, help="with --exclude: draw at most N words (default 100 x -n)")
     args = parser.parse_args(argv)
-    if args.num < 0 or not args.temperature > 0:
-        parser.error("--num must be 0 or more and --temperature above 0")
-    seed = args.seed if args.seed is not None else int(np.random.SeedSequence().entropy % 2**31)
+    checks = ((0 <= args.num < 2**31, "--num must be from 0 to 2147483647"),
+              (args.seed is None or -2**31 <= args.seed < 2**31, "--seed must fit in 32 bits"),
+              (0 < args.temperature < math.inf, "--temperature must be a finite number above 0"),
+              (0 <= args.top_k < 2**31, "--top-k must be 0 (off) or more"),
+              (0 < args.top_p <= 1, "--top-p must be above 0 and at most 1"),
+              (0 <= args.min_length < 2**31, "--min-length must be 0 or more"),
+              (0 <= args.max_length < 2**31, "--max-length must be 0 (the file's limit) or more"),
+              (args.max_draws is None or 0 <= args.max_draws < 2**31, "--max-draws must be from 0 to 2147483647"))
+    for ok, message in checks:
+        if not ok:
+            parser.error(message)
+    seed = secrets.randbelow(2**31) if args.seed is None else args.seed
     try:
-        words = sample(args.model, args.num, seed, args.temperature)
-    except (ValueError, KeyError) as e:
+        exclude = frozenset(_read_words(args.exclude)) if args.exclude else frozenset()
+        found = 0
+        for word in sample(args.model, args.num, seed, args.temperature, args.top_k, args.top_p, args.prefix,
+                           args.min_length, args.max_length, exclude, args.max_draws):
+            print(word)
+            found += 1
+    except (ValueError, KeyError, OSError) as e:
         print(f"sample_tflite: error: cannot sample from {args.model}: {e}", file=sys.stderr)
         return 2
-    print("\n".join(words))
+    if found < args.num:
+        print(f"# found {found} of {args.num} words: the others drawn were excluded; raise --max-draws",
+              file=sys.stderr)
     return 0
+
+
+def _read_words(path: str) -> list[str]:
+    with open(path, encoding="utf-8-sig") as f:
+        return [line.strip() for line in f if line.strip()]
 
 
 if __name__ == "__main__":

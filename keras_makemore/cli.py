@@ -136,7 +136,7 @@ def _train(args) -> int:
     words = sample_words(run.model, run.vocab, run.config.block_size, 10, seed=run.config.seed,
                          max_length=run.max_length)
     print(f"train loss {losses['train'].nll:.4f}  val loss {losses['val'].nll:.4f}")
-    print(f"samples ({novelty(words, result.corpus.split.train):.0%} novel): {' '.join(words)}")
+    print(f"samples ({novelty(words, result.corpus.split.train):.0%} novel):", *words, sep="\n  ")
     print(f"run saved in {run_dir}  (next: keras-makemore sample {run_dir})")
     if args.tensorboard:
         print(f"TensorBoard logs in {run_dir / 'tensorboard'}  (view: tensorboard --logdir {run_dir / 'tensorboard'})")
@@ -219,50 +219,110 @@ def _evaluate(args) -> int:
 def _add_sample(sub) -> None:
     p = sub.add_parser("sample", help="sample new words from a trained run or an exported model",
                        description="Sample words from a run, a .tflite file or a SavedModel from `keras-makemore "
-                                   "export`; report how many are novel (not training words).")
+                                   "export`; report how many are novel (not training words). The same seed and "
+                                   "options give the same words from all three. Words are printed as they are "
+                                   "sampled, so -n can be large.")
     p.add_argument("run_dir", metavar="RUN_DIR|MODEL", help="run directory, .tflite file or SavedModel directory")
-    p.add_argument("-n", "--num", type=int, default=20, metavar="N", help="number of words (default 20)")
-    p.add_argument("--seed", type=int, default=None, help="seed; the same seed gives the same words (default: random)")
+    p.add_argument("-n", "--num", dest="num_samples", type=int, default=20, metavar="N", help="number of words (default 20)")
+    p.add_argument("--seed", type=int, default=None, help="seed, negative or not; the same seed gives the same words (default: random, printed with --json)")
     p.add_argument("--temperature", type=float, default=1.0, metavar="T", help="softmax temperature > 0 (default 1.0)")
-    p.add_argument("--top-k", type=_positive_int, default=None, metavar="K", help="sample only among the K likeliest characters")
+    p.add_argument("--top-k", type=int, default=None, metavar="K", help="sample only among the K likeliest characters")
+    p.add_argument("--top-p", type=float, default=None, metavar="P",
+                   help="nucleus sampling: only among the likeliest characters whose probabilities add up to P (0 < P <= 1)")
     p.add_argument("--prefix", default="", metavar="P", help="start every word with P")
-    p.add_argument("--max-length", type=_positive_int, default=None, metavar="N", help="cut words at N characters")
+    p.add_argument("--min-length", type=int, default=0, metavar="N", help="no word ends before N characters")
+    p.add_argument("--max-length", type=int, default=None, metavar="N", help="cut words at N characters (default: the model's limit)")
+    p.add_argument("--new-only", action="store_true", help="only words that are not training words")
+    p.add_argument("--exclude", metavar="FILE", help="never print the words of FILE (one a line)")
+    p.add_argument("--max-draws", type=int, default=None, metavar="N",
+                   help="with --new-only or --exclude: draw at most N words looking for new ones (default 100 x -n)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--trust-saved-model", action="store_true",
+                   help="open a SavedModel that keras-makemore did not write (it runs its own graph: only for files you trust)")
     p.set_defaults(func=_sample)
 
 
+_JSON_MAX_WORDS = 1_000_000  # --json holds every word in memory; plain output streams
+
+
 def _sample(args) -> int:
+    from keras_makemore.controls import resolve_seed
+    from keras_makemore.data import read_words
     from keras_makemore.errors import UserError
-    from keras_makemore.runs import Run
-    from keras_makemore.sampling import novelty, sample_words
+    from keras_makemore.exported import open_model
+    from keras_makemore.sampling import iter_words
 
-    source = Path(args.run_dir)
-    if source.suffix == ".tflite" or (source / "saved_model.pb").exists():
-        from keras_makemore.exported import ExportedModel
-        from keras_makemore.runs import run_of_export
-
-        model = ExportedModel(source)
-        vocab, block_size, max_length = model.vocab, model.block_size, model.max_length
-        run = run_of_export(source)
-    else:
-        run = Run.load(source)
-        model, vocab, block_size, max_length = run.model, run.vocab, run.config.block_size, run.max_length
-    words = sample_words(model, vocab, block_size, args.num, seed=args.seed,
-                         temperature=args.temperature, top_k=args.top_k, prefix=args.prefix,
-                         max_length=args.max_length or max_length)
+    opened = open_model(args.run_dir, trust_saved_model=args.trust_saved_model)
+    if args.json and args.num_samples > _JSON_MAX_WORDS:
+        raise UserError(f"num_samples must be at most {_JSON_MAX_WORDS:,} with json, which holds every word in "
+                        f"memory, got {args.num_samples:,}: drop --json to stream the words", argument="num_samples")
+    training = None
     try:
-        novel = novelty(words, run.corpus().split.train) if run else None
+        training = set(opened.run.corpus().split.train) if opened.run else None
     except UserError:
-        novel = None  # the training data moved away: the words are still fine
+        if args.new_only:
+            raise
+    if args.new_only and training is None:
+        raise UserError(f"new_only needs the training words, and {args.run_dir} is not in a run's export folder: "
+                        "sample the run directory, or pass --exclude with the training words", argument="new_only")
+    exclude = (training if args.new_only else set()) | set(read_words(args.exclude) if args.exclude else ())
+    seed = resolve_seed(args.seed)
+    words = iter_words(opened.model, opened.vocab, opened.block_size, args.num_samples, seed, args.temperature,
+                       args.top_k, args.top_p, args.prefix, args.min_length, args.max_length or opened.max_length,
+                       exclude, args.max_draws)
+    found, novel, collected = 0, 0, []
+    for word in words:
+        found += 1
+        novel += training is not None and word not in training
+        if args.json:
+            collected.append(word)
+        else:
+            print(word)
+    novelty = novel / found if training is not None and found else None
     if args.json:
-        print(json.dumps({"samples": words, "novelty": novel, "seed": args.seed,
-                          "temperature": args.temperature, "top_k": args.top_k, "prefix": args.prefix},
-                         ensure_ascii=False))
+        print(json.dumps({"samples": collected, "novelty": novelty, "seed": seed, "requested": args.num_samples,
+                          "temperature": args.temperature, "top_k": args.top_k, "top_p": args.top_p,
+                          "prefix": args.prefix, "min_length": args.min_length, "max_length": args.max_length,
+                          "new_only": args.new_only, "exclude": args.exclude}, ensure_ascii=False))
+    if found < args.num_samples:
+        print(f"# found {found:,} of {args.num_samples:,} words: the others drawn were training words or excluded; "
+              "raise --max-draws or --temperature to find more", file=sys.stderr)
+    if novelty is not None and not args.json:
+        print(f"# {novelty:.0%} novel (not in the training words)", file=sys.stderr)
+    return 0
+
+
+def _add_score(sub) -> None:
+    p = sub.add_parser("score", help="how likely a model finds given words",
+                       description="Score words with a run, a .tflite file or a SavedModel: total log-probability, "
+                                   "mean NLL per character (end marker included) and perplexity; most plausible "
+                                   "first. Rank candidate names, or flag unlikely entries of a list.")
+    p.add_argument("run_dir", metavar="RUN_DIR|MODEL", help="run directory, .tflite file or SavedModel directory")
+    p.add_argument("words", nargs="*", metavar="WORD", help="words to score")
+    p.add_argument("--file", metavar="FILE", help="also score the words of FILE, one a line")
+    p.add_argument("--json", action="store_true",
+                   help='print {"words": [{"word", "nll", "log_prob", "perplexity"}, ...]}')
+    p.add_argument("--trust-saved-model", action="store_true",
+                   help="open a SavedModel that keras-makemore did not write (it runs its own graph: only for files you trust)")
+    p.set_defaults(func=_score)
+
+
+def _score(args) -> int:
+    from keras_makemore.errors import UserError
+    from keras_makemore.exported import open_model
+    from keras_makemore.scoring import read_word_file, score_words
+
+    opened = open_model(args.run_dir, trust_saved_model=args.trust_saved_model)
+    words = list(args.words) + (read_word_file(args.file, opened.vocab) if args.file else [])
+    if not words:
+        raise UserError("words: give words to score, or a file of them with --file FILE", argument="words")
+    scores = sorted(score_words(opened.model, opened.vocab, words), key=lambda s: (s.nll, s.word))
+    if args.json:
+        print(json.dumps({"words": [s.to_json() for s in scores]}, ensure_ascii=False))
         return 0
-    for w in words:
-        print(w)
-    if novel is not None:
-        print(f"# {novel:.0%} novel (not in the training words)", file=sys.stderr)
+    print(f"{'nll':>8} {'perplexity':>11} {'log_prob':>10}  word")
+    for s in scores:
+        print(f"{s.nll:>8.4f} {s.perplexity:>11.3f} {s.log_prob:>10.4f}  {s.word}")
     return 0
 
 
@@ -351,8 +411,9 @@ def _report(args) -> int:
 def _add_export(sub) -> None:
     p = sub.add_parser("export", help="export a run to a SavedModel and a LiteRT .tflite file for devices",
                        description="Write RUN_DIR/export/: a SavedModel and a .tflite file with the signatures "
-                                   "next_token, generate, generate_with_uniforms and decode, and export.json; "
-                                   "then compare the .tflite model with Keras on every val context.")
+                                   "next_token, generate, score, decode and their fixed-shape twins for the "
+                                   "browser, and export.json (with the SavedModel's sha256); then compare the "
+                                   ".tflite model with Keras on every val context.")
     p.add_argument("run_dir", metavar="RUN_DIR")
     p.add_argument("--quantize", default="none", choices=["none", "float16", "dynamic", "int8"],
                    help="none: float32 (default); float16: float16 weights; dynamic: int8 weights; "
@@ -390,6 +451,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_lr_find(sub)
     _add_evaluate(sub)
     _add_sample(sub)
+    _add_score(sub)
     _add_plot(sub)
     _add_sweep(sub)
     _add_report(sub)

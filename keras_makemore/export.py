@@ -1,32 +1,41 @@
 """Export a trained model for devices: a SavedModel and a LiteRT `.tflite` file.
 
-Both artifacts carry the same four signatures:
+Both artifacts carry the same signatures (inputs and outputs int32 or float32
+only, which is all LiteRT.js reads; `L` is the artifact's `max_length`, `V`
+the vocabulary size, `B` = `FIXED_BATCH`):
 
 - `next_token(context)`: int32 `[batch, block_size]` -> `logits` and
-  `probabilities`, float32 `[batch, vocab]`.
-- `generate(seed, num_words, temperature)`: int32, int32, float32 scalars ->
-  `tokens`, int32 `[num_words, max_length]`: whole words sampled inside the
-  graph, each row a word's token ids followed by markers (0). `num_words`
-  must be at least 1 and `temperature` above 0.
-- `generate_with_uniforms(uniforms, temperature)`: float32
-  `[num_words, max_length]` uniforms in (0, 1) you draw yourself -> `tokens`.
-- `decode(tokens)`: int32 `[batch, length]` -> `code_points`, int32 `[batch,
-  length]`, the Unicode code point of each token (0 for the marker);
-  `vocabulary`, int32 `[vocab]`, the code point of every token id (entry 0,
-  the marker, is 0); `block_size` and `max_length`, int32 scalars. The
-  vocabulary travels inside the artifact: the file alone is enough to sample.
-  (A signature without inputs would be simpler, but the int8 calibrator
-  rejects one.)
+  `probabilities`, float32 `[batch, V]`.
+- `generate(seed, num_words, first_row, temperature, top_k, top_p, prefix,
+  min_length, max_length)`: int32/float32 scalars and an int32 `prefix` `[L]`
+  -> `tokens`, int32 `[num_words, L]`: rows `first_row...` of the seed's
+  stream, each a word's token ids then zeros. `top_k` 0 and `top_p` 1 are
+  off, `prefix` is zero-padded, `max_length` 0 means `L`.
+- `score(words)`: int32 `[n, L]` token ids, zero-padded -> `log_prob` and
+  `nll`, float32 `[n]`.
+- `decode(tokens)`: int32 `[batch, length]` -> `code_points` (same shape; 0
+  for the marker), `vocabulary` int32 `[V]` (the code point of each token id),
+  `block_size` and `max_length`, int32 scalars. The vocabulary travels inside
+  the artifact: the file alone is enough to sample. (A signature without
+  inputs would be simpler, but the int8 calibrator rejects one.)
+- `generate_fixed`, `score_fixed`, `decode_fixed`: the same with `B` words per
+  call and every shape fixed, for LiteRT.js, which allocates from the
+  signature's shapes and cannot resize.
 
 The SavedModel is written with `keras.export.ExportArchive`, the LiteRT file by
 TensorFlow's converter from that SavedModel, optionally quantized.
 """
 
+import contextlib
 import dataclasses
+import errno
 import json
 import os
+import shutil
+import tempfile
 import warnings
 from pathlib import Path
+from typing import Iterator
 
 import keras
 import numpy as np
@@ -35,15 +44,16 @@ import tensorflow as tf
 from keras_makemore import _atomic
 from keras_makemore.data import MARKER_ID, Vocabulary
 from keras_makemore.errors import UserError
-from keras_makemore.exported import ExportedModel
-from keras_makemore.generation import generate_tokens, given_uniforms_fn, seeded_uniforms_fn
+from keras_makemore.exported import MANIFEST_FILE, ExportedModel, saved_model_digests
+from keras_makemore.generation import generate_tokens
 from keras_makemore.model import model_shape
+from keras_makemore.scoring import score_tokens
 
 EXPORT_DIR = "export"
 SAVED_MODEL_DIR = "saved_model"
-MANIFEST_FILE = "export.json"
 QUANTIZATIONS = ("none", "float16", "dynamic", "int8")
-SIGNATURES = ("next_token", "generate", "generate_with_uniforms", "decode")
+SIGNATURES = ("next_token", "generate", "score", "decode", "generate_fixed", "score_fixed", "decode_fixed")
+FIXED_BATCH = 100  # words per call of the *_fixed signatures
 _REPRESENTATIVE_BATCHES = 100
 
 
@@ -53,13 +63,13 @@ def litert_filename(quantize: str = "none") -> str:
 
 
 def write_saved_model(model: keras.Model, vocab: Vocabulary, path: str | os.PathLike, max_length: int) -> Path:
-    """Write `model` as a SavedModel with the signatures `next_token`, `generate`, `generate_with_uniforms`, `decode`.
+    """Write `model` as a SavedModel with the signatures of `SIGNATURES`.
 
     Args:
         model: maps int32 contexts `[batch, block_size]` to logits.
         vocab: the model's vocabulary; it is stored in the SavedModel.
         path: the SavedModel directory to write (replaced atomically if it exists).
-        max_length: the number of characters `generate` draws per word.
+        max_length: `L`, the most characters per word that `generate` draws and `score` takes.
 
     Returns:
         `path`.
@@ -74,9 +84,10 @@ def write_saved_model(model: keras.Model, vocab: Vocabulary, path: str | os.Path
     shape = model_shape(model)
     block_size, vocab_size = shape["block_size"], shape["vocab_size"]
     if vocab_size != vocab.size:
-        raise UserError(f"the model has {vocab_size} tokens but the vocabulary {vocab.size}: pass the run's own vocabulary")
+        raise UserError(f"the model has {vocab_size} tokens but the vocabulary {vocab.size}: pass the run's own vocabulary",
+                        argument="vocab")
     if max_length < 1:
-        raise UserError(f"max length must be at least 1, got {max_length}")
+        raise UserError(f"max_length must be at least 1, got {max_length}", argument="max_length")
 
     logits_fn = _serving_logits(model)
 
@@ -84,16 +95,21 @@ def write_saved_model(model: keras.Model, vocab: Vocabulary, path: str | os.Path
         logits = logits_fn(context)
         return {"logits": logits, "probabilities": tf.nn.softmax(logits)}
 
-    def generate(seed, num_words, temperature):
-        tokens = generate_tokens(logits_fn, seeded_uniforms_fn(seed, num_words), num_words, max_length,
-                                 temperature, block_size, vocab_size)
-        return {"tokens": tokens}
+    def generate(seed, num_words, first_row, temperature, top_k, top_p, prefix, min_length, max_length):
+        tokens = generate_tokens(logits_fn, seed, first_row, num_words, temperature, top_k, top_p,
+                                 prefix, min_length, max_length, block_size)
+        return {"tokens": _bindable(tokens)}
 
-    def generate_with_uniforms(uniforms, temperature):
-        shape = tf.shape(uniforms)
-        tokens = generate_tokens(logits_fn, given_uniforms_fn(uniforms), shape[0], shape[1],
-                                 temperature, block_size, vocab_size)
-        return {"tokens": tokens}
+    def generate_fixed(seed, first_row, temperature, top_k, top_p, prefix, min_length, max_length):
+        # A constant num_words makes TF 2.21's int8 calibrator crash (segfault) in
+        # the loop; one computed from an input does not, and the reshape fixes the shape.
+        num_words = FIXED_BATCH + 0 * first_row
+        tokens = generate_tokens(logits_fn, seed, first_row, num_words, temperature, top_k, top_p,
+                                 prefix, min_length, max_length, block_size)
+        return {"tokens": _bindable(tf.reshape(tokens, [FIXED_BATCH, prefix.shape[0]]))}
+
+    def score(words):
+        return score_tokens(logits_fn, block_size, words)
 
     code_points = np.array([MARKER_ID] + [ord(c) for c in vocab.chars], dtype=np.int32)
 
@@ -103,18 +119,31 @@ def write_saved_model(model: keras.Model, vocab: Vocabulary, path: str | os.Path
                 "block_size": tf.constant(block_size, tf.int32), "max_length": tf.constant(max_length, tf.int32)}
 
     scalar = lambda dtype, name: tf.TensorSpec([], dtype, name=name)  # noqa: E731
+    controls = [scalar(tf.int32, "first_row"), scalar(tf.float32, "temperature"), scalar(tf.int32, "top_k"),
+                scalar(tf.float32, "top_p"), tf.TensorSpec([max_length], tf.int32, name="prefix"),
+                scalar(tf.int32, "min_length"), scalar(tf.int32, "max_length")]
     archive = keras.export.ExportArchive()
     archive.track(model)
     archive.add_endpoint("next_token", next_token, [tf.TensorSpec([None, block_size], tf.int32, name="context")])
-    archive.add_endpoint("generate", generate, [scalar(tf.int32, "seed"), scalar(tf.int32, "num_words"),
-                                                scalar(tf.float32, "temperature")])
-    archive.add_endpoint("generate_with_uniforms", generate_with_uniforms,
-                         [tf.TensorSpec([None, None], tf.float32, name="uniforms"), scalar(tf.float32, "temperature")])
+    archive.add_endpoint("generate", generate, [scalar(tf.int32, "seed"), scalar(tf.int32, "num_words"), *controls])
+    archive.add_endpoint("score", score, [tf.TensorSpec([None, max_length], tf.int32, name="words")])
     archive.add_endpoint("decode", decode, [tf.TensorSpec([None, None], tf.int32, name="tokens")])
+    archive.add_endpoint("generate_fixed", generate_fixed, [scalar(tf.int32, "seed"), *controls])
+    archive.add_endpoint("score_fixed", score, [tf.TensorSpec([FIXED_BATCH, max_length], tf.int32, name="words")])
+    archive.add_endpoint("decode_fixed", decode, [tf.TensorSpec([FIXED_BATCH, max_length], tf.int32, name="tokens")])
     path = Path(path)
     with _atomic.atomic_dir(path) as tmp:
         archive.write_out(str(tmp), verbose=False)
     return path
+
+
+def _bindable(tokens: tf.Tensor) -> tf.Tensor:
+    """`tokens` through one real op (a no-op on token ids).
+
+    LiteRT.js cannot bind a signature output that comes straight out of a WHILE
+    whose loop shapes are dynamic: it returns zeros (LiteRT.js 2.5.3, Node 20 and Chromium).
+    """
+    return tf.maximum(tokens, MARKER_ID)
 
 
 def _serving_logits(model: keras.Model):
@@ -165,7 +194,8 @@ def convert_to_litert(
     if quantize == "int8":
         if representative_contexts is None or not len(representative_contexts):
             raise UserError("int8 quantization needs representative contexts to calibrate on: pass training contexts")
-        converter.representative_dataset = lambda: _representative_samples(representative_contexts)
+        samples = list(_representative_samples(saved_model, representative_contexts))
+        converter.representative_dataset = lambda: iter(samples)
     with warnings.catch_warnings():  # int8 calibration runs TF's own, deprecated, tf.lite.Interpreter
         warnings.filterwarnings("ignore", message=".*tf.lite.Interpreter is deprecated", category=UserWarning)
         flatbuffer = converter.convert()
@@ -175,17 +205,24 @@ def convert_to_litert(
     return path
 
 
-def _representative_samples(contexts: np.ndarray):
-    """Calibration inputs for every signature: training contexts, and words generated at a few temperatures."""
+def _representative_samples(saved_model: str | os.PathLike, contexts: np.ndarray) -> Iterator[tuple[str, dict]]:
+    """Calibration inputs for every signature: training contexts, and words the model samples with a few controls."""
+    signatures = tf.saved_model.load(str(saved_model)).signatures  # written by `write_saved_model` just before
+    max_length = int(signatures["decode"](tokens=tf.zeros([1, 1], tf.int32))["max_length"])
     rng = np.random.default_rng(0)
     for _ in range(_REPRESENTATIVE_BATCHES):
-        batch = contexts[rng.integers(0, len(contexts), 32)].astype(np.int32)
-        yield "next_token", {"context": batch}
-    for seed, temperature in enumerate((0.5, 1.0, 1.5)):
-        yield "generate", {"seed": np.int32(seed), "num_words": np.int32(32), "temperature": np.float32(temperature)}
-        uniforms = rng.random((32, 16)).astype(np.float32)
-        yield "generate_with_uniforms", {"uniforms": uniforms, "temperature": np.float32(temperature)}
-        yield "decode", {"tokens": contexts[rng.integers(0, len(contexts), 32)].astype(np.int32)}
+        yield "next_token", {"context": contexts[rng.integers(0, len(contexts), 32)].astype(np.int32)}
+    for seed, (temperature, top_k, top_p) in enumerate(((0.5, 0, 1.0), (1.0, 0, 1.0), (1.5, 5, 0.9))):
+        controls = {"first_row": np.int32(0), "temperature": np.float32(temperature), "top_k": np.int32(top_k),
+                    "top_p": np.float32(top_p), "prefix": np.zeros(max_length, np.int32),
+                    "min_length": np.int32(0), "max_length": np.int32(0)}
+        yield "generate", {"seed": np.int32(seed), "num_words": np.int32(32), **controls}
+        yield "generate_fixed", {"seed": np.int32(seed), **controls}
+        words = signatures["generate_fixed"](**{"seed": tf.constant(seed), **controls})["tokens"].numpy()
+        yield "score", {"words": words[:32]}
+        yield "score_fixed", {"words": words}
+        yield "decode", {"tokens": words[:32]}
+        yield "decode_fixed", {"tokens": words}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -252,6 +289,10 @@ class ExportReport:
 def export_run(run_dir: str | os.PathLike, quantize: str = "none", check: bool = True) -> ExportReport:
     """Export a trained run into `run_dir/export/`: SavedModel, `.tflite` file and `export.json`.
 
+    Everything is written into a staging folder first and moved into place
+    only once all of it is written, so a failure (a full disk) leaves the
+    earlier export as it was. Exports of one run wait for each other.
+
     Args:
         run_dir: a directory written by `keras-makemore train`.
         quantize: one of `QUANTIZATIONS`; see `convert_to_litert`.
@@ -260,12 +301,14 @@ def export_run(run_dir: str | os.PathLike, quantize: str = "none", check: bool =
             which calibrates on the training contexts and fails without them).
 
     Returns:
-        An `ExportReport`; the same facts are merged into `export/export.json`.
+        An `ExportReport`; the same facts are merged into `export/export.json`,
+        with the sha256 of every SavedModel file, which `ExportedModel` checks
+        before it opens the SavedModel.
     """
     from keras_makemore.runs import Run
 
     if quantize not in QUANTIZATIONS:
-        raise UserError(f"unknown quantization {quantize!r}: choose one of {', '.join(QUANTIZATIONS)}")
+        raise UserError(f"quantize must be one of {', '.join(QUANTIZATIONS)}, got {quantize!r}", argument="quantize")
     run = Run.load(run_dir)
     corpus = None
     if check or quantize == "int8":
@@ -275,29 +318,91 @@ def export_run(run_dir: str | os.PathLike, quantize: str = "none", check: bool =
             if quantize == "int8":
                 raise
     export_dir = run.path / EXPORT_DIR
-    saved_model = write_saved_model(run.model, run.vocab, export_dir / SAVED_MODEL_DIR, run.max_length)
-    representative = corpus.examples("train")[0] if quantize == "int8" else None
-    litert = convert_to_litert(saved_model, export_dir / litert_filename(quantize), quantize, representative)
-    result = None
-    if check and corpus is not None:
-        result = check_against_keras(run.model, ExportedModel(litert), *corpus.examples("val"))
-    report = ExportReport(export_dir, saved_model, litert, quantize, result)
-    _update_manifest(export_dir, run, report)
-    return report
-
-
-def _update_manifest(export_dir: Path, run, report: ExportReport) -> None:
-    path = export_dir / MANIFEST_FILE
+    if export_dir.exists() and not export_dir.is_dir():
+        raise UserError(f"run_dir: {export_dir} is a file, where the export folder goes: move it away, "
+                        "then export again", argument="run_dir")
+    name = litert_filename(quantize)
     try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except (FileNotFoundError, ValueError):
+        with _run_lock(run.path), _staging(export_dir) as staging:
+            saved_model = write_saved_model(run.model, run.vocab, staging / SAVED_MODEL_DIR, run.max_length)
+            representative = corpus.examples("train")[0] if quantize == "int8" else None
+            litert = convert_to_litert(saved_model, staging / name, quantize, representative)
+            result = None
+            if check and corpus is not None:
+                result = check_against_keras(run.model, ExportedModel(litert), *corpus.examples("val"))
+            manifest = _manifest(export_dir, run, name, quantize, litert.stat().st_size, result,
+                                 saved_model_digests(saved_model))
+            _atomic.write_json(staging / MANIFEST_FILE, manifest)
+            _move_dir(saved_model, export_dir / SAVED_MODEL_DIR, staging / "replaced")
+            os.replace(litert, export_dir / name)
+            os.replace(staging / MANIFEST_FILE, export_dir / MANIFEST_FILE)
+    except (OSError, tf.errors.OpError) as e:
+        if _is_disk_full(e):
+            raise UserError(f"no space left on the device of {export_dir} while exporting: free some space, "
+                            "then export again (the earlier export, if any, is intact)") from None
+        raise
+    return ExportReport(export_dir, export_dir / SAVED_MODEL_DIR, export_dir / name, quantize, result)
+
+
+@contextlib.contextmanager
+def _run_lock(run_path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on the run directory: a second export of the run waits for the first."""
+    import fcntl  # POSIX; the lock dies with the process, so a killed export never blocks the next
+
+    fd = os.open(run_path, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def _staging(export_dir: Path) -> Iterator[Path]:
+    """A fresh hidden folder inside `export_dir` (same file system, so moves out of it are renames); removed after.
+
+    Call it holding the run's lock: staging folders left by a killed export are removed first.
+    """
+    created = not export_dir.exists()
+    export_dir.mkdir(parents=True, exist_ok=True)
+    for stale in export_dir.glob(".staging-*"):
+        shutil.rmtree(stale, ignore_errors=True)
+    staging = Path(tempfile.mkdtemp(dir=export_dir, prefix=".staging-"))
+    try:
+        yield staging
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+        if created and not any(export_dir.iterdir()):
+            export_dir.rmdir()
+
+
+def _move_dir(source: Path, dest: Path, aside: Path) -> None:
+    """Put directory `source` at `dest`, moving an existing `dest` to `aside` first (renames only)."""
+    if dest.exists():
+        os.replace(dest, aside)
+    os.replace(source, dest)
+
+
+def _is_disk_full(error: Exception) -> bool:
+    if isinstance(error, OSError):
+        return error.errno in (errno.ENOSPC, errno.EDQUOT)
+    return "No space left on device" in str(error) or "Disk quota exceeded" in str(error)
+
+
+def _manifest(export_dir: Path, run, litert_name: str, quantize: str, litert_bytes: int,
+              check: ExportCheck | None, digests: dict[str, str]) -> dict:
+    """`export.json`: the earlier one's LiteRT entries, updated with this export."""
+    try:
+        manifest = json.loads((export_dir / MANIFEST_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
         manifest = {}
-    litert = manifest.get("litert", {}) if isinstance(manifest.get("litert"), dict) else {}
-    litert[report.litert.name] = {"quantize": report.quantize, "bytes": report.litert_bytes,
-                                  "val_check": report.check.to_json() if report.check else None}
+    manifest = manifest if isinstance(manifest, dict) else {}
+    litert = manifest.get("litert") if isinstance(manifest.get("litert"), dict) else {}
+    litert[litert_name] = {"quantize": quantize, "bytes": litert_bytes,
+                           "val_check": check.to_json() if check else None}
     manifest.update({
-        "saved_model": SAVED_MODEL_DIR, "signatures": list(SIGNATURES),
+        "saved_model": SAVED_MODEL_DIR, "saved_model_sha256": digests, "signatures": list(SIGNATURES),
         "vocab_size": run.vocab.size, "block_size": run.config.block_size, "max_length": run.max_length,
-        "litert": litert,
+        "fixed_batch": FIXED_BATCH, "litert": litert,
     })
-    _atomic.write_json(path, manifest)
+    return manifest

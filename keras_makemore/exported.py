@@ -1,18 +1,33 @@
-"""Load an exported model (LiteRT `.tflite` file or SavedModel) and sample from it.
+"""Load an exported model (LiteRT `.tflite` file or SavedModel) and sample from it or score with it.
 
 Both artifacts carry the same signatures (see `keras_makemore.export`), so one
 class serves both: LiteRT files run in `ai_edge_litert`'s interpreter, the
 runtime phones and edge boards use; SavedModels in TensorFlow.
+
+A SavedModel is a program: loading one runs its graph, which may read and
+write files. So a SavedModel is opened only when the sha256 of each of its
+files matches what `keras-makemore export` recorded in `export.json` beside
+it, or when the caller says it trusts the files (`trust_saved_model=True`).
+A `.tflite` file holds only builtin ops, which cannot reach the file system,
+and needs no such check.
 """
 
+import dataclasses
+import hashlib
+import json
 import os
 from pathlib import Path
 
 import numpy as np
 
 from keras_makemore._stderr import quiet_stderr
+from keras_makemore.controls import SamplingControls, resolve_seed
 from keras_makemore.data import MARKER_ID, Vocabulary
 from keras_makemore.errors import UserError
+
+MANIFEST_FILE = "export.json"
+REQUIRED_SIGNATURES = ("next_token", "generate", "score", "decode")
+_SCORE_BATCH = 4096  # words per `score` invoke: 4,096 words of 32 characters are 135,000 contexts
 
 
 class ExportedModel:
@@ -20,22 +35,29 @@ class ExportedModel:
 
     Args:
         path: a `.tflite` file or a SavedModel directory.
+        trust_saved_model: open a SavedModel whose files do not match the
+            sha256 recorded in `export.json` beside it (one that
+            keras-makemore did not write, or that changed since). Only for
+            files you trust: a SavedModel runs its own graph.
 
-    Calling the object maps int32 contexts `[batch, block_size]` to logits, so
-    it can stand in for the Keras model in `sample_words`.
+    Calling the object maps int32 contexts `[batch, block_size]` to logits.
+    Pass it to `sample_words` for the options of the CLI (excluded words,
+    bounded tries), or to `score_words`.
 
     Example:
 
     ```python
     exported = ExportedModel("runs/names/export/model.tflite")
-    exported.generate(seed=0, num_words=5)            # sampled inside the graph
-    sample_words(exported, exported.vocab, exported.block_size, 5, seed=0)  # sampled in numpy
+    exported.generate(seed=0, num_words=5, top_p=0.9)   # sampled inside the graph
+    exported.score(["emma", "xqzvk"])                   # log-probabilities
     ```
     """
 
-    def __init__(self, path: str | os.PathLike):
+    def __init__(self, path: str | os.PathLike, trust_saved_model: bool = False):
         self.path = Path(path)
         if self.path.is_dir() and (self.path / "saved_model.pb").exists():
+            if not trust_saved_model:
+                check_saved_model_digests(self.path)
             self._signatures = _saved_model_signatures(self.path)
         elif self.path.is_file() and self.path.suffix == ".tflite":
             self._signatures = _litert_signatures(self.path)
@@ -44,7 +66,7 @@ class ExportedModel:
                 f"{self.path} is not a .tflite file or a SavedModel directory: "
                 "pass a run directory, or a file from `keras-makemore export`"
             )
-        missing = {"next_token", "generate", "generate_with_uniforms", "decode"} - set(self._signatures)
+        missing = set(REQUIRED_SIGNATURES) - set(self._signatures)
         if missing:
             raise UserError(f"{self.path} lacks the signatures {sorted(missing)}: re-export it with `keras-makemore export`")
         with quiet_stderr():  # LiteRT announces its XNNPACK delegate on stderr at the first invoke
@@ -61,33 +83,75 @@ class ExportedModel:
         """`{"logits", "probabilities"}`, float32 `[batch, vocab]`, for int32 contexts `[batch, block_size]`."""
         return self._signatures["next_token"](context=np.asarray(contexts, dtype=np.int32))
 
-    def generate(self, seed: int = 0, num_words: int = 1, temperature: float = 1.0) -> list[str]:
-        """`num_words` words sampled inside the graph from `seed`; one invoke."""
-        _check_temperature(temperature)
-        if num_words < 0:
-            raise UserError(f"the number of words must be 0 or more, got {num_words}")
+    def generate(self, seed: int = 0, num_words: int = 1, temperature: float = 1.0, top_k: int | None = None,
+                 top_p: float | None = None, prefix: str = "", min_length: int = 0,
+                 max_length: int | None = None, first_row: int = 0) -> list[str]:
+        """Words `first_row .. first_row + num_words - 1` of `seed`'s stream, sampled in one invoke.
+
+        The controls are those of `SamplingControls`; `max_length` defaults to
+        the artifact's own limit.
+        """
+        inputs = SamplingControls(temperature, top_k, top_p, prefix, min_length, max_length).inputs(
+            self.vocab, self.max_length)
+        tokens = self.generate_tokens(resolve_seed(seed), first_row, num_words, inputs)
+        return [self.vocab.decode(row) for row in tokens]
+
+    def generate_tokens(self, seed: int, first_row: int, num_words: int, inputs: dict) -> np.ndarray:
+        """The `generate` signature: int32 tokens `[num_words, max_length]` for `SamplingControls.inputs`."""
+        if num_words < 0 or first_row < 0:
+            raise UserError(f"num_words and first_row must be 0 or more, got {num_words} and {first_row}",
+                            argument="num_words")
         if num_words == 0:
-            return []  # LiteRT cannot return an empty tensor
-        out = self._signatures["generate"](seed=np.int32(seed), num_words=np.int32(num_words),
-                                           temperature=np.float32(temperature))
-        return self._decode(out["tokens"])
+            return np.zeros((0, self.max_length), np.int32)  # LiteRT cannot return an empty tensor
+        return self._signatures["generate"](seed=np.int32(seed), num_words=np.int32(num_words),
+                                            first_row=np.int32(first_row), **inputs)["tokens"]
 
-    def generate_with_uniforms(self, uniforms: np.ndarray, temperature: float = 1.0) -> list[str]:
-        """One word per row of float32 `uniforms` `[num_words, max_length]`, sampled inside the graph."""
-        _check_temperature(temperature)
-        if not len(uniforms):
-            return []
-        out = self._signatures["generate_with_uniforms"](
-            uniforms=np.asarray(uniforms, dtype=np.float32), temperature=np.float32(temperature))
-        return self._decode(out["tokens"])
+    def score(self, words: list[str]) -> dict[str, np.ndarray]:
+        """The `score` signature: `{"log_prob", "nll"}`, float32 `[len(words)]`.
 
-    def _decode(self, tokens) -> list[str]:
-        return [self.vocab.decode(row) for row in np.asarray(tokens)]
+        `log_prob` is the natural log-probability of each word's characters and
+        its end marker, `nll` the mean negative log-likelihood per token
+        (`-log_prob / (len(word) + 1)`).
+        """
+        ids = np.zeros((len(words), self.max_length), np.int32)
+        for i, word in enumerate(words):
+            encoded = self.vocab.encode(word)
+            if len(encoded) > self.max_length:
+                raise UserError(f"words: {word!r} has {len(encoded)} characters, more than the "
+                                f"{self.max_length} this model scores", argument="words")
+            ids[i, :len(encoded)] = encoded
+        parts = [self._signatures["score"](words=ids[i:i + _SCORE_BATCH]) for i in range(0, len(ids), _SCORE_BATCH)]
+        return {key: np.concatenate([p[key] for p in parts]) if parts else np.zeros(0, np.float32)
+                for key in ("log_prob", "nll")}
 
 
-def _check_temperature(temperature: float) -> None:
-    if not temperature > 0:
-        raise UserError(f"temperature must be above 0, got {temperature}: try --temperature 1.0")
+def saved_model_digests(path: str | os.PathLike) -> dict[str, str]:
+    """The sha256 of every file in the SavedModel directory `path`, by path relative to it."""
+    path = Path(path)
+    return {p.relative_to(path).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(path.rglob("*")) if p.is_file()}
+
+
+def check_saved_model_digests(path: Path) -> None:
+    """Raise unless the files of SavedModel `path` are those `export.json` beside it records."""
+    trust = ("a SavedModel runs its own graph: pass trust_saved_model only if you trust these files, "
+             "or sample the .tflite file or the run directory")
+    try:
+        manifest = json.loads((path.parent / MANIFEST_FILE).read_text(encoding="utf-8"))
+        recorded = manifest["saved_model_sha256"] if manifest["saved_model"] == path.name else None
+    except (OSError, ValueError, KeyError, TypeError):
+        recorded = None
+    if not isinstance(recorded, dict):
+        raise UserError(f"trust_saved_model: {path} has no {MANIFEST_FILE} from `keras-makemore export` beside it; "
+                        + trust, argument="trust_saved_model")
+    actual = saved_model_digests(path)
+    problems = ([f"{name} is missing" for name in recorded if name not in actual]
+                + [f"{name} changed" for name in recorded if name in actual and actual[name] != recorded[name]]
+                + [f"{name} was added" for name in actual if name not in recorded])
+    if problems:
+        raise UserError(f"trust_saved_model: {path} is not what `keras-makemore export` wrote "
+                        f"({', '.join(problems[:3])}): export the run again; " + trust,
+                        argument="trust_saved_model")
 
 
 def _litert_signatures(path: Path) -> dict:
@@ -130,10 +194,43 @@ class _LiteRTSignature:
 
 def _saved_model_signatures(path: Path) -> dict:
     import tensorflow as tf
+    from google.protobuf.message import DecodeError
 
-    loaded = tf.saved_model.load(str(path))
+    try:
+        loaded = tf.saved_model.load(str(path))
+    except (OSError, ValueError, DecodeError, tf.errors.OpError) as e:
+        raise UserError(f"{path} is not a loadable SavedModel ({type(e).__name__}): "
+                        "export the run again with `keras-makemore export RUN_DIR`") from None
 
     def runner(fn, keep_alive=loaded):  # the signatures need the loaded object's variables
         return lambda **inputs: {k: v.numpy() for k, v in fn(**{k: tf.constant(v) for k, v in inputs.items()}).items()}
 
     return {name: runner(fn) for name, fn in loaded.signatures.items()}
+
+
+@dataclasses.dataclass
+class OpenedModel:
+    """A model to sample from or score with, and what goes with it.
+
+    `model` is the run's Keras model or an `ExportedModel`; `run` is the run
+    it belongs to (for the training words), or None for an artifact found
+    outside a run's `export/` folder.
+    """
+
+    model: object
+    vocab: Vocabulary
+    block_size: int
+    max_length: int
+    run: object
+
+
+def open_model(path: str | os.PathLike, trust_saved_model: bool = False) -> OpenedModel:
+    """Open a run directory, a `.tflite` file or a SavedModel directory from `keras-makemore export`."""
+    from keras_makemore.runs import Run, run_of_export
+
+    path = Path(path)
+    if path.suffix == ".tflite" or (path / "saved_model.pb").exists():
+        model = ExportedModel(path, trust_saved_model=trust_saved_model)
+        return OpenedModel(model, model.vocab, model.block_size, model.max_length, run_of_export(path))
+    run = Run.load(path)
+    return OpenedModel(run.model, run.vocab, run.config.block_size, run.max_length, run)

@@ -1,69 +1,65 @@
-"""Sample new words from a trained model, one character at a time.
+"""Sample new words from a trained model, or from an exported one.
 
-Each step turns the model's logits into probabilities (softmax of
-`logits / temperature`, optionally only the `top_k` largest kept) and picks the
-token whose cumulative probability first exceeds a uniform random number `u`.
-Drawing through explicit uniforms makes samples portable: any runtime (Keras,
-SavedModel, TFLite on a phone) given the same `u` picks the same tokens.
+A Keras model samples through the same TensorFlow graph as the exported
+`generate` signature (`keras_makemore.generation`), an `ExportedModel` through
+that signature itself, so the same seed and controls give the same words in
+Keras, the SavedModel and the `.tflite` file. Words are drawn in chunks of rows
+of the seed's stream, so any number of words can be streamed, and words to
+avoid (the training words, a list of banned words) are skipped, with a bound
+on the tries.
 """
 
-from typing import Callable, Iterable, Sequence
+import functools
+from typing import Callable, Iterable, Iterator
 
 import keras
 import numpy as np
+import tensorflow as tf
 
-from keras_makemore.data import MARKER_ID, Vocabulary
+from keras_makemore.controls import INT32_MAX, SamplingControls, resolve_seed
+from keras_makemore.data import Vocabulary
 from keras_makemore.errors import UserError
+from keras_makemore.exported import ExportedModel
+from keras_makemore.generation import generate_tokens, keras_graph_function
 
 DEFAULT_MAX_LENGTH = 64
-
-
-def next_token_probabilities(
-    logits: np.ndarray, temperature: float = 1.0, top_k: int | None = None
-) -> np.ndarray:
-    """Softmax of `logits / temperature` over the last axis, zero outside the `top_k` largest."""
-    logits = np.asarray(logits, dtype=np.float64) / temperature
-    if top_k is not None and top_k < logits.shape[-1]:
-        kth = np.sort(logits, axis=-1)[..., -top_k][..., None]
-        logits = np.where(logits < kth, -np.inf, logits)
-    logits = logits - logits.max(axis=-1, keepdims=True)
-    probs = np.exp(logits)
-    return probs / probs.sum(axis=-1, keepdims=True)
-
-
-def pick_tokens(probs: np.ndarray, uniforms: np.ndarray) -> np.ndarray:
-    """Inverse-CDF sampling: the first token whose cumulative probability exceeds `u`, per row."""
-    cdf = np.cumsum(probs, axis=-1)
-    picks = (cdf < uniforms[:, None] * cdf[:, -1:]).sum(axis=-1)
-    return np.minimum(picks, probs.shape[-1] - 1)
+CHUNK_WORDS = 10_000  # rows per graph call: 10,000 rows of 64 tokens are 2.5 MB
+DRAWS_PER_WORD = 100  # the default bound on tries when words are excluded
 
 
 def sample_words(
-    model: Callable | keras.Model,
+    model: keras.Model | ExportedModel | Callable,
     vocab: Vocabulary,
     block_size: int,
     num_samples: int = 10,
     seed: int | None = None,
     temperature: float = 1.0,
     top_k: int | None = None,
+    top_p: float | None = None,
     prefix: str = "",
-    max_length: int = DEFAULT_MAX_LENGTH,
-    uniforms: np.ndarray | None = None,
+    min_length: int = 0,
+    max_length: int | None = None,
+    exclude: Iterable[str] = (),
+    max_draws: int | None = None,
 ) -> list[str]:
-    """Sample `num_samples` words.
+    """Sample `num_samples` words, skipping those in `exclude`.
 
     Args:
-        model: maps int32 contexts `[batch, block_size]` to logits `[batch, vocab]`.
+        model: a Keras model mapping int32 contexts `[batch, block_size]` to
+            logits, an `ExportedModel` (which samples inside its artifact), or
+            any callable from numpy contexts to logits (sampled eagerly, slower).
         vocab: the model's vocabulary.
         block_size: the model's context length.
         num_samples: how many words.
-        seed: seed of the random numbers; the same seed gives the same words.
-        temperature: > 0; below 1 sharpens the distribution, above 1 flattens it.
-        top_k: sample only among the k most likely tokens.
-        prefix: every word starts with these characters.
-        max_length: the longest word, prefix included; longer ones are cut.
-        uniforms: `[num_samples, max_length]` numbers in [0, 1) to draw with,
-            instead of generating them from `seed`.
+        seed: seed of the random numbers; the same seed and options give the
+            same words on every runtime (default: a random seed).
+        temperature, top_k, top_p, prefix, min_length: see `SamplingControls`.
+        max_length: the longest word, prefix included; longer ones are cut
+            (None: an exported model's own limit, 64 for a Keras model).
+        exclude: words never to return, e.g. the training words for new words only.
+        max_draws: words drawn at most (default `num_samples`, or 100 times
+            it when `exclude` is given). When too few words pass, fewer than
+            `num_samples` are returned.
 
     Returns:
         The words, prefix included, without markers.
@@ -72,36 +68,91 @@ def sample_words(
 
     >>> from keras_makemore import build_model, Vocabulary
     >>> vocab = Vocabulary.from_words(["emma", "ava"])
-    >>> words = sample_words(build_model(vocab.size), vocab, 3, num_samples=2, seed=0)
+    >>> words = sample_words(build_model(vocab.size), vocab, 3, num_samples=2, seed=0, top_p=0.9)
     >>> len(words)
     2
     """
-    if not temperature > 0:
-        raise UserError(f"temperature must be above 0, got {temperature}: try --temperature 1.0")
-    if top_k is not None and top_k < 1:
-        raise UserError(f"top-k must be at least 1, got {top_k}")
-    if num_samples < 0:
-        raise UserError(f"the number of samples must be 0 or more, got {num_samples}")
-    prefix_ids = vocab.encode(prefix)
-    if len(prefix_ids) >= max_length:
-        raise UserError(f"the prefix is {len(prefix_ids)} characters, not shorter than max length {max_length}")
-    if uniforms is None:
-        uniforms = np.random.default_rng(seed).random((num_samples, max_length))
-    context = np.zeros((num_samples, block_size), dtype=np.int32)
-    for i in prefix_ids:
-        context = np.concatenate([context[:, 1:], np.full((num_samples, 1), i, np.int32)], axis=1)
-    generated = np.zeros((num_samples, max_length - len(prefix_ids)), dtype=np.int32)
-    alive = np.ones(num_samples, dtype=bool)
-    for t in range(generated.shape[1]):
-        if not alive.any():
-            break
-        logits = np.asarray(model(context, training=False) if isinstance(model, keras.Model) else model(context))
-        picks = pick_tokens(next_token_probabilities(logits, temperature, top_k), uniforms[:, len(prefix_ids) + t])
-        picks = np.where(alive, picks, MARKER_ID)
-        generated[:, t] = picks
-        alive &= picks != MARKER_ID
-        context = np.concatenate([context[:, 1:], picks[:, None].astype(np.int32)], axis=1)
-    return [prefix + vocab.decode(row) for row in generated]
+    return list(iter_words(model, vocab, block_size, num_samples, seed, temperature, top_k, top_p, prefix,
+                           min_length, max_length, exclude, max_draws))
+
+
+def iter_words(
+    model: keras.Model | ExportedModel | Callable,
+    vocab: Vocabulary,
+    block_size: int,
+    num_samples: int = 10,
+    seed: int | None = None,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    prefix: str = "",
+    min_length: int = 0,
+    max_length: int | None = None,
+    exclude: Iterable[str] = (),
+    max_draws: int | None = None,
+) -> Iterator[str]:
+    """`sample_words` as a stream: the words come as they are sampled, a chunk at a time.
+
+    The arguments are checked before the first word is drawn.
+    """
+    controls = SamplingControls(temperature, top_k, top_p, prefix, min_length, max_length)
+    seed = resolve_seed(seed)
+    exclude = frozenset(exclude)
+    _check_count(num_samples, "num_samples")
+    max_draws = _default_draws(num_samples, exclude) if max_draws is None else max_draws
+    _check_count(max_draws, "max_draws")
+    if isinstance(model, ExportedModel):
+        inputs = controls.inputs(vocab, model.max_length)
+        rows = lambda first_row, n: model.generate_tokens(seed, first_row, n, inputs)  # noqa: E731
+    else:
+        inputs = controls.inputs(vocab, controls.max_length or DEFAULT_MAX_LENGTH)
+        if isinstance(model, keras.Model):
+            generate = keras_graph_function(model, block_size, _generate, _GENERATE_SIGNATURE)
+        else:
+            generate = functools.partial(_generate, _eager_logits(model), block_size)
+        rows = lambda first_row, n: generate(np.int32(seed), np.int32(first_row), np.int32(n), *inputs.values())  # noqa: E731
+    return _draw(rows, vocab, num_samples, exclude, max_draws)
+
+
+def _generate(logits_fn, block_size, seed, first_row, num_words, *controls):
+    return generate_tokens(logits_fn, seed, first_row, num_words, *controls, block_size=block_size)
+
+
+def _eager_logits(model: Callable) -> Callable:
+    """A plain callable on numpy contexts as the loop's `logits_fn`; the loop then runs eagerly, step by step."""
+    return lambda context: tf.constant(np.asarray(model(context.numpy())), tf.float32)
+
+
+_GENERATE_SIGNATURE = [tf.TensorSpec([], tf.int32, "seed"), tf.TensorSpec([], tf.int32, "first_row"),
+                       tf.TensorSpec([], tf.int32, "num_words"), tf.TensorSpec([], tf.float32, "temperature"),
+                       tf.TensorSpec([], tf.int32, "top_k"), tf.TensorSpec([], tf.float32, "top_p"),
+                       tf.TensorSpec([None], tf.int32, "prefix"), tf.TensorSpec([], tf.int32, "min_length"),
+                       tf.TensorSpec([], tf.int32, "max_length")]
+
+
+def _check_count(value, argument: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 0 <= value <= INT32_MAX:
+        raise UserError(f"{argument} must be a whole number from 0 to {INT32_MAX:,}, got {value}",
+                        argument=argument)
+
+
+def _default_draws(num_samples: int, exclude: frozenset) -> int:
+    return min(INT32_MAX, num_samples * DRAWS_PER_WORD if exclude else num_samples)
+
+
+def _draw(rows: Callable, vocab: Vocabulary, num_samples: int, exclude: frozenset, max_draws: int) -> Iterator[str]:
+    """The first `num_samples` words of the stream that are not in `exclude`, among its first `max_draws` rows."""
+    found = drawn = 0
+    while found < num_samples and drawn < max_draws:
+        wanted = num_samples - found
+        n = min(CHUNK_WORDS, max_draws - drawn, 2 * wanted + 16 if exclude else wanted)
+        for word in (vocab.decode(row) for row in np.asarray(rows(drawn, n))):
+            if word not in exclude:
+                yield word
+                found += 1
+                if found == num_samples:
+                    return
+        drawn += n
 
 
 def novelty(samples: Iterable[str], training_words: Iterable[str]) -> float:

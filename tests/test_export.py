@@ -11,11 +11,12 @@ import tensorflow as tf
 
 from conftest import ROOT, run_cli
 from keras_makemore.errors import UserError
-from keras_makemore.export import SIGNATURES, check_against_keras, convert_to_litert, export_run
-from keras_makemore.exported import ExportedModel
-from keras_makemore.generation import seeded_uniforms, seeded_uniforms_tf
+from keras_makemore.export import FIXED_BATCH, SIGNATURES, check_against_keras, convert_to_litert, export_run
+from keras_makemore.exported import ExportedModel, saved_model_digests
+from keras_makemore.generation import seeded_uniforms, seeded_uniforms_fn
 from keras_makemore.runs import Run
 from keras_makemore.sampling import sample_words
+from keras_makemore.scoring import score_words
 
 SAMPLER = ROOT / "export" / "sample_tflite.py"
 
@@ -36,6 +37,8 @@ def test_export_writes_both_artifacts_and_a_manifest(exported):
     assert report.litert == export_dir / "model.tflite" and report.litert_bytes > 10_000
     manifest = json.loads((export_dir / "export.json").read_text())
     assert manifest["signatures"] == list(SIGNATURES)
+    assert manifest["saved_model_sha256"] == saved_model_digests(export_dir / "saved_model")
+    assert {"saved_model.pb", "variables/variables.index"} <= set(manifest["saved_model_sha256"])
     assert manifest["litert"]["model.tflite"]["bytes"] == report.litert_bytes
     assert manifest["block_size"] == 3 and manifest["max_length"] == run.max_length
 
@@ -96,37 +99,116 @@ def test_signature_lists_agree_between_litert_and_saved_model(exported):
         assert set(litert[name]["outputs"]) == set(fn.structured_outputs)
 
 
-@pytest.mark.parametrize("temperature", [1.0, 0.7])
-def test_same_uniforms_same_words_in_keras_saved_model_and_litert(exported, temperature):
+def test_signatures_have_the_contracts_names_shapes_and_dtypes(exported):
+    """The contract of notes/signatures.md, which the browser page is built against."""
+    from ai_edge_litert.interpreter import Interpreter
+
     run, report = exported
-    length = run.max_length
-    uniforms = np.random.default_rng(3).random((300, length), dtype=np.float32)
-    keras_words = sample_words(run.model, run.vocab, 3, 300, uniforms=uniforms, temperature=temperature,
-                               max_length=length)
-    litert, saved = ExportedModel(report.litert), ExportedModel(report.saved_model)
-    assert litert.generate_with_uniforms(uniforms, temperature) == keras_words
-    assert saved.generate_with_uniforms(uniforms, temperature) == keras_words
-    assert sample_words(litert, litert.vocab, 3, 300, uniforms=uniforms, temperature=temperature,
-                        max_length=length) == keras_words  # numpy loop over next_token
-    assert len(set(keras_words)) > 30 and all(set(w) <= set(run.vocab.chars) for w in keras_words)
+    length, vocab_size, b = run.max_length, run.vocab.size, FIXED_BATCH
+    interpreter = Interpreter(model_path=str(report.litert))
+    scalars = {"seed": "int32", "first_row": "int32", "temperature": "float32", "top_k": "int32",
+               "top_p": "float32", "min_length": "int32", "max_length": "int32"}
+    controls = {name: ([], dtype) for name, dtype in scalars.items()} | {"prefix": ([length], "int32")}
+    expected = {
+        "next_token": ({"context": ([-1, 3], "int32")},
+                       {"logits": ([-1, vocab_size], "float32"), "probabilities": ([-1, vocab_size], "float32")}),
+        "generate": (controls | {"num_words": ([], "int32")}, {"tokens": ([-1, length], "int32")}),
+        "score": ({"words": ([-1, length], "int32")}, {"log_prob": ([-1], "float32"), "nll": ([-1], "float32")}),
+        "decode": ({"tokens": ([-1, -1], "int32")},
+                   {"code_points": ([-1, -1], "int32"), "vocabulary": ([vocab_size], "int32"),
+                    "block_size": ([], "int32"), "max_length": ([], "int32")}),
+        "generate_fixed": (controls, {"tokens": ([b, length], "int32")}),
+        "score_fixed": ({"words": ([b, length], "int32")}, {"log_prob": ([b], "float32"), "nll": ([b], "float32")}),
+        "decode_fixed": ({"tokens": ([b, length], "int32")},
+                         {"code_points": ([b, length], "int32"), "vocabulary": ([vocab_size], "int32"),
+                          "block_size": ([], "int32"), "max_length": ([], "int32")}),
+    }
+    assert set(interpreter.get_signature_list()) == set(expected)
+
+    def shapes(details):
+        return {name: (d["shape_signature"].tolist(), d["dtype"].__name__) for name, d in details.items()}
+
+    for name, (inputs, outputs) in expected.items():
+        runner = interpreter.get_signature_runner(name)
+        assert shapes(runner.get_input_details()) == inputs, name
+        assert shapes(runner.get_output_details()) == outputs, name
 
 
-def test_seed_gives_the_same_words_everywhere(exported):
+_OPTIONS = [{}, {"temperature": 0.7}, {"top_k": 5}, {"top_p": 0.8}, {"prefix": "ma"},
+            {"temperature": 1.3, "top_k": 8, "top_p": 0.9, "prefix": "a", "min_length": 3, "max_length": 7}]
+
+
+@pytest.mark.parametrize("options", _OPTIONS, ids=lambda o: ",".join(o) or "defaults")
+def test_one_seed_gives_the_same_words_in_keras_saved_model_litert_and_the_standalone_sampler(exported, options):
     run, report = exported
+    options_for_keras = {"max_length": run.max_length, **options}
+    keras_words = sample_words(run.model, run.vocab, 3, 30, seed=11, **options_for_keras)
     litert, saved = ExportedModel(report.litert), ExportedModel(report.saved_model)
-    words = litert.generate(seed=11, num_words=200)
-    assert saved.generate(seed=11, num_words=200) == words
-    uniforms = seeded_uniforms(11, 200, run.max_length)
-    assert sample_words(run.model, run.vocab, 3, 200, uniforms=uniforms, max_length=run.max_length) == words
-    assert litert.generate(seed=11, num_words=1) == words[:1]  # one invoke, one word
-    assert litert.generate(seed=12, num_words=200) != words
-    assert litert.generate(seed=11, num_words=0) == []
+    assert litert.generate(seed=11, num_words=30, **options) == keras_words
+    assert saved.generate(seed=11, num_words=30, **options) == keras_words
+    assert sample_words(litert, litert.vocab, 3, 30, seed=11, **options) == keras_words
+    standalone = _standalone_sampler()
+    assert list(standalone.sample(str(report.litert), 30, 11, **_standalone_options(options))) == keras_words
+    assert len(set(keras_words)) > 3 and all(w.startswith(options.get("prefix", "")) for w in keras_words)
+    assert sample_words(run.model, run.vocab, 3, 30, seed=12, **options_for_keras) != keras_words
 
 
-@pytest.mark.parametrize("seed", [0, -7, 2**31 - 1])
+def _standalone_sampler():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("sample_tflite", SAMPLER)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _standalone_options(options: dict) -> dict:
+    return {"top_k": 0, "top_p": 1.0, **options}
+
+
+@pytest.mark.parametrize("artifact", ["litert", "saved_model"])
+def test_fixed_signatures_are_pages_of_the_dynamic_ones(exported, artifact):
+    run, report = exported
+    model = ExportedModel(getattr(report, artifact))
+    signatures = model._signatures
+    controls = {"temperature": np.float32(0.9), "top_k": np.int32(6), "top_p": np.float32(0.95),
+                "prefix": np.zeros(run.max_length, np.int32), "min_length": np.int32(2), "max_length": np.int32(0)}
+    whole = signatures["generate"](seed=np.int32(3), num_words=np.int32(250), first_row=np.int32(0),
+                                   **controls)["tokens"]
+    pages = [signatures["generate_fixed"](seed=np.int32(3), first_row=np.int32(first), **controls)["tokens"]
+             for first in (0, 100, 200)]
+    np.testing.assert_array_equal(np.concatenate(pages)[:250], whole)
+    np.testing.assert_array_equal(signatures["generate"](seed=np.int32(3), num_words=np.int32(50),
+                                                         first_row=np.int32(100), **controls)["tokens"], whole[100:150])
+    fixed_scores = signatures["score_fixed"](words=pages[0])
+    scores = signatures["score"](words=pages[0])
+    np.testing.assert_allclose(fixed_scores["log_prob"], scores["log_prob"], atol=1e-5)
+    np.testing.assert_allclose(fixed_scores["nll"], scores["nll"], atol=1e-6)
+    decoded = signatures["decode_fixed"](tokens=pages[0])
+    assert decoded["code_points"].shape == (FIXED_BATCH, run.max_length) and int(decoded["max_length"]) == run.max_length
+    np.testing.assert_array_equal(decoded["code_points"], signatures["decode"](tokens=pages[0])["code_points"])
+
+
+@pytest.mark.parametrize("artifact", ["litert", "saved_model"])
+def test_exported_score_matches_keras(exported, artifact):
+    run, report = exported
+    model = ExportedModel(getattr(report, artifact))
+    words = run.corpus().split.val + ["", "zzzz", "a" * run.max_length]
+    keras_scores = score_words(run.model, run.vocab, words)
+    exported_scores = score_words(model, model.vocab, words)
+    for k, e in zip(keras_scores, exported_scores):
+        assert k.word == e.word
+        # nll to 1e-5; log_prob, a sum of up to L + 1 float32 terms, to 1e-5 a term
+        assert abs(k.nll - e.nll) <= 1e-5 and abs(k.log_prob - e.log_prob) <= 1e-5 * (len(k.word) + 1), (k, e)
+    with pytest.raises(UserError, match="^words"):
+        model.score(["a" * (run.max_length + 1)])
+
+
+@pytest.mark.parametrize("seed", [0, -7, 2**31 - 1, -2**31])
 def test_seeded_uniforms_are_bit_identical_in_numpy_and_tensorflow(seed):
-    expected = seeded_uniforms(seed, 64, 40)
-    got = seeded_uniforms_tf(tf.constant(seed), tf.constant(64), 40).numpy()
+    expected = seeded_uniforms(seed, 64, 40, first_row=5)
+    uniforms = seeded_uniforms_fn(tf.constant(seed), tf.constant(5), tf.constant(64))
+    got = np.stack([uniforms(tf.range(64), tf.constant(t)).numpy() for t in range(40)], axis=1)
     np.testing.assert_array_equal(got, expected)
     assert expected.dtype == np.float32 and 0 < expected.min() and expected.max() < 1
     assert abs(expected.mean() - 0.5) < 0.02 and len(np.unique(expected)) > 2500
@@ -142,7 +224,9 @@ def test_quantized_models_stay_close_to_keras(exported):
         check = check_against_keras(run.model, ExportedModel(path), x_val, y_val)
         assert check.max_abs_diff < prob_bound, (quantize, check)
         assert abs(check.exported_loss - check.keras_loss) < 0.02, (quantize, check)
-        assert len(ExportedModel(path).generate(seed=1, num_words=20)) == 20
+        model = ExportedModel(path)
+        assert len(model.generate(seed=1, num_words=20, top_p=0.9, top_k=5, prefix="a")) == 20
+        assert model.score(["emma", "ava"])["nll"].shape == (2,)
         if quantize != "dynamic":  # this model's weights are below the converter's dynamic-range threshold
             assert {"float16": np.float16, "int8": np.int8}[quantize] in _tensor_types(path)
     assert np.float16 not in _tensor_types(report.litert) and np.int8 not in _tensor_types(report.litert)
@@ -166,6 +250,7 @@ def test_re_export_replaces_artifacts_without_leftovers(exported):
     assert {"model.tflite", "model_dynamic.tflite"} <= set(manifest["litert"])
     assert ExportedModel(report.saved_model).generate(seed=11, num_words=5) == \
         ExportedModel(report.litert).generate(seed=11, num_words=5)
+    assert ExportedModel(report.litert).generate(seed=11, num_words=0) == []
 
 
 def test_bad_artifacts_are_user_errors(tmp_path):
@@ -196,26 +281,60 @@ def test_standalone_sampler_runs_without_tensorflow(exported, tmp_path):
     _, report = exported
     result = subprocess.run(
         [sys.executable, "-c", _BLOCK_TENSORFLOW, str(SAMPLER), str(report.litert), "-n", "25", "--seed", "4",
-         "--temperature", "0.9"],
+         "--temperature", "0.9", "--top-p", "0.95", "--prefix", "a"],
         cwd=tmp_path, capture_output=True, text=True, timeout=120,
     )
     assert result.returncode == 0, result.stderr
     words = result.stdout.splitlines()
-    assert words == ExportedModel(report.litert).generate(seed=4, num_words=25, temperature=0.9)
+    assert words == ExportedModel(report.litert).generate(seed=4, num_words=25, temperature=0.9, top_p=0.95,
+                                                          prefix="a")
 
 
-def test_cli_export_and_sample_from_the_artifacts(exported):
+def test_standalone_sampler_excludes_words_and_streams_in_chunks(exported, tmp_path, monkeypatch):
+    run, report = exported
+    standalone = _standalone_sampler()
+    monkeypatch.setattr(standalone, "CHUNK", 7)
+    words = ExportedModel(report.litert).generate(seed=2, num_words=60)
+    assert list(standalone.sample(str(report.litert), 60, 2)) == words
+    banned = tmp_path / "banned.txt"
+    banned.write_text("\n".join(words[:20]), encoding="utf-8")
+    kept = [w for w in words if w not in set(words[:20])]
+    assert list(standalone.sample(str(report.litert), len(kept), 2, exclude=frozenset(words[:20]),
+                                  max_draws=60)) == kept
+    result = subprocess.run([sys.executable, str(SAMPLER), str(report.litert), "-n", "5", "--seed", "2",
+                             "--exclude", str(banned), "--max-draws", "20"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and result.stdout.split() == [], result
+    assert "found 0 of 5" in result.stderr
+    result = subprocess.run([sys.executable, str(SAMPLER), str(report.litert), "--temperature", "inf"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and "temperature" in result.stderr
+
+
+def test_cli_export_then_sample_and_score_give_the_same_from_every_source(exported):
     run, _ = exported
     result = run_cli("export", str(run.path), "--json")
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     assert report["quantize"] == "none" and report["val_check"]["max_abs_diff"] <= 1e-5
-    args = ("-n", "12", "--seed", "5", "--temperature", "0.8", "--top-k", "6", "--prefix", "a", "--json")
-    from_run = json.loads(run_cli("sample", str(run.path), *args).stdout)
-    result = run_cli("sample", report["litert"], *args)  # the SavedModel path is the same code
-    assert result.returncode == 0, result.stderr
-    out = json.loads(result.stdout)
-    assert out["samples"] == from_run["samples"] and out["novelty"] == from_run["novelty"]
+    args = ("-n", "12", "--seed", "5", "--temperature", "0.8", "--top-k", "6", "--top-p", "0.9", "--prefix", "a",
+            "--min-length", "3", "--json")
+    outs = []
+    for source in (run.path, report["litert"], report["saved_model"]):
+        result = run_cli("sample", str(source), *args)
+        assert result.returncode == 0, result.stderr
+        outs.append(json.loads(result.stdout))
+    assert outs[0]["samples"] == outs[1]["samples"] == outs[2]["samples"]
+    assert outs[0]["novelty"] == outs[1]["novelty"] == outs[2]["novelty"] is not None
+    assert outs[0]["samples"] == sample_words(run.model, run.vocab, 3, 12, seed=5, temperature=0.8, top_k=6,
+                                              top_p=0.9, prefix="a", min_length=3, max_length=run.max_length)
+    new = json.loads(run_cli("sample", report["litert"], "-n", "30", "--seed", "1", "--new-only", "--json").stdout)
+    assert new["novelty"] == 1.0 and len(new["samples"]) == 30
+    scores = [json.loads(run_cli("score", str(source), "emma", "zzqx", "ava", "--json").stdout)["words"]
+              for source in (run.path, report["litert"])]
+    assert [s["word"] for s in scores[0]] == [s["word"] for s in scores[1]]
+    assert [s["nll"] for s in scores[0]] == sorted(s["nll"] for s in scores[0])
+    for k, e in zip(*scores):
+        assert abs(k["log_prob"] - e["log_prob"]) <= 1e-5 and set(k) == {"word", "nll", "log_prob", "perplexity"}
 
 
 def test_cli_error_is_one_line(tmp_path):
