@@ -1,0 +1,50 @@
+// Open the page in headless Chromium and print, as JSON, what it shows: its state, words, error and speed,
+// and every file it fetched with its size. tests/test_web.py drives the page through this script.
+//
+//   node browse.mjs 'http://127.0.0.1:8000/?model=model.tflite&seed=9&n=12' [--upload FILE] [--screenshot PNG]
+//
+// --upload chooses FILE in the page's file input once the page is idle. Chromium is $CHROMIUM or /usr/bin/chromium.
+import {parseArgs} from 'node:util';
+import {chromium} from 'playwright-core';
+
+const {values: options, positionals: [url]} = parseArgs({
+  allowPositionals: true,
+  options: {upload: {type: 'string'}, screenshot: {type: 'string'}, timeout: {type: 'string', default: '60000'}},
+});
+const timeout = Number(options.timeout);
+const settled = state => ['done', 'error'].includes(state);
+
+const browser = await chromium.launch({executablePath: process.env.CHROMIUM || '/usr/bin/chromium'});
+try {
+  const page = await browser.newPage({viewport: {width: 800, height: 600}});
+  const pageErrors = [];
+  page.on('pageerror', error => pageErrors.push(String(error)));
+  const fetched = [];
+  page.on('requestfinished', request => fetched.push(
+    request.sizes().then(sizes => ({url: request.url(), bytes: sizes.responseBodySize}))));
+
+  await page.goto(url);
+  const state = () => page.locator('main').getAttribute('data-state');
+  if (options.upload) {
+    await page.waitForSelector('main[data-state=idle]', {timeout});
+    await page.setInputFiles('#file', options.upload);
+  }
+  await page.waitForFunction(() => ['done', 'error'].includes(document.querySelector('main').dataset.state),
+                             null, {timeout});
+  if (options.screenshot) await page.screenshot({path: options.screenshot, fullPage: true});
+  const stats = page.locator('#stats');
+  console.log(JSON.stringify({
+    state: await state(),
+    words: await page.locator('.word').allTextContents(),
+    error: await page.locator('#error:not([hidden])').textContent({timeout: 1}).catch(() => null),
+    stats: await stats.textContent(),
+    firstWordsMs: Number(await stats.getAttribute('data-first-words-ms')) || null,
+    wordsPerSecond: Number(await stats.getAttribute('data-words-per-second')) || null,
+    fetched: await Promise.all(fetched),
+    pageErrors,
+    chromium: browser.version(),
+  }, null, 1));
+  if (!settled(await state())) process.exitCode = 1;
+} finally {
+  await browser.close();
+}
