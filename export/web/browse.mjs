@@ -36,7 +36,7 @@ try {
   console.log(JSON.stringify({
     state: await state(),
     words: await page.locator('.word').allTextContents(),
-    error: await page.locator('#error:not([hidden])').textContent({timeout: 1}).catch(() => null),
+    error: await page.$eval('#error', element => (element.hidden ? null : element.textContent)),
     stats: await stats.textContent(),
     firstWordsMs: Number(await stats.getAttribute('data-first-words-ms')) || null,
     wordsPerSecond: Number(await stats.getAttribute('data-words-per-second')) || null,

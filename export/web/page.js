@@ -49,21 +49,21 @@ async function fetchModel(url) {
 }
 
 function options() {
-  const field = name => form.elements[name];
-  const number = (name, check, hint) => {
-    const value = Number(field(name).value);
-    if (field(name).value.trim() === '' || !check(value)) {
-      throw new MakemoreError(`${field(name).labels[0].textContent.trim()} ${hint}, got "${field(name).value}"`);
+  const number = (name, check, rule) => {
+    const field = form.elements[name];
+    const value = Number(field.value);
+    if (field.value.trim() === '' || !check(value)) {
+      throw new MakemoreError(`${field.labels[0].textContent.trim()} ${rule.replace('%', `"${field.value}"`)}`);
     }
     return value;
   };
   return {
-    count: number('n', v => Number.isInteger(v) && v >= 1 && v <= 100000, 'must be a whole number from 1 to 100000'),
-    seed: number('seed', v => Number.isInteger(v) && v >= -(2 ** 31) && v < 2 ** 31, 'must be a whole number (int32)'),
-    temperature: number('temperature', v => v > 0 && Number.isFinite(v), 'must be above 0: try 1.0'),
-    topK: number('top_k', v => Number.isInteger(v) && v >= 0, 'must be a whole number, 0 for off'),
-    topP: number('top_p', v => v > 0 && v <= 1, 'must be above 0 and at most 1, 1 for off'),
-    prefix: field('prefix').value,
+    count: number('n', v => Number.isInteger(v) && v >= 1 && v <= 100000, 'must be a whole number from 1 to 100000, got %'),
+    seed: number('seed', v => Number.isInteger(v) && v >= -(2 ** 31) && v < 2 ** 31, 'must be a 32-bit whole number, got %'),
+    temperature: number('temperature', v => v > 0 && Number.isFinite(v), 'must be above 0, got %: try 1'),
+    topK: number('top_k', v => Number.isInteger(v) && v >= 0, 'must be a whole number, got %: 0 turns it off'),
+    topP: number('top_p', v => v > 0 && v <= 1, 'must be above 0 and at most 1, got %: 1 turns it off'),
+    prefix: form.elements.prefix.value,
   };
 }
 
