@@ -118,7 +118,7 @@ def _tflite_without_the_fixed_signatures(path):
 @pytest.mark.parametrize("content, message", [
     (b"not a model at all", "bad.tflite is not a LiteRT model"),
     (_tflite_without_the_fixed_signatures, "bad.tflite has no generate_fixed or decode_fixed signature"),
-])
+], ids=["not-a-model", "without-the-signatures"])
 def test_a_bad_file_shows_a_readable_error(page, tmp_path, content, message):
     bad = tmp_path / "bad.tflite"
     bad.write_bytes(content) if isinstance(content, bytes) else content(bad)

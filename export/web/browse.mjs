@@ -3,13 +3,15 @@
 //
 //   node browse.mjs 'http://127.0.0.1:8000/?model=model.tflite&seed=9&n=12' [--upload FILE] [--screenshot PNG]
 //
-// --upload chooses FILE in the page's file input once the page is idle. Chromium is $CHROMIUM or /usr/bin/chromium.
+// --upload chooses FILE in the page's file input once the page is idle; --again N clicks Generate N more times
+// (warm runs: their words/s are in "again"). Chromium is $CHROMIUM or /usr/bin/chromium.
 import {parseArgs} from 'node:util';
 import {chromium} from 'playwright-core';
 
 const {values: options, positionals: [url]} = parseArgs({
   allowPositionals: true,
-  options: {upload: {type: 'string'}, screenshot: {type: 'string'}, timeout: {type: 'string', default: '60000'}},
+  options: {upload: {type: 'string'}, screenshot: {type: 'string'}, again: {type: 'string', default: '0'},
+            timeout: {type: 'string', default: '60000'}},
 });
 const timeout = Number(options.timeout);
 const settled = state => ['done', 'error'].includes(state);
@@ -29,10 +31,17 @@ try {
     await page.waitForSelector('main[data-state=idle]', {timeout});
     await page.setInputFiles('#file', options.upload);
   }
-  await page.waitForFunction(() => ['done', 'error'].includes(document.querySelector('main').dataset.state),
-                             null, {timeout});
-  if (options.screenshot) await page.screenshot({path: options.screenshot, fullPage: true});
+  const waitUntilSettled = () => page.waitForFunction(
+    () => ['done', 'error'].includes(document.querySelector('main').dataset.state), null, {timeout});
+  await waitUntilSettled();
   const stats = page.locator('#stats');
+  const again = [];
+  for (let i = 0; i < Number(options.again); i++) {
+    await page.click('#generate');
+    await waitUntilSettled();
+    again.push(Number(await stats.getAttribute('data-words-per-second')));
+  }
+  if (options.screenshot) await page.screenshot({path: options.screenshot, fullPage: true});
   console.log(JSON.stringify({
     state: await state(),
     words: await page.locator('.word').allTextContents(),
@@ -40,6 +49,7 @@ try {
     stats: await stats.textContent(),
     firstWordsMs: Number(await stats.getAttribute('data-first-words-ms')) || null,
     wordsPerSecond: Number(await stats.getAttribute('data-words-per-second')) || null,
+    again,
     fetched: await Promise.all(fetched),
     pageErrors,
     chromium: browser.version(),

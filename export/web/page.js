@@ -9,10 +9,12 @@ let model;
 let modelName;
 let firstWordsShown = false;
 
+const busy = () => ['loading', 'generating'].includes(main.dataset.state);
+
 function setState(state) {
   main.dataset.state = state;  // idle, loading, generating, done or error: what the tests wait on
-  const busy = state === 'loading' || state === 'generating' || !model;
-  for (const button of form.querySelectorAll('button')) button.disabled = busy;
+  $('file').disabled = busy();
+  for (const button of form.querySelectorAll('button')) button.disabled = busy() || !model;
 }
 
 function showError(error) {
@@ -24,6 +26,7 @@ function showError(error) {
 }
 
 async function openModel(bytesPromise, name) {
+  if (busy()) return;
   setState('loading');
   $('error').hidden = true;
   $('model-info').textContent = `Loading ${name}…`;
