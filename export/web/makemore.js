@@ -83,9 +83,14 @@ export class WordModel {
     const words = [];
     for (let firstRow = 0; words.length < count; firstRow += this.batch) {
       const generated = await this.#run('generate_fixed', {...inputs, first_row: firstRow});
-      const decoded = await this.compiled.run('decode_fixed', {tokens: generated.tokens});
-      const codePoints = decoded.code_points.toTypedArray();
-      deleteAll(generated, decoded);
+      let decoded;
+      try {
+        decoded = await this.#run('decode_fixed', {tokens: generated.tokens});
+      } finally {
+        deleteAll(generated);
+      }
+      const codePoints = decoded.code_points.toTypedArray();  // a copy
+      deleteAll(decoded);
       for (let row = 0; row < this.batch && words.length < count; row++) {
         words.push(wordAt(codePoints, row * this.maxLength, this.maxLength));
       }
@@ -93,20 +98,23 @@ export class WordModel {
     return words;
   }
 
-  /** Run signature `key`, giving each input the tensor of its own dtype and shape filled from `values`. */
+  /** Run signature `key`, giving each input a tensor of its own dtype and shape filled from `values`. */
   async #run(key, values) {
     const inputs = {};
-    for (const {name, dtype, shape} of this.compiled.signatures[key].getInputDetails()) {
-      if (!(name in values)) {
-        deleteAll(inputs);
-        throw new MakemoreError(`the model's ${key} takes an input "${name}" this page does not know`);
-      }
-      inputs[name] = values[name] instanceof Tensor ? values[name] : tensor(values[name], dtype, Array.from(shape));
-    }
+    const made = [];
     try {
+      for (const {name, dtype, shape} of this.compiled.signatures[key].getInputDetails()) {
+        if (!(name in values)) throw new MakemoreError(`the model's ${key} takes an input "${name}" this page does not know`);
+        if (values[name] instanceof Tensor) {
+          inputs[name] = values[name];
+        } else {
+          inputs[name] = tensor(values[name], dtype, Array.from(shape));
+          made.push(inputs[name]);
+        }
+      }
       return await this.compiled.run(key, inputs);
     } finally {
-      deleteAll(Object.fromEntries(Object.entries(inputs).filter(([name]) => !(values[name] instanceof Tensor))));
+      for (const t of made) t.delete();
     }
   }
 
@@ -117,8 +125,8 @@ export class WordModel {
 
 function tensor(value, dtype, shape) {
   const size = shape.reduce((a, b) => a * b, 1);
-  const Array_ = dtype === 'float32' ? Float32Array : Int32Array;
-  const data = Array.isArray(value) ? Array_.from(value) : new Array_(size).fill(value);
+  const TypedArray = dtype === 'float32' ? Float32Array : Int32Array;
+  const data = Array.isArray(value) ? TypedArray.from(value) : new TypedArray(size).fill(value);
   return new Tensor(data, shape);
 }
 
