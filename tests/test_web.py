@@ -1,0 +1,136 @@
+"""The web page (export/web) in real headless Chromium, on the model.tflite that `keras-makemore export` writes.
+
+The page runs the file with LiteRT.js (wasm) and must show, for a seed and options, exactly the words
+export/sample_tflite.py prints with ai-edge-litert. Without node, chromium or `npm ci` in export/web these
+tests skip, except where KERAS_MAKEMORE_REQUIRE_WEB=1 (as .ci/run sets it), which makes that a failure.
+"""
+
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+from urllib.parse import urlencode
+
+import pytest
+
+from conftest import ROOT, run_cli
+
+WEB = ROOT / "export" / "web"
+SAMPLER = ROOT / "export" / "sample_tflite.py"
+REQUIRE_WEB = "KERAS_MAKEMORE_REQUIRE_WEB"
+
+
+def _chromium() -> str | None:
+    candidates = [os.environ.get("CHROMIUM"), "chromium", "chromium-browser", "google-chrome"]
+    return next((shutil.which(c) for c in candidates if c and shutil.which(c)), None)
+
+
+@pytest.fixture(scope="module")
+def chromium() -> str:
+    """Chromium's path, once node, chromium and export/web's node modules are all there."""
+    missing = [what for what, there in (
+        ("node", shutil.which("node")),
+        ("chromium (apt-get install chromium, or set CHROMIUM)", _chromium()),
+        ("export/web/node_modules (run `npm ci` in export/web)",
+         all((WEB / "node_modules" / p).is_dir() for p in ("@litertjs/core", "playwright-core"))),
+    ) if not there]
+    if missing:
+        reason = f"the web page tests need {', '.join(missing)}"
+        if os.environ.get(REQUIRE_WEB) == "1":
+            pytest.fail(f"{REQUIRE_WEB}=1 but {reason}")
+        pytest.skip(reason)
+    return _chromium()
+
+
+@pytest.fixture(scope="module")
+def model_tflite(tmp_path_factory, trained_run):
+    """The model.tflite that `keras-makemore export` writes for the shared small run."""
+    run_dir = tmp_path_factory.mktemp("web") / "run"
+    shutil.copytree(trained_run.run_dir, run_dir)
+    result = run_cli("export", str(run_dir), "--json")
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)["litert"]
+
+
+@pytest.fixture(scope="module")
+def page(chromium, model_tflite):
+    """`page(**query)`: what the page shows at /?model=model.tflite&QUERY, served from 127.0.0.1 by serve.py."""
+    spec = importlib.util.spec_from_file_location("serve", WEB / "serve.py")
+    serve = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(serve)
+    server = serve.serve(model_tflite, port=0, quiet=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    root = f"http://127.0.0.1:{server.server_address[1]}/"
+
+    def show(*args, **query):
+        return _browse(chromium, f"{root}?{urlencode(query)}", *args)
+
+    yield show
+    server.shutdown()
+    server.server_close()
+
+
+def _browse(chromium: str, url: str, *args: str) -> dict:
+    result = subprocess.run(["node", str(WEB / "browse.mjs"), url, *args], capture_output=True, text=True,
+                            timeout=180, env={**os.environ, "CHROMIUM": chromium})
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def _sample_tflite(model: str, *args: str) -> list[str]:
+    result = subprocess.run([sys.executable, str(SAMPLER), model, *args], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.splitlines()
+
+
+@pytest.mark.parametrize("seed, n", [(9, 12), (3, 130)])  # 130 words take two generate_fixed calls
+def test_page_shows_the_words_sample_tflite_prints(page, model_tflite, seed, n):
+    shown = page(model="model.tflite", seed=seed, n=n)
+    assert shown["error"] is None and shown["pageErrors"] == []
+    assert shown["words"] == _sample_tflite(model_tflite, "--seed", str(seed), "-n", str(n))
+    assert shown["firstWordsMs"] > 0 and shown["wordsPerSecond"] > 0
+
+
+def test_page_options_give_the_words_sample_tflite_prints(page, model_tflite):
+    shown = page(model="model.tflite", seed=4, n=30, temperature=0.8, top_k=5, top_p=0.9, prefix="a")
+    assert shown["error"] is None
+    assert shown["words"] == _sample_tflite(model_tflite, "--seed", "4", "-n", "30", "--temperature", "0.8",
+                                            "--top-k", "5", "--top-p", "0.9", "--prefix", "a")
+    assert all(word.startswith("a") for word in shown["words"])
+
+
+def test_page_loads_nothing_from_another_origin(page):
+    shown = page(model="model.tflite", n=1)
+    assert shown["words"] and all(f["url"].startswith("http://127.0.0.1:") for f in shown["fetched"])
+
+
+def _tflite_without_the_fixed_signatures(path):
+    import tensorflow as tf
+
+    double = tf.function(lambda x: {"y": 2 * x}, input_signature=[tf.TensorSpec([2], tf.float32, name="x")])
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([double.get_concrete_function()])
+    path.write_bytes(converter.convert())
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"not a model at all", "bad.tflite is not a LiteRT model"),
+    (_tflite_without_the_fixed_signatures, "bad.tflite has no generate_fixed or decode_fixed signature"),
+], ids=["not-a-model", "without-the-signatures"])
+def test_a_bad_file_shows_a_readable_error(page, tmp_path, content, message):
+    bad = tmp_path / "bad.tflite"
+    bad.write_bytes(content) if isinstance(content, bytes) else content(bad)
+    shown = page("--upload", str(bad))
+    assert shown["state"] == "error" and message in shown["error"] and shown["words"] == []
+
+
+def test_a_model_url_that_is_not_there_shows_a_readable_error(page):
+    shown = page(model="missing.tflite")
+    assert shown["state"] == "error" and shown["error"] == "Cannot fetch missing.tflite: 404 File not found"
+
+
+def test_bad_options_show_a_readable_error(page):
+    shown = page(model="model.tflite", temperature=0, prefix="a")
+    assert shown["state"] == "error" and shown["error"] == 'Temperature must be above 0, got "0": try 1'
