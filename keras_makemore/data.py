@@ -289,7 +289,9 @@ def make_dataset(
 
     # One new seed per pass over the dataset: every `iter()` reshuffles, as `Dataset.shuffle` does.
     pass_seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).take(1)
-    return pass_seeds.flat_map(one_pass).prefetch(tf.data.AUTOTUNE)
+    minibatches = full // batch_size + (0 if drop_remainder or full == len(x) else 1)
+    return (pass_seeds.flat_map(one_pass).apply(tf.data.experimental.assert_cardinality(minibatches))
+            .prefetch(tf.data.AUTOTUNE))
 
 
 def random_minibatches(

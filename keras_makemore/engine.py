@@ -124,6 +124,7 @@ def _chunks(dataset: tf.data.Dataset, chunk_size: int, strategy: tf.distribute.S
 
         def shares(*chunk):
             def share(replica):
+                replica = tf.cast(replica, tf.int32)
                 size = tf.shape(chunk[0])[1] // replicas
                 return tuple(t[:, replica * size:(replica + 1) * size] for t in chunk)
             return tf.data.Dataset.range(first, first + local).map(share)

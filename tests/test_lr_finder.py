@@ -255,7 +255,8 @@ def test_sweep_under_mirrored_strategy_matches_one_device():
 
 
 def test_lecture_mlp_on_names_suggests_a_rate_near_the_lectures(names_path):
-    from keras_makemore.training import TrainConfig, find_lr_for_config
+    from keras_makemore.config import TrainConfig
+    from keras_makemore.training import find_lr_for_config
 
     result = find_lr_for_config(TrainConfig(data=str(names_path)))  # block 3, embed 10, hidden 200, batch 32, SGD
     assert 0.03 <= result.learning_rate <= 0.3, result.summary()

@@ -17,7 +17,8 @@ from keras_makemore import _atomic
 from keras_makemore.cli import main
 from keras_makemore.data import Vocabulary
 from keras_makemore.errors import UserError
-from keras_makemore.training import TrainConfig, train
+from keras_makemore.config import TrainConfig
+from keras_makemore.training import train
 
 TINY = ("--steps", "40", "--eval-every", "20", "--hidden", "8", "--embed-dim", "2", "--quiet")
 

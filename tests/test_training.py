@@ -10,7 +10,9 @@ from keras_makemore.data import Corpus, make_dataset, read_words
 from keras_makemore.errors import UserError
 from keras_makemore.evaluation import mean_nll
 from keras_makemore.model import build_model
-from keras_makemore.training import TrainConfig, make_lr_schedule, plan_steps, train
+from keras_makemore.config import TrainConfig, plan_steps
+from keras_makemore.optimizers import make_lr_schedule
+from keras_makemore.training import train
 
 
 def test_run_directory_holds_everything(trained_run):
