@@ -14,6 +14,7 @@ import os
 import re
 import sys
 import time
+import types
 import typing
 from pathlib import Path
 
@@ -86,7 +87,8 @@ def _add_config_flag(p, name: str, default=None, default_text: str | None = None
     """The flag of `TrainConfig` field `name`, typed, with its help and choices from the field's metadata."""
     field = _FIELDS[name]
     meta = field.metadata
-    kind = next(k for k in typing.get_args(field.type) or (field.type,) if k is not type(None))
+    kinds = typing.get_args(field.type) if isinstance(field.type, types.UnionType) else (field.type,)
+    kind = next(k for k in kinds if k is not type(None))
     kwargs = dict(dest=name, default=default, metavar=meta["metavar"],
                   help=(meta["help"] + (default_text or _preset_values(name))).replace("%", "%%"))
     if kind is bool:
