@@ -13,7 +13,8 @@ validation and `tf.distribute` work as usual, and the model is trained on
 exactly the minibatches, in exactly the order, that plain `fit` would use.
 
 The Keras internals this needs (`make_train_function` and the symbolic build)
-are touched only by `_KerasAdapter` below, which checks the Keras version.
+are touched only by `_KerasAdapter` below, which checks the Keras version, and
+by `learning_rate_setting`, which the learning-rate finder uses.
 """
 
 import contextlib
@@ -167,6 +168,15 @@ def _make_chunk_function(model: keras.Model):
     return lambda iterator: train_chunk(next(iterator))
 
 
+def learning_rate_setting(optimizer: keras.optimizers.Optimizer):
+    """The learning rate as the optimizer was given it: its schedule, or the variable holding the rate.
+
+    `optimizer.learning_rate` returns a schedule's current value instead, and
+    Keras has no public getter for the schedule itself.
+    """
+    return optimizer._learning_rate
+
+
 class _KerasAdapter:
     """The Keras internals `fit` relies on, in one place, with a check of the Keras version.
 
@@ -179,7 +189,7 @@ class _KerasAdapter:
             warnings.warn(f"keras_makemore.engine was tested with Keras {TESTED_KERAS}.x and found Keras "
                           f"{keras.__version__}: if training fails or differs from model.fit, pin "
                           f"keras=={TESTED_KERAS}.*", stacklevel=3)
-        for name in ("make_train_function", "_symbolic_build", "train_function"):
+        for name in ("make_train_function", "_symbolic_build", "_maybe_symbolic_build", "train_function"):
             if not hasattr(model, name):
                 raise RuntimeError(f"Keras {keras.__version__} has no Model.{name}, which keras_makemore.engine "
                                    f"needs: install keras=={TESTED_KERAS}.*")
@@ -188,9 +198,8 @@ class _KerasAdapter:
     def build(self, minibatch_spec) -> None:
         """Build model, loss, metrics and optimizer for one minibatch.
 
-        `fit` would build them on the first element of its dataset, a whole
-        chunk here; under a strategy it reads that element and builds on its
-        mean, which is a no-op once everything is built.
+        `fit` would build them on the first element of its dataset, which is
+        a whole chunk here.
         """
         with self.model.distribute_strategy.scope():
             self.model._symbolic_build(data_batch=minibatch_spec)
@@ -205,8 +214,11 @@ class _KerasAdapter:
             return function
 
         model.make_train_function = make_train_function
+        # `build` has built everything; under a strategy `fit` would build again from the mean of its
+        # first element over the replicas, which MultiWorkerMirroredStrategy cannot take of a tuple.
+        model._maybe_symbolic_build = lambda iterator=None, data_batch=None: None
         try:
             yield
         finally:
-            del model.make_train_function
+            del model.make_train_function, model._maybe_symbolic_build
             model.train_function = None  # the next plain `fit` makes its own

@@ -290,8 +290,8 @@ def find_lr_for_config(config: TrainConfig, run_dir: str | os.PathLike | None = 
         _check_new_run_dir(Path(run_dir))
     config.validate()
     if config.strategy == "multiworker":
-        raise UserError("strategy 'multiworker': the learning-rate sweep runs on one host; sweep there with "
-                        "strategy 'default' or 'mirrored', then train the cluster with that lr", argument="strategy")
+        raise UserError("strategy 'multiworker': the learning-rate sweep (lr-find) runs on one host; run it there "
+                        "with strategy 'default' or 'mirrored', then train the cluster with its lr", argument="strategy")
     strategy = make_strategy(config.strategy)
     _check_replicas(config, strategy.num_replicas_in_sync)
     corpus = Corpus(read_words(Path(config.data) if config.data else load_names()), config.block_size,

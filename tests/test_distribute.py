@@ -91,7 +91,7 @@ def test_batch_must_split_over_replicas_and_xla_on_is_refused():
 
     with pytest.raises(UserError, match="multiple of 2"):
         _check_replicas(TrainConfig(batch_size=15, strategy="mirrored"), 2)
-    with pytest.raises(UserError, match="--xla auto or off"):
+    with pytest.raises(UserError, match="use xla 'auto' or 'off'"):
         _check_replicas(TrainConfig(xla="on", strategy="mirrored"), 2)
 
 
