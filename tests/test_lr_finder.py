@@ -196,7 +196,7 @@ def test_result_saves_png_csv_and_json(tmp_path):
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    ({"start_lr": 1.0, "end_lr": 0.1}, "start_lr < end_lr"),
+    ({"start_lr": 1.0, "end_lr": 0.1}, "start_lr must be above 0 and below end_lr, got start_lr=1.0 and end_lr=0.1"),
     ({"num_steps": 2}, "num_steps"),
     ({"mode": "cubic"}, "exponential, linear"),
     ({"smoothing": 1.0}, "smoothing"),
