@@ -17,7 +17,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from keras_makemore.data import load_names  # noqa: E402
 from keras_makemore.evaluation import evaluate_splits  # noqa: E402
-from keras_makemore.training import PRESETS, TrainConfig, train  # noqa: E402
+from keras_makemore.config import PRESETS, TrainConfig
+from keras_makemore.training import train  # noqa: E402
 
 DEFAULT_DATA = load_names()
 

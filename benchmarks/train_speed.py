@@ -1,14 +1,22 @@
-"""Training speed: plain `model.fit` against keras-makemore's path (and PyTorch, if installed).
+"""Training speed: plain `model.fit` against the engine's (and PyTorch, if installed).
 
 Prints four tables: speed on the lecture MLP (block 3, embed 10, hidden 200,
 batch 32) with ratios and peak memory; time per epoch as the data grows (1x,
 4x, 16x the names); steps/s as the hidden layer widens; and the best preset's
-network with and without XLA. Every figure comes
-from its own subprocesses, so peak RSS is that configuration's alone, and is
-the fastest of --tries runs. A row for a bare hand-written XLA loop shows
-what this machine allows at all.
+network with and without XLA. Every figure comes from its own subprocess, so
+peak RSS is that configuration's alone, and is the fastest of --tries runs,
+the methods taking turns. A row for a bare hand-written XLA loop shows what
+this machine allows at all.
 
-    python benchmarks/train_speed.py [--steps 20000] [--tries 3] [--data FILE]
+The lecture table's methods: `plain-fit` (plain `model.fit` on `make_dataset`),
+`cli` (the path `keras-makemore train` takes: `random_minibatches` through
+`engine.fit`), `script` (a user's own Keras model and `tf.data` pipeline
+through `engine.fit`), and with `--old TREE` the same `cli` path of another
+checkout (e.g. `git worktree add /tmp/old-main 0fbba7d`), measured side by side.
+
+    python benchmarks/train_speed.py [--steps 20000] [--tries 3] [--data FILE] [--old TREE] [--json]
+
+`--json` prints only the lecture table, as `{"rows": [{"method": ..., "steps_per_s": ...}, ...]}`.
 """
 
 import argparse
@@ -38,44 +46,62 @@ def _measure_keras(method: str, steps: int, data: str, repeat: int, hidden: int)
     import keras
     import tensorflow as tf
 
-    from keras_makemore.data import make_dataset
+    from keras_makemore import engine
+    from keras_makemore.config import TrainConfig, plan_steps
+    from keras_makemore.data import make_dataset, random_minibatches
     from keras_makemore.model import build_model
-    from keras_makemore.training import _placeholder_batches, _RandomMinibatchTrainer
+    from keras_makemore.training import compiled_model
 
     vocab_size, x, y = _lecture_arrays(data, repeat)
-    keras.utils.set_random_seed(0)
-    model = build_model(vocab_size, 3, 10, hidden)
     loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
     if method.startswith("plain"):
-        spe = 100 if method == "plain-spe100" else 1
-        model.compile(optimizer=keras.optimizers.SGD(0.1), loss=loss, steps_per_execution=spe)
-        fitted, ds = model, make_dataset(x, y, batch_size=32, seed=0).repeat()
-    else:
-        spe = 1000
-        fitted = _RandomMinibatchTrainer(model, x, y, 32, seed=0, xla=method == "ours-xla")
-        fitted.compile(optimizer=keras.optimizers.SGD(0.1), loss=loss, steps_per_execution=spe, jit_compile=False)
-        ds = _placeholder_batches()
-    fitted.fit(ds, steps_per_epoch=2 * spe, epochs=1, verbose=0)  # trace and warm up
+        model = build_model(vocab_size, 3, 10, hidden, seed=0)
+        model.compile(optimizer=keras.optimizers.SGD(0.1), loss=loss,
+                      steps_per_execution=100 if method == "plain-spe100" else 1)
+        ds = make_dataset(x, y, batch_size=32, seed=0).repeat()
+        fit = model.fit
+    elif method == "script":  # as a user writes it: their own model and pipeline, the engine's fit
+        model = keras.Sequential([keras.Input((3,), dtype="int32"), keras.layers.Embedding(vocab_size, 10),
+                                  keras.layers.Flatten(), keras.layers.Dense(hidden, activation="tanh"),
+                                  keras.layers.Dense(vocab_size)])
+        model.compile(optimizer=keras.optimizers.SGD(0.1), loss=loss, steps_per_execution=1000, jit_compile=True)
+        ds = make_dataset(x, y, batch_size=32, seed=0, drop_remainder=True).repeat()
+        fit = lambda *args, **kwargs: engine.fit(model, *args, **kwargs)  # noqa: E731
+    else:  # "cli", "cli-noxla": `train()`'s own model, minibatches and fit
+        # A constant rate, as the other rows (and the old tree's row) use: a schedule costs every path
+        # the same extra (measured: the step schedule takes 10,700 steps/s down to 8,800).
+        config = TrainConfig(hidden_units=hidden, batch_size=32, steps=10**9, eval_every=1000, lr_schedule="constant",
+                             xla="off" if method == "cli-noxla" else "auto")
+        plan = plan_steps(config, len(x))
+        model = compiled_model(config, vocab_size, plan, tf.distribute.get_strategy())
+        ds = random_minibatches(x, y, 32, seed=0, steps=plan.total_steps)
+        fit = lambda *args, **kwargs: engine.fit(model, *args, **kwargs)  # noqa: E731
+    warm_up = 2 * model.steps_per_execution
+    fit(ds, steps_per_epoch=warm_up, epochs=1, verbose=0)  # trace and compile
     start = time.perf_counter()
-    fitted.fit(ds, steps_per_epoch=steps, epochs=1, verbose=0)
-    return {"seconds": time.perf_counter() - start, "examples": len(x)}
+    fit(ds, steps_per_epoch=steps // warm_up * warm_up, epochs=1, verbose=0)
+    return {"seconds": (time.perf_counter() - start) * steps / (steps // warm_up * warm_up), "examples": len(x)}
 
 
 def _measure_best_preset(xla: bool, steps: int, data: str) -> dict:
-    """`--preset best`'s network and recipe (with dropout, batch 256) through `train`'s own trainer."""
+    """`--preset best`'s network and recipe (with dropout, batch 256) through `train`'s own path."""
     import tensorflow as tf
 
-    from keras_makemore.data import Corpus, read_words
-    from keras_makemore.training import TrainConfig, _make_trainer, _placeholder_batches
+    from keras_makemore import engine
+    from keras_makemore.config import TrainConfig, plan_steps
+    from keras_makemore.data import Corpus, random_minibatches, read_words
+    from keras_makemore.training import compiled_model
 
-    config = TrainConfig.from_preset("best", data=data, xla="on" if xla else "off")
+    config = TrainConfig.from_preset("best", data=data, xla="on" if xla else "off", eval_every=steps)
     corpus = Corpus(read_words(data), config.block_size, seed=42)
-    trainer = _make_trainer(config, corpus, config.steps, steps, tf.distribute.get_strategy())
-    batches = _placeholder_batches(1, config.block_size)
-    trainer.fit(batches, steps_per_epoch=steps, epochs=1, verbose=0)  # trace and warm up
+    x, y = corpus.examples("train")
+    plan = plan_steps(config, len(x))
+    model = compiled_model(config, corpus.vocab.size, plan, tf.distribute.get_strategy())
+    batches = random_minibatches(x, y, config.batch_size, config.seed, plan.total_steps)
+    engine.fit(model, batches, steps_per_epoch=plan.steps_per_epoch, epochs=1, verbose=0)  # trace and warm up
     start = time.perf_counter()
-    trainer.fit(batches, steps_per_epoch=steps, epochs=1, verbose=0)
-    return {"seconds": time.perf_counter() - start, "examples": len(corpus.examples("train")[0])}
+    engine.fit(model, batches, steps_per_epoch=plan.steps_per_epoch, epochs=1, verbose=0)
+    return {"seconds": time.perf_counter() - start, "examples": len(x)}
 
 
 def _measure_handwritten(steps: int, data: str, repeat: int, hidden: int) -> dict:
@@ -169,18 +195,39 @@ def _one(args) -> None:
 
 def _run(method: str, steps: int, data: str, tries: int, repeat: int = 1, hidden: int = 200) -> dict | None:
     """The fastest of `tries` runs, each in a fresh process: other load on a shared machine only slows one."""
-    cmd = [sys.executable, __file__, "--one", method, "--steps", str(steps), "--data", data,
-           "--repeat", str(repeat), "--hidden", str(hidden)]
-    runs = []
+    return _run_alternating([method], steps, data, tries, repeat, hidden)[method]
+
+
+def _run_alternating(methods: list[str], steps: int, data: str, tries: int, repeat: int = 1, hidden: int = 200,
+                     old_tree: str | None = None) -> dict[str, dict | None]:
+    """The fastest run of each method, the methods taking turns so that a burst of load hits them alike.
+
+    `old-cli` runs the `ours-xla` method of `old_tree`'s own copy of this script, on its own code.
+    """
+    runs = {m: [] for m in methods}
+    failed = set()
     for _ in range(tries):
-        proc = subprocess.run(cmd, capture_output=True, text=True)
-        if proc.returncode != 0:
-            print(f"# {method} failed: {proc.stderr.strip().splitlines()[-1:]}", file=sys.stderr)
-            return None
-        runs.append(json.loads(proc.stdout.strip().splitlines()[-1]))
-    result = min(runs, key=lambda r: r["seconds"])
-    result["steps_per_s"] = steps / result["seconds"]
-    return result
+        for method in methods:
+            if method in failed:
+                continue
+            script, env, one = __file__, None, method
+            if method == "old-cli":
+                script, env, one = str(Path(old_tree) / "benchmarks" / "train_speed.py"), dict(
+                    os.environ, PYTHONPATH=old_tree), "ours-xla"
+            cmd = [sys.executable, script, "--one", one, "--steps", str(steps), "--data", data,
+                   "--repeat", str(repeat), "--hidden", str(hidden)]
+            proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+            if proc.returncode != 0:
+                print(f"# {method} failed: {proc.stderr.strip().splitlines()[-1:]}", file=sys.stderr)
+                failed.add(method)
+                continue
+            runs[method].append(json.loads(proc.stdout.strip().splitlines()[-1]))
+    best = {}
+    for method, results in runs.items():
+        best[method] = None if method in failed else min(results, key=lambda r: r["seconds"])
+        if best[method]:
+            best[method]["steps_per_s"] = steps / best[method]["seconds"]
+    return best
 
 
 def main() -> None:
@@ -188,6 +235,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20_000)
     parser.add_argument("--data", default=str(DEFAULT_DATA))
     parser.add_argument("--tries", type=int, default=3, help="runs of each figure; the fastest is kept")
+    parser.add_argument("--old", metavar="TREE", help="also measure the cli path of this checkout, side by side")
+    parser.add_argument("--json", action="store_true", help="print only the lecture table, as one JSON object")
     parser.add_argument("--one", dest="method", help=argparse.SUPPRESS)
     parser.add_argument("--repeat", type=int, default=1, help=argparse.SUPPRESS)
     parser.add_argument("--hidden", type=int, default=200, help=argparse.SUPPRESS)
@@ -200,16 +249,22 @@ def main() -> None:
         have_torch = True
     except ImportError:
         have_torch = False
-    methods = ["plain", "plain-spe100", "ours-noxla", "ours-xla", "handwritten-xla"] + (["torch"] if have_torch else [])
+    methods = (["plain-fit", "plain-spe100", "cli-noxla", "cli", "script"] + (["old-cli"] if args.old else [])
+               + ["handwritten-xla"] + (["torch"] if have_torch else []))
+    results = _run_alternating(methods, args.steps, args.data, args.tries, old_tree=args.old)
+    if args.json:
+        print(json.dumps({"rows": [{"method": m, "steps_per_s": round(r["steps_per_s"], 1)}
+                                   for m, r in results.items() if r is not None]}))
+        return
     print(f"## Lecture MLP (block 3, embed 10, hidden 200), batch 32, {args.steps:,} steps, {os.cpu_count()} cores\n")
     print(f"| {'method':<48} | {'steps/s':>8} | {'examples/s':>10} | {'vs plain fit':>12} | {'vs PyTorch':>10} | {'peak RSS MiB':>12} |")
     print(f"| {'-' * 48} | {'-' * 8}: | {'-' * 10}: | {'-' * 12}: | {'-' * 10}: | {'-' * 12}: |")
-    labels = {"plain": "plain model.fit on tf.data", "plain-spe100": "plain model.fit, steps_per_execution=100",
-              "ours-noxla": "keras-makemore, in-graph batches, no XLA", "ours-xla": "keras-makemore, in-graph batches, XLA (default)",
+    labels = {"plain-fit": "plain model.fit on tf.data", "plain-spe100": "plain model.fit, steps_per_execution=100",
+              "cli-noxla": "keras-makemore train (engine.fit), no XLA", "cli": "keras-makemore train (engine.fit, XLA)",
+              "script": "own model + own tf.data + engine.fit (XLA)", "old-cli": f"keras-makemore train of {args.old}",
               "handwritten-xla": "hand-written tf.while_loop, no Keras, XLA",
               "torch": "the lecture's PyTorch loop"}
-    results = {m: _run(m, args.steps, args.data, args.tries) for m in methods}
-    base = results["plain"]["steps_per_s"]
+    base = results["plain-fit"]["steps_per_s"]
     torch_rate = results["torch"]["steps_per_s"] if have_torch and results.get("torch") else None
     for m, r in results.items():
         if r is None:
@@ -222,8 +277,8 @@ def main() -> None:
     print(f"| {'data':>5} | {'train examples':>14} | {'plain fit s/epoch':>17} | {'ours s/epoch':>12} | {'ratio':>6} | {'ours peak RSS MiB':>17} |")
     print(f"| {'-' * 5}: | {'-' * 14}: | {'-' * 17}: | {'-' * 12}: | {'-' * 6}: | {'-' * 17}: |")
     for repeat in (1, 4, 16):
-        plain = _run("plain", args.steps // 4, args.data, args.tries, repeat)
-        ours = _run("ours-xla", args.steps, args.data, args.tries, repeat)
+        plain = _run("plain-fit", args.steps // 4, args.data, args.tries, repeat)
+        ours = _run("cli", args.steps, args.data, args.tries, repeat)
         if not (plain and ours):
             continue
         per_epoch = ours["examples"] / 32
@@ -234,21 +289,21 @@ def main() -> None:
     print(f"| {'hidden':>6} | {'plain fit':>9} | {'ours, no XLA':>12} | {'ours, XLA':>9} | {'XLA / no XLA':>12} | {'ours / plain':>12} |")
     print(f"| {'-' * 6}: | {'-' * 9}: | {'-' * 12}: | {'-' * 9}: | {'-' * 12}: | {'-' * 12}: |")
     for hidden in (100, 200, 400, 800):
-        plain = _run("plain", args.steps // 4, args.data, args.tries, 1, hidden)
-        noxla = _run("ours-noxla", args.steps // 2, args.data, args.tries, 1, hidden)
-        xla = _run("ours-xla", args.steps // 2, args.data, args.tries, 1, hidden)
+        plain = _run("plain-fit", args.steps // 4, args.data, args.tries, 1, hidden)
+        noxla = _run("cli-noxla", args.steps // 2, args.data, args.tries, 1, hidden)
+        xla = _run("cli", args.steps // 2, args.data, args.tries, 1, hidden)
         if not (plain and noxla and xla):
             continue
         best = max(noxla["steps_per_s"], xla["steps_per_s"])
         print(f"| {hidden:>6} | {plain['steps_per_s']:>9,.0f} | {noxla['steps_per_s']:>12,.0f} | {xla['steps_per_s']:>9,.0f} | "
               f"{xla['steps_per_s'] / noxla['steps_per_s']:>11.2f}x | {best / plain['steps_per_s']:>11.2f}x |")
 
-    from keras_makemore.training import PRESETS
+    from keras_makemore.config import PRESETS
 
     preset = PRESETS["best"]
     print(f"\n## The best preset's network (block {preset['block_size']}, embed {preset['embed_dim']}, "
           f"hidden {preset['hidden_units']}, dropout {preset['dropout']}), batch {preset['batch_size']}\n")
-    steps = max(100, args.steps // 40)
+    steps = max(100, args.steps // 40 // 100 * 100)
     noxla = _run("best-noxla", steps, args.data, args.tries)
     xla = _run("best-xla", steps, args.data, args.tries)
     if noxla and xla:

@@ -3,7 +3,13 @@
 The public API, loaded on first use so that `keras-makemore --help` does not
 wait for TensorFlow:
 
-    from keras_makemore import Corpus, build_model, make_dataset, sample_words
+    from keras_makemore import Corpus, build_model, fit, make_dataset, sample_words
+
+Modules, data flowing one way: `config` (TrainConfig, presets, defaults) and
+`rundir` (the run directory's files) need no TensorFlow; `data`, `model` and
+`engine` (the fast loop inside `model.fit` for any Keras model) are the
+building blocks; `training` is the recipe that joins them; `runs`, `plots`,
+`report`, `sweep` and `cli` read and use what it saved.
 """
 
 import importlib
@@ -14,8 +20,10 @@ _EXPORTS = {
     "UserError": "errors",
     "Vocabulary": "data", "Corpus": "data", "Split": "data", "read_words": "data",
     "split_words": "data", "build_examples": "data", "make_dataset": "data", "load_names": "data",
+    "random_minibatches": "data",
     "build_model": "model",
-    "TrainConfig": "training", "train": "training",
+    "fit": "engine",
+    "TrainConfig": "config", "PRESETS": "config", "train": "training",
     "SampleWords": "callbacks", "BestModelCheckpoint": "callbacks", "StopOnNonFiniteLoss": "callbacks",
     "AtomicCSVLogger": "callbacks",
     "sample_words": "sampling", "novelty": "sampling",

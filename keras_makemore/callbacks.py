@@ -12,6 +12,7 @@ from keras_makemore import _atomic
 from keras_makemore.data import Vocabulary
 from keras_makemore.errors import UserError
 from keras_makemore.lr_finder import LRFinder  # noqa: F401  (its own module; one import path for all callbacks)
+from keras_makemore.rundir import read_csv_rows
 from keras_makemore.sampling import sample_words
 
 
@@ -139,15 +140,6 @@ class AtomicCSVLogger(keras.callbacks.Callback):
         _atomic.write_text(self.filename, out.getvalue())
 
 
-def read_csv_rows(path: str | os.PathLike) -> list[dict]:
-    """Rows of a CSV written by `AtomicCSVLogger`; `[]` if the file does not exist."""
-    path = Path(path)
-    if not path.exists():
-        return []
-    with open(path, newline="", encoding="utf-8") as f:
-        return [dict(r) for r in csv.DictReader(f)]
-
-
 class EmbeddingProjector(keras.callbacks.Callback):
     """Keep TensorBoard's embedding projector up to date with the character embeddings.
 
@@ -215,6 +207,7 @@ def tensorboard_callbacks(log_dir: str | os.PathLike, vocab: Vocabulary) -> list
     try:
         import tensorboard  # noqa: F401  (Keras' TensorBoard callback needs it to write summaries)
     except ImportError:
-        raise UserError("TensorBoard is not installed: `pip install tensorboard`, or train without --tensorboard") from None
+        raise UserError("tensorboard logs need the tensorboard package: `pip install tensorboard`, or train "
+                        "without them", argument="tensorboard") from None
     return [keras.callbacks.TensorBoard(str(log_dir), write_graph=False),
             EmbeddingProjector(log_dir, vocab)]

@@ -1,17 +1,48 @@
-"""The `keras-makemore` command: a thin layer over the Python API."""
+"""The `keras-makemore` command: a thin layer over the Python API.
+
+The flags of `train`, `lr-find` and `sweep` are generated from `TrainConfig`'s
+fields (their help, choices and defaults live in `keras_makemore.config`). A
+`UserError` that names a Python argument is printed with that argument's flag
+in its place, as one line, with exit status 2.
+"""
 
 import argparse
+import dataclasses
+import errno
 import json
 import os
+import re
 import sys
 import time
+import types
+import typing
 from pathlib import Path
+
+from keras_makemore.config import DEFAULT_PRESET, PRESETS, SWEEP_GRID, SWEEP_STEPS, TrainConfig
+
+# Errors of a full or read-only disk: the user can fix them, so they get one line, not a traceback.
+_DISK_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse's parser, with its errors on one line, like every other error of the command."""
+
+    def error(self, message):
+        self.exit(2, f"keras-makemore: error: {self.prog.removeprefix('keras-makemore ')}: {message} "
+                     f"(see {self.prog} --help)\n")
 
 
 def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
     return value
 
 
@@ -32,37 +63,60 @@ def _learning_rate(text: str) -> float | str:
         raise argparse.ArgumentTypeError(f"expected a number such as 0.1, or auto, got {text!r}") from None
 
 
+_FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
+_MODEL_FIELDS = ("data", "block_size", "embed_dim", "hidden_units", "dropout", "direct_connections", "batch_size",
+                 "optimizer", "weight_decay", "xla", "seed", "split_seed", "strategy")
+_SCHEDULE_FIELDS = ("steps", "epochs", "lr", "lr_schedule", "lr_drops", "eval_every")
+_SWEEP_FIELDS = ("data", "batch_size", "steps", "optimizer", "lr", "lr_schedule", "seed", "split_seed", "eval_every")
+
+
+def _flag(name: str) -> str:
+    return "--" + (_FIELDS[name].metadata["flag"] or name.replace("_", "-"))
+
+
+def _preset_values(name: str) -> str:
+    """How `name` defaults: the value of each preset, or the one default they share."""
+    values = {preset: settings.get(name, _FIELDS[name].default) for preset, settings in PRESETS.items()}
+    if len(set(map(repr, values.values()))) > 1:
+        return " (preset " + ", ".join(f"{preset}: {value}" for preset, value in values.items()) + ")"
+    value = next(iter(values.values()))
+    return "" if value in (None, False) else f" (default: {value})"
+
+
+def _add_config_flag(p, name: str, default=None, default_text: str | None = None, **overrides) -> None:
+    """The flag of `TrainConfig` field `name`, typed, with its help and choices from the field's metadata."""
+    field = _FIELDS[name]
+    meta = field.metadata
+    kinds = typing.get_args(field.type) if isinstance(field.type, types.UnionType) else (field.type,)
+    kind = next(k for k in kinds if k is not type(None))
+    kwargs = dict(dest=name, default=default, metavar=meta["metavar"],
+                  help=(meta["help"] + (default_text or _preset_values(name))).replace("%", "%%"))
+    if kind is bool:
+        kwargs.update(action="store_const", const=True)
+        del kwargs["metavar"]
+    elif typing.get_origin(kind) is list:
+        kwargs.update(type=_lr_drop, action="append")
+    elif meta["choices"]:
+        kwargs.update(choices=meta["choices"], metavar=None)
+    else:
+        kwargs.update(type=kind)
+    p.add_argument(_flag(name), **(kwargs | overrides))
+
+
 def _add_model_flags(p) -> None:
-    """The data, network and optimizer flags that `train` and `lr-find` share.
+    """`--preset` and the data, network and optimizer flags that `train` and `lr-find` share.
 
     They default to None, so that the preset's value, then `TrainConfig`'s, applies.
     """
-    p.add_argument("--data", metavar="FILE", help="UTF-8 text file, one word a line (default: makemore's names.txt, downloaded once)")
-    p.add_argument("--preset", default="lecture", help="named settings: lecture (default) or best; see the README")
-    p.add_argument("--block-size", type=int, metavar="N", help="characters of context (lecture preset: 3)")
-    p.add_argument("--embed-dim", type=int, metavar="N", help="embedding size (lecture preset: 10)")
-    p.add_argument("--hidden", type=int, dest="hidden_units", metavar="N", help="tanh hidden units (lecture preset: 200)")
-    p.add_argument("--dropout", type=float, metavar="RATE", help="dropout on the hidden layer (default 0)")
-    p.add_argument("--direct-connections", action="store_const", const=True,
-                   help="add Bengio's direct embedding-to-output connections")
-    p.add_argument("--batch-size", type=int, metavar="N", help="minibatch size (lecture preset: 128)")
-    p.add_argument("--optimizer", choices=["sgd", "adam", "adamw"], help="lecture preset: sgd")
-    p.add_argument("--weight-decay", type=float, metavar="WD", help="decoupled weight decay (default 0)")
-    p.add_argument("--xla", choices=["auto", "on", "off"], help="compile training steps with XLA (default auto: on unless dropout)")
-    p.add_argument("--seed", type=int, help="seed of weights and minibatches (default 42)")
-    p.add_argument("--split-seed", type=int, help="seed of the 80/10/10 split (default 42: the lecture's)")
+    p.add_argument("--preset", default=DEFAULT_PRESET, choices=list(PRESETS),
+                   help=f"named settings (default {DEFAULT_PRESET}); flags override them")
+    for name in _MODEL_FIELDS:
+        _add_config_flag(p, name)
 
 
-_CONFIG_FLAGS = ("data", "block_size", "embed_dim", "hidden_units", "dropout", "direct_connections",
-                 "batch_size", "steps", "epochs", "optimizer", "lr", "lr_schedule", "lr_drops",
-                 "weight_decay", "xla", "seed", "split_seed", "eval_every", "strategy")
-
-
-def _config_from_args(args):
+def _config_from_args(args) -> TrainConfig:
     """`TrainConfig` of the named preset, with every flag the user gave on top."""
-    from keras_makemore.training import TrainConfig
-
-    overrides = {k: getattr(args, k) for k in _CONFIG_FLAGS if getattr(args, k, None) is not None}
+    overrides = {k: getattr(args, k) for k in _FIELDS if getattr(args, k, None) is not None}
     if overrides.get("lr") == "auto":
         del overrides["lr"]
     return TrainConfig.from_preset(args.preset, **overrides)
@@ -73,30 +127,27 @@ def _add_train(sub) -> None:
         "train", help="train a model into a run directory",
         description="Train the MLP language model with model.fit and save model, vocabulary, "
                     "config and history into a run directory. With no flags: the lecture's "
-                    "network (--preset lecture) on makemore's names.txt. "
+                    f"network (--preset {DEFAULT_PRESET}) on makemore's names.txt. "
                     "Flags override the preset's values.",
     )
     _add_model_flags(p)
-    p.add_argument("--out", metavar="RUN_DIR", help="run directory to create (default: runs/<date-time>)")
-    p.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run from its last checkpoint, with its own settings")
+    runs = p.add_mutually_exclusive_group()
+    runs.add_argument("--out", dest="run_dir", metavar="RUN_DIR", help="run directory to create (default: runs/<date-time>)")
+    runs.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run from its last checkpoint, with its own settings")
     length = p.add_mutually_exclusive_group()
-    length.add_argument("--steps", type=int, metavar="N", help="optimizer steps (lecture preset: 150000)")
-    length.add_argument("--epochs", type=int, metavar="N", help="passes over the training words, instead of --steps")
-    p.add_argument("--lr", type=_learning_rate,
-                   help="initial learning rate (lecture preset: 0.2); auto: run lr-find first and train with its suggestion")
-    p.add_argument("--lr-schedule", choices=["step", "cosine", "constant"],
-                   help="step: rate/10 half-way, as in the lecture; cosine: decay to 1%% (lecture preset); constant")
-    p.add_argument("--lr-drop", type=_lr_drop, action="append", dest="lr_drops", metavar="STEP:RATE",
-                   help="switch to RATE from STEP on (repeatable); replaces --lr-schedule. "
-                        "The lecture: --lr 0.1 --lr-drop 100000:0.01")
-    p.add_argument("--eval-every", type=int, metavar="N", help="steps between validation passes (default 10000)")
-    p.add_argument("--samples", type=int, default=5, metavar="N", help="words printed after each validation pass (default 5)")
+    for name in _SCHEDULE_FIELDS:
+        target = length if name in ("steps", "epochs") else p
+        if name == "lr":
+            _add_config_flag(target, name, type=_learning_rate, metavar="RATE|auto",
+                             help=f"{_FIELDS['lr'].metadata['help']}{_preset_values('lr')}; "
+                                  "auto: run lr-find first and train with its suggestion")
+        else:
+            _add_config_flag(target, name)
+    p.add_argument("--samples", dest="num_samples", type=_non_negative_int, default=5, metavar="N",
+                   help="words printed after each validation pass (default 5)")
     p.add_argument("--quiet", action="store_true", help="no progress bar or samples")
     p.add_argument("--tensorboard", action="store_true",
                    help="also log losses, learning rate and the embedding projector into RUN_DIR/tensorboard")
-    p.add_argument("--strategy", choices=["default", "mirrored", "multiworker"],
-                   help="tf.distribute strategy: default (one device), mirrored (all local GPUs or logical CPUs), "
-                        "multiworker (the cluster in TF_CONFIG; the chief writes the run). --batch-size stays global")
     p.set_defaults(func=_train)
 
 
@@ -107,15 +158,17 @@ def _train(args) -> int:
     from keras_makemore.sampling import novelty, sample_words
     from keras_makemore.training import train
 
-    if args.resume and args.out:
-        raise UserError("pass either --resume RUN_DIR or --out RUN_DIR, not both")
-    auto_lr = args.lr == "auto"
-    if auto_lr and args.resume:
-        raise UserError("--lr auto chooses the rate of a new run: drop it to resume, the run keeps its rate")
-    config = _config_from_args(args)
-    run_dir = Path(args.resume or args.out or Path("runs") / time.strftime("%Y%m%d-%H%M%S"))
+    if args.resume:
+        args.argument_flags["run_dir"] = "--resume"
+        given = [name for name in _FIELDS if getattr(args, name, None) is not None] + (
+            ["preset"] if args.preset != DEFAULT_PRESET else [])
+        if given:
+            raise UserError(f"{given[0]} cannot change when resuming: a resumed run keeps its own settings; "
+                            "drop it, or train a new run", argument=given[0])
+    config = None if args.resume else _config_from_args(args)
+    run_dir = Path(args.resume or args.run_dir or Path("runs") / time.strftime("%Y%m%d-%H%M%S"))
     try:
-        if auto_lr:
+        if args.lr == "auto":
             from keras_makemore.training import find_lr_for_config
 
             found = find_lr_for_config(config, run_dir)
@@ -123,7 +176,7 @@ def _train(args) -> int:
             print(f"lr-find: training with --lr {config.lr:g} ({found.suggest} rule; "
                   f"curve in {run_dir / 'lr_find.png'})")
         result = train(config, run_dir, verbose=0 if args.quiet else "auto",
-                       num_samples=args.samples, resume=bool(args.resume), tensorboard=args.tensorboard)
+                       num_samples=args.num_samples, resume=bool(args.resume), tensorboard=args.tensorboard)
         if not result.chief:
             print(f"worker finished: final loss {result.history['loss'][-1]:.4f}; the chief saved the run")
             return 0
@@ -157,7 +210,8 @@ def _add_lr_find(sub) -> None:
                     "directory afterwards, or use `train --lr auto` to do both at once.",
     )
     _add_model_flags(p)
-    p.add_argument("--out", metavar="DIR", help="directory for the plot and tables (default: runs/lr-find-<date-time>)")
+    p.add_argument("--out", dest="run_dir", metavar="DIR",
+                   help="directory for the plot and tables (default: runs/lr-find-<date-time>)")
     p.add_argument("--start-lr", type=float, default=1e-7, metavar="LR", help="first rate (default 1e-7)")
     p.add_argument("--end-lr", type=float, default=10.0, metavar="LR", help="last rate (default 10)")
     p.add_argument("--num-steps", type=int, default=100, metavar="N", help="steps of the sweep, one per rate (default 100)")
@@ -175,7 +229,7 @@ def _lr_find(args) -> int:
     from keras_makemore.training import find_lr_for_config
 
     config = _config_from_args(args)
-    out = Path(args.out or Path("runs") / time.strftime("lr-find-%Y%m%d-%H%M%S"))
+    out = Path(args.run_dir or Path("runs") / time.strftime("lr-find-%Y%m%d-%H%M%S"))
     result = find_lr_for_config(
         config, out, start_lr=args.start_lr, end_lr=args.end_lr, num_steps=args.num_steps, mode=args.mode,
         smoothing=args.smoothing, diverge_factor=args.diverge_factor, suggest=args.suggest,
@@ -326,20 +380,21 @@ def _score(args) -> int:
     return 0
 
 
+
 def _add_plot(sub) -> None:
     p = sub.add_parser("plot", help="draw the embeddings and the loss curves of a run",
                        description="Write embeddings.png (every character at its embedding point, PCA-projected "
                                    "when the embedding has more than 2 dimensions) and loss.png (train and val "
                                    "loss with the learning rate) for a run.")
     p.add_argument("run_dir", metavar="RUN_DIR")
-    p.add_argument("--out", metavar="DIR", help="where the PNG files go (default: RUN_DIR)")
+    p.add_argument("--out", dest="out_dir", metavar="DIR", help="where the PNG files go (default: RUN_DIR)")
     p.set_defaults(func=_plot)
 
 
 def _plot(args) -> int:
     from keras_makemore.plots import plot_run
 
-    for path in plot_run(args.run_dir, args.out):
+    for path in plot_run(args.run_dir, args.out_dir):
         print(path)
     return 0
 
@@ -350,25 +405,14 @@ def _add_sweep(sub) -> None:
                                    "each with the same seed and step budget, into OUT/<cell>; write OUT/sweep.csv "
                                    "and OUT/sweep.png. Run it again with the same flags to finish an "
                                    "interrupted sweep: finished cells are skipped.")
-    p.add_argument("--hidden", type=_positive_int, nargs="+", default=[50, 100, 200], metavar="N",
-                   help="hidden units to try (default 50 100 200)")
-    p.add_argument("--embed-dim", type=_positive_int, nargs="+", default=[2, 10], metavar="N",
-                   help="embedding sizes to try (default 2 10)")
-    p.add_argument("--block-size", type=_positive_int, nargs="+", default=[3], metavar="N",
-                   help="block sizes to try (default 3)")
-    p.add_argument("--steps", type=_positive_int, default=30_000, metavar="N",
-                   help="optimizer steps per cell (default 30000)")
-    p.add_argument("--out", metavar="DIR", help="sweep directory (default: sweeps/<date-time>)")
-    p.add_argument("--data", metavar="FILE", help="UTF-8 text file, one word a line (default: makemore's names.txt)")
-    p.add_argument("--batch-size", type=_positive_int, default=32, metavar="N", help="minibatch size (default 32)")
-    p.add_argument("--optimizer", default="sgd", choices=["sgd", "adam", "adamw"], help="default sgd")
-    p.add_argument("--lr", type=float, default=0.1, help="initial learning rate (default 0.1)")
-    p.add_argument("--lr-schedule", default="step", choices=["step", "cosine", "constant"],
-                   help="default step: rate/10 half-way")
-    p.add_argument("--seed", type=int, default=42, help="seed of every cell (default 42)")
-    p.add_argument("--split-seed", type=int, default=42, help="seed of the 80/10/10 split (default 42)")
-    p.add_argument("--eval-every", type=_positive_int, default=10_000, metavar="N",
-                   help="steps between validation passes (default 10000)")
+    for name, values in SWEEP_GRID.items():
+        _add_config_flag(p, name, default=list(values), type=_positive_int, nargs="+",
+                         help=f"{_FIELDS[name].metadata['help']} to try (default: {' '.join(map(str, values))})")
+    p.add_argument("--out", dest="out_dir", metavar="DIR", help="sweep directory (default: sweeps/<date-time>)")
+    defaults = TrainConfig(steps=SWEEP_STEPS)
+    for name in _SWEEP_FIELDS:
+        value = getattr(defaults, name)
+        _add_config_flag(p, name, default=value, default_text="" if value is None else f" (default: {value})")
     p.set_defaults(func=_sweep)
 
 
@@ -376,14 +420,11 @@ def _sweep(args) -> int:
     import tensorflow as tf
 
     from keras_makemore.sweep import SWEEP_CSV, SWEEP_PNG, sweep
-    from keras_makemore.training import TrainConfig
 
     tf.get_logger().setLevel("ERROR")  # one model per cell makes TF warn about retracing; that is expected
-    out = Path(args.out or Path("sweeps") / time.strftime("%Y%m%d-%H%M%S"))
-    base = TrainConfig(data=args.data, batch_size=args.batch_size, steps=args.steps, optimizer=args.optimizer,
-                       lr=args.lr, lr_schedule=args.lr_schedule, seed=args.seed, split_seed=args.split_seed,
-                       eval_every=args.eval_every)
-    rows = sweep(base, out, args.hidden, args.embed_dim, args.block_size)
+    out = Path(args.out_dir or Path("sweeps") / time.strftime("%Y%m%d-%H%M%S"))
+    base = TrainConfig(**{name: getattr(args, name) for name in _SWEEP_FIELDS})
+    rows = sweep(base, out, args.hidden_units, args.embed_dim, args.block_size)
     best = min(rows, key=lambda r: r["val_loss"])
     print(f"best val loss {best['val_loss']:.4f}: {best['cell']} ({best['params']:,} params, {best['verdict']})")
     print(f"table in {out / SWEEP_CSV}, plot in {out / SWEEP_PNG}")
@@ -396,7 +437,8 @@ def _add_report(sub) -> None:
                                    "perplexity and bits/char, the fit verdict, sampled words with novelty, and "
                                    "the plots (drawn into RUN_DIR).")
     p.add_argument("run_dir", metavar="RUN_DIR")
-    p.add_argument("-n", "--num", type=int, default=20, metavar="N", help="sampled words to list (default 20)")
+    p.add_argument("-n", "--num", dest="num_samples", type=_non_negative_int, default=20, metavar="N",
+                   help="sampled words to list (default 20)")
     p.add_argument("--seed", type=int, default=None, help="seed of the samples (default: the run's seed)")
     p.set_defaults(func=_report)
 
@@ -404,7 +446,7 @@ def _add_report(sub) -> None:
 def _report(args) -> int:
     from keras_makemore.report import write_report
 
-    print(write_report(args.run_dir, num_samples=args.num, seed=args.seed))
+    print(write_report(args.run_dir, num_samples=args.num_samples, seed=args.seed))
     return 0
 
 
@@ -441,8 +483,9 @@ def _export(args) -> int:
     return 0
 
 
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="keras-makemore",
         description="Character-level MLP language model (Bengio et al. 2003, makemore part 2) in Keras.",
     )
@@ -456,7 +499,36 @@ def build_parser() -> argparse.ArgumentParser:
     _add_sweep(sub)
     _add_report(sub)
     _add_export(sub)
+    for command in sub.choices.values():
+        command.set_defaults(argument_flags=_argument_flags(command))
     return parser
+
+
+def _argument_flags(parser: argparse.ArgumentParser) -> dict[str, str]:
+    """Python argument name -> how the command line spells it: `hidden_units` -> `--hidden`, `run_dir` -> `RUN_DIR`."""
+    flags = {}
+    for action in parser._actions:  # argparse lists a parser's arguments nowhere public
+        long = [o for o in action.option_strings if o.startswith("--")]
+        flags[action.dest] = long[0] if long else (action.metavar or action.dest.upper())
+    return flags
+
+
+def _in_flag_terms(error, argument_flags: dict[str, str]) -> str:
+    """The `UserError`'s message with its Python argument's name replaced by the flag."""
+    message = str(error)
+    flag = argument_flags.get(error.argument or "")
+    if flag is None:
+        return message
+    return re.sub(rf"(?<![\w./-]){re.escape(error.argument)}(?![\w/-])", lambda _: flag, message)
+
+
+def _disk_error(error: BaseException) -> OSError | None:
+    """The full-disk or read-only-disk `OSError` behind `error`, if there is one."""
+    while error is not None:
+        if isinstance(error, OSError) and error.errno in _DISK_ERRORS:
+            return error
+        error = error.__cause__ or error.__context__
+    return None
 
 
 def _import_tensorflow_quietly() -> None:
@@ -478,11 +550,19 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except UserError as e:
-        print(f"keras-makemore: error: {e}", file=sys.stderr)
+        print(f"keras-makemore: error: {_in_flag_terms(e, args.argument_flags)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("keras-makemore: interrupted", file=sys.stderr)
         return 130
+    except Exception as e:
+        disk = _disk_error(e)
+        if disk is None:
+            raise
+        where = f" writing {disk.filename}" if disk.filename else ""
+        print(f"keras-makemore: error: {os.strerror(disk.errno).lower()}{where}: free some space or write elsewhere, "
+              "then run the command again (what was saved before is intact)", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -17,9 +17,8 @@ from typing import Iterator
 
 import tensorflow as tf
 
+from keras_makemore.config import STRATEGIES
 from keras_makemore.errors import UserError
-
-STRATEGIES = ("default", "mirrored", "multiworker")
 
 
 def make_strategy(name: str) -> tf.distribute.Strategy:
@@ -41,7 +40,7 @@ def make_strategy(name: str) -> tf.distribute.Strategy:
     ```
     """
     if name not in STRATEGIES:
-        raise UserError(f"unknown strategy {name!r}: choose one of {', '.join(STRATEGIES)}")
+        raise UserError(f"strategy must be one of {', '.join(STRATEGIES)}, got {name!r}", argument="strategy")
     if name == "default":
         return tf.distribute.get_strategy()
     if name == "mirrored":
@@ -55,7 +54,7 @@ def make_strategy(name: str) -> tf.distribute.Strategy:
 def _check_tf_config() -> None:
     text = os.environ.get("TF_CONFIG")
     if not text:
-        raise UserError("--strategy multiworker needs the cluster in TF_CONFIG: set it on each worker "
+        raise UserError("strategy 'multiworker' needs the cluster in TF_CONFIG: set it on each worker "
                         "(see the README's multi-worker recipe)")
     try:
         config = json.loads(text)

@@ -20,6 +20,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_makemore import _atomic
+from keras_makemore.engine import learning_rate_setting
 from keras_makemore.errors import UserError
 
 MODES = ("exponential", "linear")
@@ -324,19 +325,23 @@ class LRFinder(keras.callbacks.Callback):
     ):
         super().__init__()
         if not (0 < start_lr < end_lr and math.isfinite(end_lr)):
-            raise UserError(f"the sweep needs 0 < start_lr < end_lr, got {start_lr} and {end_lr}: e.g. 1e-7 and 10")
+            raise UserError(f"start_lr must be above 0 and below end_lr, got start_lr={start_lr} and end_lr={end_lr}: "
+                            "e.g. 1e-7 and 10", argument="start_lr")
         if num_steps < 5:
-            raise UserError(f"num_steps must be at least 5, got {num_steps}: sweep 100 steps or more")
+            raise UserError(f"num_steps must be at least 5, got {num_steps}: sweep 100 steps or more",
+                            argument="num_steps")
         if mode not in MODES:
-            raise UserError(f"unknown sweep mode {mode!r}: choose one of {', '.join(MODES)}")
+            raise UserError(f"mode must be one of {', '.join(MODES)}, got {mode!r}", argument="mode")
         if smoothing is None:
             smoothing = min(0.98, max(0.5, 1 - 50 / num_steps))
         if not 0 <= smoothing < 1:
-            raise UserError(f"smoothing must be in [0, 1), got {smoothing}: 0.98 is usual, 0 turns it off")
+            raise UserError(f"smoothing must be in [0, 1), got {smoothing}: 0.98 is usual, 0 turns it off",
+                            argument="smoothing")
         if diverge_factor is not None and not diverge_factor > 1:
-            raise UserError(f"diverge_factor must be above 1, got {diverge_factor}: 4 is usual, None turns it off")
+            raise UserError(f"diverge_factor must be above 1, got {diverge_factor}: 4 is usual, None turns it off",
+                            argument="diverge_factor")
         if suggest not in RULES:
-            raise UserError(f"unknown suggestion rule {suggest!r}: choose one of {', '.join(RULES)}")
+            raise UserError(f"suggest must be one of {', '.join(RULES)}, got {suggest!r}", argument="suggest")
         self.settings = {
             "start_lr": float(start_lr), "end_lr": float(end_lr), "num_steps": int(num_steps), "mode": mode,
             "smoothing": float(smoothing), "diverge_factor": diverge_factor,
@@ -363,8 +368,7 @@ class LRFinder(keras.callbacks.Callback):
         self._losses, self._smoothed = [], []
         self._average, self._best = 0.0, math.inf
         self._stop_reason = "out of data"
-        # No public getter returns the schedule or variable itself, which is what goes back.
-        schedule = self._optimizer._learning_rate
+        schedule = learning_rate_setting(self._optimizer)
         self._saved = ([v.numpy() for v in self._state], schedule)
         self._settable = isinstance(schedule, keras.Variable)
         if not self._settable:

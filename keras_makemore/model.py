@@ -10,6 +10,7 @@ def build_model(
     hidden_units: int = 200,
     dropout: float = 0.0,
     direct_connections: bool = False,
+    seed: int | None = None,
 ) -> keras.Model:
     """Build `Embedding -> Flatten -> Dense(tanh) -> Dense`, mapping contexts to next-token logits.
 
@@ -22,6 +23,9 @@ def build_model(
         direct_connections: add Bengio et al.'s direct embedding-to-output
             connections (the dotted lines in the paper's figure 1):
             `logits = W2 tanh(W1 x + b1) + W3 x + b2`.
+        seed: seed of the initial weights and of dropout: the same seed
+            builds the same weights, without touching any global generator.
+            `None` draws them from Keras' global generator.
 
     Returns:
         A functional `keras.Model` from int32 contexts `[batch, block_size]` to
@@ -33,15 +37,20 @@ def build_model(
     >>> model.count_params()
     11897
     """
+    # Keras' default initializers, each with its own seed derived from `seed`.
+    seeds = [None] * 5 if seed is None else [seed + i for i in range(5)]
     contexts = keras.Input(shape=(block_size,), dtype="int32", name="context")
-    emb = keras.layers.Embedding(vocab_size, embed_dim, name="embedding")(contexts)
+    emb = keras.layers.Embedding(vocab_size, embed_dim, name="embedding",
+                                 embeddings_initializer=keras.initializers.RandomUniform(-0.05, 0.05, seeds[0]))(contexts)
     x = keras.layers.Flatten(name="concat")(emb)
-    h = keras.layers.Dense(hidden_units, activation="tanh", name="hidden")(x)
+    h = keras.layers.Dense(hidden_units, activation="tanh", name="hidden",
+                           kernel_initializer=keras.initializers.GlorotUniform(seeds[1]))(x)
     if dropout:
-        h = keras.layers.Dropout(dropout, name="dropout")(h)
-    logits = keras.layers.Dense(vocab_size, name="logits")(h)
+        h = keras.layers.Dropout(dropout, name="dropout", seed=seeds[2])(h)
+    logits = keras.layers.Dense(vocab_size, name="logits", kernel_initializer=keras.initializers.GlorotUniform(seeds[3]))(h)
     if direct_connections:
-        direct = keras.layers.Dense(vocab_size, use_bias=False, name="direct")(x)
+        direct = keras.layers.Dense(vocab_size, use_bias=False, name="direct",
+                                    kernel_initializer=keras.initializers.GlorotUniform(seeds[4]))(x)
         logits = keras.layers.Add(name="logits_with_direct")([logits, direct])
     return keras.Model(contexts, logits, name="mlp_language_model")
 

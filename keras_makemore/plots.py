@@ -1,24 +1,23 @@
 """Pictures of a run: the characters in embedding space, and the loss over training.
 
-Everything is drawn with matplotlib's headless Agg backend, so plots work on
-servers without a display.
+Figures are drawn on `matplotlib.figure.Figure` objects, which need no pyplot
+backend: plots work on servers without a display, and importing this module
+leaves the backend of a notebook or script as it was.
 """
 
-import csv
 import itertools
 import os
 from pathlib import Path
 from typing import Sequence
 
 import matplotlib
+import matplotlib.ticker
+import numpy as np
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from keras_makemore import _atomic  # noqa: E402
-from keras_makemore.data import MARKER_DISPLAY, MARKER_ID, Vocabulary  # noqa: E402
-from keras_makemore.errors import UserError  # noqa: E402
+from keras_makemore import _atomic, rundir
+from keras_makemore.data import MARKER_DISPLAY, MARKER_ID, Vocabulary
+from keras_makemore.errors import UserError
 
 EMBEDDINGS_PNG = "embeddings.png"
 LOSS_PNG = "loss.png"
@@ -74,7 +73,7 @@ def plot_embeddings(
     """
     embeddings = np.asarray(embeddings)
     if embeddings.shape[0] != vocab.size:
-        raise ValueError(f"embedding table has {embeddings.shape[0]} rows, vocabulary {vocab.size} tokens")
+        raise ValueError(f"embeddings must have one row per token ({vocab.size}), got {embeddings.shape[0]} rows")
     dim = embeddings.shape[1]
     points, kept = project_2d(embeddings)
     if dim == 2:
@@ -85,7 +84,8 @@ def plot_embeddings(
         how = f"{dim}-D embeddings projected by PCA onto 2 axes ({kept:.0%} of the variance)"
         xlabel, ylabel = "principal component 1", "principal component 2"
 
-    fig, ax = plt.subplots(figsize=(8, 8))
+    fig = Figure(figsize=(8, 8))
+    ax = fig.subplots()
     colors = ["tab:orange" if i == MARKER_ID else "tab:blue" for i in range(vocab.size)]
     ax.scatter(points[:, 0], points[:, 1], s=360, c=colors, zorder=2)
     for (x, y), label in zip(points, token_labels(vocab)):
@@ -131,8 +131,9 @@ def plot_loss(
     ```
     """
     if not len(steps):
-        raise UserError("the run has no history yet: plot it after its first validation pass")
-    fig, ax = plt.subplots(figsize=(9, 5.5))
+        raise UserError("steps is empty: there is no loss to plot yet", argument="steps")
+    fig = Figure(figsize=(9, 5.5))
+    ax = fig.subplots()
     marker = "o" if len(steps) <= 30 else None
     ax.plot(steps, train_loss, marker=marker, color="tab:blue", label="train loss (mean over each interval)")
     ax.plot(steps, val_loss, marker=marker, color="tab:orange", label="val loss (end of each interval)")
@@ -171,10 +172,11 @@ def plot_sweep(rows: Sequence[dict], path: str | os.PathLike, title: str = "Hype
         path: the PNG to write.
         title: the plot's title.
     """
-    fig, ax = plt.subplots(figsize=(9, 6))
+    fig = Figure(figsize=(9, 6))
+    ax = fig.subplots()
     embed_dims = sorted({r["embed_dim"] for r in rows})
     block_sizes = sorted({r["block_size"] for r in rows})
-    colors = [plt.get_cmap("tab10")(i % 10) for i in range(len(embed_dims))]
+    colors = [matplotlib.colormaps["tab10"](i % 10) for i in range(len(embed_dims))]
     line_styles = ["-", "--", "-.", (0, (5, 1, 1, 1, 1, 1))]
     markers = ["o", "s", "^", "D", "v", "P"]
     for (e, embed_dim), (b, block_size) in itertools.product(enumerate(embed_dims), enumerate(block_sizes)):
@@ -213,23 +215,28 @@ def plot_run(run_dir: str | os.PathLike, out_dir: str | os.PathLike | None = Non
 
     Returns the paths of the two PNG files.
     """
+    from keras_makemore.optimizers import make_lr_schedule
     from keras_makemore.runs import Run
-    from keras_makemore.training import HISTORY_CSV, make_lr_schedule
 
     run = Run.load(run_dir)
     out_dir = Path(out_dir) if out_dir is not None else run.path
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UserError(f"out_dir {out_dir} is a file, not a directory: pass a directory for the PNG files",
+                        argument="out_dir")
     name = run.path.resolve().name
     table = run.model.get_layer("embedding").get_weights()[0]
     embeddings = plot_embeddings(table, run.vocab, out_dir / EMBEDDINGS_PNG,
                                  title=f"Character embeddings of run {name} (best val checkpoint)")
 
-    history = _read_history_csv(run.path / HISTORY_CSV)
-    total = int(run.info.get("total_steps", run.config.steps))
-    per_epoch = _steps_per_epoch(run.config, total)
-    steps = [(int(e) + 1) * per_epoch for e in history["epoch"]]
-    lr_steps = np.arange(total)
-    schedule = make_lr_schedule(run.config, total)
-    lr_values = np.full(total, schedule) if isinstance(schedule, float) else np.asarray(schedule(lr_steps))
+    history = rundir.read_history(run.path)
+    if not history:
+        raise UserError(f"run_dir {run.path} has no history yet: plot it after its first validation pass",
+                        argument="run_dir")
+    plan = rundir.step_plan(run.info)
+    steps = [(e + 1) * plan.steps_per_epoch for e in history["epoch"]]
+    lr_steps = np.arange(plan.total_steps)
+    schedule = make_lr_schedule(run.config, plan.total_steps)
+    lr_values = np.full(plan.total_steps, schedule) if isinstance(schedule, float) else np.asarray(schedule(lr_steps))
     c = run.config
     loss = plot_loss(
         steps, history["loss"], history["val_loss"], out_dir / LOSS_PNG, lr_steps, lr_values,
@@ -237,22 +244,6 @@ def plot_run(run_dir: str | os.PathLike, out_dir: str | os.PathLike | None = Non
               f"hidden {c.hidden_units}, batch {c.batch_size}",
     )
     return embeddings, loss
-
-
-def _steps_per_epoch(config, total_steps: int) -> int:
-    from keras_makemore.training import plan_steps
-
-    if config.epochs is not None:
-        return total_steps // config.epochs
-    return plan_steps(config, num_train_examples=0)[2]
-
-
-def _read_history_csv(path: Path) -> dict[str, list[float]]:
-    if not path.exists():
-        raise UserError(f"{path} is missing: the run has not finished a validation pass yet")
-    with open(path, newline="", encoding="utf-8") as f:
-        rows = list(csv.DictReader(f))
-    return {key: [float(r[key]) for r in rows] for key in ("epoch", "loss", "val_loss")}
 
 
 def _save(fig, path: str | os.PathLike, layout: bool = True) -> Path:
@@ -263,5 +254,4 @@ def _save(fig, path: str | os.PathLike, layout: bool = True) -> Path:
     title = " ".join(ax.get_title().replace("\n", " - ") for ax in fig.axes if ax.get_title())
     with _atomic.atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=_DPI, format="png", metadata={"Title": title, "Software": "keras-makemore"})
-    plt.close(fig)
     return path

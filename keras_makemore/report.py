@@ -6,10 +6,11 @@ from pathlib import Path
 
 from keras_makemore import _atomic
 from keras_makemore.evaluation import evaluate_splits, fit_verdict
+from keras_makemore.config import TrainConfig
 from keras_makemore.plots import plot_run
+from keras_makemore.rundir import HISTORY_JSON, step_plan
 from keras_makemore.runs import Run
 from keras_makemore.sampling import sample_words
-from keras_makemore.training import HISTORY_JSON, TrainConfig
 
 REPORT_FILE = "report.md"
 
@@ -48,7 +49,7 @@ def write_report(run_dir: str | os.PathLike, num_samples: int = 20, seed: int | 
     lines += ["## Settings", "", "| setting | value |", "| --- | --- |"]
     lines += [f"| {name} | {_cell(run.config.to_json()[name])} |" for name in TrainConfig.__dataclass_fields__]
     lines += [f"| data sha256 | `{run.info.get('data_sha256', 'unknown')}` |",
-              f"| total steps | {int(run.info.get('total_steps', run.config.steps)):,} |"]
+              f"| total steps | {step_plan(run.info).total_steps:,} |"]
     if "train_seconds_last_session" in history:
         lines.append(f"| training time (last session) | {history['train_seconds_last_session']:.1f} s |")
 

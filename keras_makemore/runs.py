@@ -1,17 +1,17 @@
 """Read a run directory back: model, vocabulary, config and data."""
 
 import dataclasses
-import json
 import os
 import zipfile
 from pathlib import Path
 
 import keras
 
+from keras_makemore.config import TrainConfig
 from keras_makemore.data import Corpus, Vocabulary, read_words
 from keras_makemore.errors import UserError
 from keras_makemore.model import model_shape
-from keras_makemore.training import CONFIG_FILE, MODEL_FILE, VOCAB_FILE, TrainConfig
+from keras_makemore.rundir import CONFIG_FILE, MODEL_FILE, VOCAB_FILE, read_config
 
 
 @dataclasses.dataclass
@@ -36,20 +36,12 @@ class Run:
     def load(cls, path: str | os.PathLike) -> "Run":
         path = Path(path)
         if not path.is_dir():
-            raise UserError(f"run directory not found: {path}: pass the --out of a `keras-makemore train` run")
+            raise UserError(f"run_dir {path} not found: pass the run directory of a `train` run", argument="run_dir")
         model_path = path / MODEL_FILE
         if not model_path.exists():
-            raise UserError(
-                f"{path} holds no trained model ({MODEL_FILE} is missing): train one with "
-                f"`keras-makemore train --out {path}`, or resume it with `--resume {path}`"
-            )
-        try:
-            info = json.loads((path / CONFIG_FILE).read_text(encoding="utf-8"))
-            config = TrainConfig.from_json(info)
-        except FileNotFoundError:
-            raise UserError(f"{path} has no {CONFIG_FILE}: it is not a keras-makemore run directory") from None
-        except (ValueError, TypeError, AttributeError):
-            raise UserError(f"{path / CONFIG_FILE} is corrupt: retrain the run, or restore the file") from None
+            raise UserError(f"run_dir {path} holds no trained model ({MODEL_FILE} is missing): train one there, "
+                            "or resume it", argument="run_dir")
+        config, info = read_config(path)
         vocab = Vocabulary.load(path / VOCAB_FILE)
         model = load_model(model_path)
         shape = model_shape(model)
@@ -65,9 +57,8 @@ class Run:
         """The run's data, split as in training (the data file must still be where it was)."""
         data = self.info.get("data")
         if not data or not Path(data).exists():
-            raise UserError(
-                f"the run's data file {data} is gone: put it back, or evaluate with --data FILE"
-            )
+            raise UserError(f"data file {data} of the run is gone: put it back, or pass another data file",
+                            argument="data")
         return self.corpus_from(data)
 
     def corpus_from(self, data: str | os.PathLike) -> Corpus:
@@ -96,6 +87,7 @@ def load_model(path: str | os.PathLike) -> keras.Model:
     if not path.exists():
         raise UserError(f"model file not found: {path}")
     try:
-        return keras.saving.load_model(path)
-    except (zipfile.BadZipFile, ValueError, OSError, KeyError) as e:
-        raise UserError(f"model file {path} is corrupt or not a Keras model ({type(e).__name__}): retrain the run") from None
+        return keras.saving.load_model(path)  # safe_mode: a config that names code is refused, never run
+    except (zipfile.BadZipFile, ValueError, OSError, KeyError, TypeError, AttributeError) as e:
+        raise UserError(f"model file {path} is corrupt or not a keras-makemore model ({type(e).__name__}): "
+                        "retrain the run, or restore the file") from None

@@ -20,11 +20,14 @@ from typing import Callable, Sequence
 import keras
 
 from keras_makemore import _atomic
+from keras_makemore.config import TrainConfig
 from keras_makemore.data import load_names
 from keras_makemore.errors import UserError
 from keras_makemore.evaluation import evaluate_splits, fit_verdict
+from keras_makemore.plots import plot_sweep
+from keras_makemore.rundir import BACKUP_DIR, CONFIG_FILE, HISTORY_JSON, read_config, step_plan
 from keras_makemore.runs import Run
-from keras_makemore.training import BACKUP_DIR, CONFIG_FILE, HISTORY_JSON, TrainConfig, train
+from keras_makemore.training import train
 
 SWEEP_CSV = "sweep.csv"
 SWEEP_PNG = "sweep.png"
@@ -77,8 +80,6 @@ def sweep(
         _write_csv(out_dir / SWEEP_CSV, rows)
         print_fn(f"[{number}/{len(cells)}] {name}: {how}; {row['params']:,} params, train {row['train_loss']:.4f}, "
                  f"val {row['val_loss']:.4f}, {row['verdict']}, {row['wall_seconds']:.1f} s")
-    from keras_makemore.plots import plot_sweep
-
     plot_sweep(rows, out_dir / SWEEP_PNG, title=f"Sweep {out_dir.resolve().name}: {base.steps:,} steps per cell, "
                                                  f"{base.optimizer}, seed {base.seed}")
     return rows
@@ -91,8 +92,7 @@ def _run_cell(config: TrainConfig, cell_dir: Path) -> tuple[dict, str]:
         _check_same_settings(config, TrainConfig.from_json(done["config"]), cell_dir)
         return done["row"], "done before, skipped"
     if (cell_dir / CONFIG_FILE).exists():
-        saved = json.loads((cell_dir / CONFIG_FILE).read_text(encoding="utf-8"))
-        _check_same_settings(config, TrainConfig.from_json(saved), cell_dir)
+        _check_same_settings(config, read_config(cell_dir)[0], cell_dir)
     keras.backend.clear_session()  # each cell builds new models and graphs: drop the previous cell's
     if (cell_dir / BACKUP_DIR).exists():
         train(config, cell_dir, verbose=0, resume=True)
@@ -120,7 +120,7 @@ def _evaluate_cell(cell_dir: Path) -> dict:
         "embed_dim": run.config.embed_dim,
         "hidden_units": run.config.hidden_units,
         "params": run.model.count_params(),
-        "steps": int(run.info["total_steps"]),
+        "steps": step_plan(run.info).total_steps,
         "train_loss": round(train_loss, 6),
         "val_loss": round(val_loss, 6),
         "gap": round((val_loss - train_loss) / train_loss, 4),
@@ -133,8 +133,8 @@ def _check_same_settings(config: TrainConfig, saved: TrainConfig, cell_dir: Path
     differences = [f"{f.name} {getattr(saved, f.name)!r}, now {getattr(config, f.name)!r}"
                    for f in dataclasses.fields(TrainConfig) if getattr(saved, f.name) != getattr(config, f.name)]
     if differences:
-        raise UserError(f"{cell_dir} was trained with other settings ({'; '.join(differences)}): "
-                        "rerun the sweep with its original flags, or choose another --out")
+        raise UserError(f"out_dir {cell_dir.parent} was swept with other settings ({'; '.join(differences)}): "
+                        "rerun the sweep with its original settings, or choose another out_dir", argument="out_dir")
 
 
 def read_sweep_csv(path: str | os.PathLike) -> list[dict]:

@@ -32,7 +32,7 @@ def unicode_path() -> Path:
 
 @pytest.fixture(scope="session")
 def small_config(words_path):
-    from keras_makemore.training import TrainConfig
+    from keras_makemore.config import TrainConfig
 
     return TrainConfig(data=str(words_path), block_size=3, embed_dim=4, hidden_units=32,
                        batch_size=16, steps=600, eval_every=300, optimizer="adam", lr=0.01, seed=7)

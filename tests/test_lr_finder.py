@@ -196,7 +196,7 @@ def test_result_saves_png_csv_and_json(tmp_path):
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    ({"start_lr": 1.0, "end_lr": 0.1}, "start_lr < end_lr"),
+    ({"start_lr": 1.0, "end_lr": 0.1}, "start_lr must be above 0 and below end_lr, got start_lr=1.0 and end_lr=0.1"),
     ({"num_steps": 2}, "num_steps"),
     ({"mode": "cubic"}, "exponential, linear"),
     ({"smoothing": 1.0}, "smoothing"),
@@ -255,7 +255,8 @@ def test_sweep_under_mirrored_strategy_matches_one_device():
 
 
 def test_lecture_mlp_on_names_suggests_a_rate_near_the_lectures(names_path):
-    from keras_makemore.training import TrainConfig, find_lr_for_config
+    from keras_makemore.config import TrainConfig
+    from keras_makemore.training import find_lr_for_config
 
     result = find_lr_for_config(TrainConfig(data=str(names_path)))  # block 3, embed 10, hidden 200, batch 32, SGD
     assert 0.03 <= result.learning_rate <= 0.3, result.summary()

@@ -62,7 +62,7 @@ def test_plot_cli_and_its_errors(trained_run, tmp_path):
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == [str(run_dir / "embeddings.png"), str(run_dir / "loss.png")]
     missing = run_cli("plot", str(tmp_path / "nothing-here"))
-    assert missing.returncode == 2 and missing.stderr.startswith("keras-makemore: error: run directory not found")
+    assert missing.returncode == 2 and missing.stderr.startswith(f"keras-makemore: error: RUN_DIR {tmp_path / 'nothing-here'} not found")
 
 
 def _scalars(log_dir):

@@ -17,7 +17,8 @@ from keras_makemore import _atomic
 from keras_makemore.cli import main
 from keras_makemore.data import Vocabulary
 from keras_makemore.errors import UserError
-from keras_makemore.training import TrainConfig, train
+from keras_makemore.config import TrainConfig
+from keras_makemore.training import train
 
 TINY = ("--steps", "40", "--eval-every", "20", "--hidden", "8", "--embed-dim", "2", "--quiet")
 
@@ -60,10 +61,10 @@ def test_bad_data_files(capsys, tmp_path, bad_files, name, expected):
 
 
 @pytest.mark.parametrize("flags, expected", [
-    (("--block-size", "0"), "block_size must be at least 1"),
-    (("--block-size", "100000"), "too large"),
-    (("--hidden", "1000000000"), "parameters"),
-    (("--lr", "-1"), "learning rate"),
+    (("--block-size", "0"), "error: --block-size must be at least 1, got 0"),
+    (("--block-size", "100000"), "error: --block-size must be at most 1024"),
+    (("--hidden", "1000000000"), "error: --hidden 1000000000 with embed_dim 2 and block_size 3 would make"),
+    (("--lr", "-1"), "error: --lr must be a positive number, got -1.0"),
 ])
 def test_absurd_sizes(capsys, tmp_path, words_path, flags, expected):
     line = _cli_error(capsys, "train", "--data", str(words_path), "--out", str(tmp_path / "r"), *TINY, *flags)
@@ -74,7 +75,7 @@ def test_unwritable_output_directory(capsys, tmp_path, words_path):
     blocker = tmp_path / "a-file"
     blocker.write_text("x")
     line = _cli_error(capsys, "train", "--data", str(words_path), "--out", str(blocker / "run"), *TINY)
-    assert "cannot write to run directory" in line
+    assert f"error: --out {blocker / 'run'} cannot be written: Not a directory; choose another --out" in line
 
 
 @pytest.fixture(scope="module")
@@ -175,7 +176,7 @@ def test_nan_stops_training_and_keeps_the_best_checkpoint(tmp_path, words_path):
     config = TrainConfig(data=str(words_path), steps=900, eval_every=300, hidden_units=16, embed_dim=3,
                          lr=0.1, lr_drops=[(301, 1e38)], seed=1)  # overflows the weights
     run_dir = tmp_path / "nan"
-    with pytest.raises(UserError, match="training diverged.*lower the learning rate"):
+    with pytest.raises(UserError, match="lr 0.1 made training diverge: the loss became nan .*lower it"):
         train(config, run_dir, verbose=0)
     rows = (run_dir / "history.csv").read_text().splitlines()
     first_val = float(rows[1].split(",")[2])

@@ -10,7 +10,8 @@ from keras_makemore.errors import UserError
 from keras_makemore.evaluation import evaluate_splits
 from keras_makemore.plots import plot_sweep
 from keras_makemore.sweep import read_sweep_csv, sweep
-from keras_makemore.training import TrainConfig, train
+from keras_makemore.config import TrainConfig
+from keras_makemore.training import train
 from test_plots import assert_readable_png
 
 

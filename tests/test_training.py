@@ -10,7 +10,9 @@ from keras_makemore.data import Corpus, make_dataset, read_words
 from keras_makemore.errors import UserError
 from keras_makemore.evaluation import mean_nll
 from keras_makemore.model import build_model
-from keras_makemore.training import TrainConfig, make_lr_schedule, plan_steps, train
+from keras_makemore.config import TrainConfig
+from keras_makemore.optimizers import make_lr_schedule
+from keras_makemore.training import train
 
 
 def test_run_directory_holds_everything(trained_run):
@@ -60,21 +62,6 @@ def test_lecture_schedule_is_expressible():
     assert [float(schedule(s)) for s in (0, 99_999, 100_000, 199_999)] == pytest.approx([0.1, 0.1, 0.01, 0.01])
     default = make_lr_schedule(TrainConfig(), 200_000)  # the default "step" schedule is the same
     assert [float(default(s)) for s in (99_999, 100_000)] == pytest.approx([0.1, 0.01])
-
-
-@pytest.mark.parametrize("steps, eval_every, expected", [
-    (200_000, 10_000, (200_000, 20, 10_000, 1000)),
-    (25_000, 10_000, (25_000, 4, 6_250, 625)),
-    (600, 300, (600, 2, 300, 300)),
-    (7, 10_000, (7, 1, 7, 7)),
-])
-def test_plan_steps(steps, eval_every, expected):
-    assert plan_steps(TrainConfig(steps=steps, eval_every=eval_every), 1000) == expected
-
-
-def test_plan_epochs_counts_passes_over_the_data():
-    total, epochs, per_epoch, _ = plan_steps(TrainConfig(epochs=3, batch_size=32), 182_625)
-    assert (epochs, per_epoch, total) == (3, 5700, 17_100)
 
 
 def test_model_works_in_a_users_own_fit(words_path):

@@ -1,0 +1,142 @@
+"""Faults on the run side (issue 14): each is one line on stderr, exit 2, no traceback, nothing saved lost."""
+
+import hashlib
+import json
+import os
+import subprocess
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from conftest import run_cli
+
+TINY = ("--steps", "40", "--eval-every", "20", "--hidden", "8", "--embed-dim", "2", "--quiet", "--samples", "0")
+
+
+def _one_line_error(result: subprocess.CompletedProcess) -> str:
+    assert result.returncode == 2, (result.returncode, result.stderr[-2000:])
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("keras-makemore: error: "), result.stderr[-2000:]
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory, words_path):
+    path = tmp_path_factory.mktemp("faults") / "run"
+    result = run_cli("train", "--data", str(words_path), "--out", str(path), *TINY)
+    assert result.returncode == 0, result.stderr
+    return path
+
+
+def _digests(directory: Path) -> dict[str, str]:
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(directory.iterdir()) if p.is_file()}
+
+
+@pytest.mark.parametrize("config, expected", [
+    ('{"block_size": "three"}', "config.json is corrupt (block_size must be an int, got 'three')"),
+    ("[1, 2, 3]", "config.json is corrupt (config must be a JSON object of settings, got list)"),
+])
+def test_resume_with_a_config_of_wrong_types(tmp_path, config, expected):
+    (tmp_path / "config.json").write_text(config)
+    line = _one_line_error(run_cli("train", "--resume", str(tmp_path)))
+    assert expected in line and "retrain the run, or restore the file" in line
+    assert (tmp_path / "config.json").read_text() == config
+
+
+def test_resume_refuses_a_flag_that_would_change_the_run(tmp_path, words_path):
+    (tmp_path / "config.json").write_text(json.dumps({"data": str(words_path)}))
+    line = _one_line_error(run_cli("train", "--resume", str(tmp_path), "--data", str(words_path)))
+    assert line == ("keras-makemore: error: --data cannot change when resuming: a resumed run keeps its own "
+                    "settings; drop it, or train a new run")
+
+
+def test_negative_samples_are_refused(tmp_path):
+    line = _one_line_error(run_cli("train", "--out", str(tmp_path / "r"), "--samples", "-1"))
+    assert "argument --samples: must be 0 or more, got -1" in line
+    assert not (tmp_path / "r").exists()
+
+
+def test_plot_into_a_file_where_a_directory_is_expected(tmp_path, run_dir):
+    blocker = tmp_path / "plots"
+    blocker.write_text("not a directory")
+    line = _one_line_error(run_cli("plot", str(run_dir), "--out", str(blocker)))
+    assert line == (f"keras-makemore: error: --out {blocker} is a file, not a directory: "
+                    "pass a directory for the PNG files")
+    assert blocker.read_text() == "not a directory"
+
+
+@pytest.mark.parametrize("module, name", [("os", "system"), ("subprocess", "Popen")])
+def test_a_model_naming_code_is_refused_and_never_runs(tmp_path, run_dir, module, name):
+    planted = tmp_path / "planted"
+    planted.mkdir()
+    for f in run_dir.iterdir():
+        if f.is_file() and f.name != "model.keras":
+            (planted / f.name).write_bytes(f.read_bytes())
+    marker = tmp_path / "pwned"
+    with zipfile.ZipFile(run_dir / "model.keras") as src, zipfile.ZipFile(planted / "model.keras", "w") as dst:
+        for item in src.infolist():
+            data = src.read(item)
+            if item.filename == "config.json":
+                config = json.loads(data)
+                config.update(module=module, class_name=name, registered_name=None,
+                              config={"args": [f"touch {marker}"], "command": f"touch {marker}"})
+                data = json.dumps(config).encode()
+            dst.writestr(item, data)
+    line = _one_line_error(run_cli("sample", str(planted), "-n", "1", "--seed", "0"))
+    assert f"model file {planted / 'model.keras'} is corrupt or not a keras-makemore model" in line
+    assert not marker.exists()
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 1 MiB tmpfs, mounted for the test and unmounted after it."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root (CI runs as root)")
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)], capture_output=True, text=True)
+    if done.returncode:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", str(mount)], check=True)
+
+
+def _fill(directory: Path) -> None:
+    with open(directory / "filler", "wb", buffering=0) as f:
+        try:
+            while True:
+                f.write(b"\0" * 4096)
+        except OSError:
+            pass
+
+
+FULL_DISK = ("keras-makemore: error: no space left on device", "free some space or write elsewhere, then run the "
+             "command again (what was saved before is intact)")
+
+
+def test_train_on_a_full_disk(small_disk, words_path):
+    out = small_disk / "run"
+    # A model too large for the disk: its first checkpoint cannot be written.
+    result = run_cli("train", "--data", str(words_path), "--out", str(out), "--steps", "40", "--eval-every", "20",
+                     "--hidden", "4000", "--embed-dim", "8", "--quiet", "--samples", "0")
+    line = _one_line_error(result)
+    assert line.startswith(FULL_DISK[0]) and line.endswith(FULL_DISK[1])
+    assert not [f for f in os.listdir(out) if ".tmp" in f]
+    json.loads((out / "config.json").read_text())  # what was written is whole
+
+
+@pytest.mark.parametrize("command", ["report", "plot"])
+def test_report_and_plot_on_a_full_disk_leave_the_run_intact(small_disk, run_dir, command):
+    copy = small_disk / "run"
+    copy.mkdir()
+    for f in run_dir.iterdir():
+        if f.is_file():
+            (copy / f.name).write_bytes(f.read_bytes())
+    before = _digests(copy)
+    _fill(small_disk)
+    line = _one_line_error(run_cli(command, str(copy)))
+    assert line.startswith(FULL_DISK[0]) and line.endswith(FULL_DISK[1])
+    assert _digests(copy) == before
