@@ -66,7 +66,7 @@ def fit(model: keras.Model, dataset: tf.data.Dataset, **fit_args) -> keras.callb
     chunk_size = model.steps_per_execution
     chunks = _chunks(dataset, chunk_size, model.distribute_strategy)
     adapter.build(dataset.element_spec)
-    with adapter.train_function(_chunk_function(model)):
+    with adapter.train_function(_chunk_function(model, adapter)):
         return model.fit(chunks, shuffle=False, **fit_args)
 
 
@@ -135,17 +135,29 @@ def _chunks(dataset: tf.data.Dataset, chunk_size: int, strategy: tf.distribute.S
     return strategy.distribute_datasets_from_function(replica_shares)
 
 
-def _chunk_function(model: keras.Model):
+def _chunk_function(model: keras.Model, adapter: "_KerasAdapter"):
     """The model's train function, made once per model and XLA setting as Keras makes its own."""
     made = _CHUNK_FUNCTIONS.get(model)
     if made is None or made[0] != model.jit_compile:
-        made = _CHUNK_FUNCTIONS[model] = (model.jit_compile, _make_chunk_function(model))
+        made = _CHUNK_FUNCTIONS[model] = (model.jit_compile, _make_chunk_function(model, adapter))
     return made[1]
 
 
-def _make_chunk_function(model: keras.Model):
-    """The train function: the model's own `train_step` on every minibatch of one chunk, in one graph."""
+def _make_chunk_function(model: keras.Model, adapter: "_KerasAdapter"):
+    """The train function: one training step per minibatch of a chunk, all in one graph.
+
+    A model that trains with Keras' own `train_step` and tracks only its loss
+    (no compiled metrics), on one replica, takes the loss-only step of
+    `_KerasAdapter.loss_step`: the chunk's losses are summed in the loop and
+    recorded in the loss tracker once, as their mean. Keras' `train_step`
+    updates the tracker and reads every metric's result at each step; inside
+    the compiled loop that halved the lecture MLP's speed (8,600 against
+    14,700 steps/s, measured side by side). Any other model runs its own
+    `train_step` on every minibatch.
+    """
     strategy = model.distribute_strategy
+    if adapter.takes_loss_only_steps():
+        return _loss_only_chunk_function(model, adapter)
 
     def step(chunk, i):
         return strategy.run(lambda c: model.train_step(tf.nest.map_structure(lambda t: t[i], c)), args=(chunk,))
@@ -164,6 +176,26 @@ def _make_chunk_function(model: keras.Model):
         if strategy.num_replicas_in_sync == 1:
             return logs
         return {name: strategy.reduce("MEAN", value, axis=None) for name, value in logs.items()}
+
+    return lambda iterator: train_chunk(next(iterator))
+
+
+def _loss_only_chunk_function(model: keras.Model, adapter: "_KerasAdapter"):
+    """The train function of a loss-only model on one replica: losses summed in the loop, tracked once."""
+
+    @tf.function(jit_compile=model.jit_compile, reduce_retracing=True)
+    def train_chunk(chunk):
+        size = tf.shape(chunk[0])[0]
+        minibatch = lambda i: tuple(t[i] for t in chunk)  # noqa: E731
+
+        def loop_body(i, loss_sum):
+            return i + 1, loss_sum + adapter.loss_step(minibatch(i))
+
+        # As above, the chunk's last step runs after the loop.
+        _, loss_sum = tf.while_loop(lambda i, _: i < size - 1, loop_body, (tf.constant(0), tf.constant(0.0)))
+        loss_sum += adapter.loss_step(minibatch(size - 1))
+        return adapter.track_mean_loss(loss_sum / tf.cast(size, loss_sum.dtype), steps=size,
+                                       batch_size=tf.shape(chunk[0])[1])
 
     return lambda iterator: train_chunk(next(iterator))
 
@@ -203,6 +235,31 @@ class _KerasAdapter:
         """
         with self.model.distribute_strategy.scope():
             self.model._symbolic_build(data_batch=minibatch_spec)
+
+    def takes_loss_only_steps(self) -> bool:
+        """Whether the model trains with Keras' own `train_step`, tracks only its loss, on one replica."""
+        from keras.src.backend.tensorflow.trainer import TensorFlowTrainer
+
+        model = self.model
+        return (type(model).train_step is TensorFlowTrainer.train_step and model.metrics == [model._loss_tracker]
+                and model.distribute_strategy.num_replicas_in_sync == 1)
+
+    def loss_step(self, data) -> tf.Tensor:
+        """Keras' `train_step` on one minibatch without its metric updates; returns the minibatch's loss."""
+        model = self.model
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        with tf.GradientTape() as tape:
+            y_pred = model(x, training=True) if model._call_has_training_arg else model(x)
+            loss = model._compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=True)
+            scaled_loss = model.optimizer.scale_loss(loss)
+        gradients = tape.gradient(scaled_loss, model.trainable_weights)
+        model.optimizer.apply_gradients(zip(gradients, model.trainable_weights))
+        return tf.cast(loss, tf.float32)
+
+    def track_mean_loss(self, mean_loss: tf.Tensor, steps: tf.Tensor, batch_size: tf.Tensor) -> dict:
+        """Record `steps` minibatches' mean loss as Keras records each step's, weighted by its batch size."""
+        self.model._loss_tracker.update_state(mean_loss, sample_weight=steps * batch_size)
+        return {"loss": self.model._loss_tracker.result()}
 
     @contextlib.contextmanager
     def train_function(self, function) -> Iterator[None]:

@@ -79,6 +79,35 @@ def test_a_two_input_cnn_ends_with_the_weights_of_plain_fit(jit_compile, atol):
     assert int(ours.optimizer.iterations) == 48
 
 
+def _loss_only_model(jit_compile: bool) -> keras.Model:
+    """A model compiled with a loss and no metrics: `engine.fit` sums its losses in the loop."""
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(16, activation="tanh",
+                                                                    kernel_initializer=keras.initializers.GlorotUniform(3)),
+                              keras.layers.Dense(4, kernel_initializer=keras.initializers.GlorotUniform(4))])
+    model.compile(optimizer=keras.optimizers.SGD(0.1), steps_per_execution=4, jit_compile=jit_compile,
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    return model
+
+
+@pytest.mark.parametrize("jit_compile, atol", [(False, 0.0), (True, 1e-6)])
+def test_a_loss_only_model_ends_with_the_weights_and_losses_of_plain_fit(jit_compile, atol):
+    def minibatches():
+        return tf.data.Dataset.from_tensor_slices((FEATURES, LABELS)).shuffle(96, seed=1).batch(8, drop_remainder=True)
+
+    plain = _loss_only_model(jit_compile)
+    plain_history = plain.fit(minibatches(), epochs=3, verbose=0, shuffle=False)
+    ours = _loss_only_model(jit_compile)
+    recorder = _Recorder()
+    history = engine.fit(ours, minibatches(), epochs=3, verbose=0, callbacks=[recorder])
+
+    assert int(ours.optimizer.iterations) == int(plain.optimizer.iterations) == 36
+    for a, b in zip(ours.get_weights(), plain.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=0, atol=atol)
+    # The epoch's loss is the mean over all its steps, as plain fit's, though recorded once per chunk.
+    np.testing.assert_allclose(history.history["loss"], plain_history.history["loss"], rtol=1e-6)
+    assert [e[1] for e in recorder.events if e[0] == "batch"] == [3, 7, 11] * 3
+
+
 def test_the_lecture_minibatches_resume_exactly(words_path):
     x, y = Corpus(read_words(words_path), 3).examples("train")
     whole = list(random_minibatches(x, y, 16, seed=5, steps=250))
