@@ -26,7 +26,8 @@ _EXPORTS = {
     "TrainConfig": "config", "PRESETS": "config", "train": "training",
     "SampleWords": "callbacks", "BestModelCheckpoint": "callbacks", "StopOnNonFiniteLoss": "callbacks",
     "AtomicCSVLogger": "callbacks",
-    "sample_words": "sampling", "novelty": "sampling",
+    "sample_words": "sampling", "iter_words": "sampling", "novelty": "sampling",
+    "SamplingControls": "controls", "score_words": "scoring", "WordScore": "scoring",
     "evaluate_splits": "evaluation", "fit_verdict": "evaluation", "SplitLoss": "evaluation",
     "Run": "runs",
     "EmbeddingProjector": "callbacks",
@@ -34,7 +35,8 @@ _EXPORTS = {
     "write_report": "report",
     "LRFinder": "lr_finder", "LRFinderResult": "lr_finder", "find_lr": "lr_finder",
     "suggest_learning_rates": "lr_finder", "find_lr_for_config": "training",
-    "export_run": "export", "ExportedModel": "exported",
+    "export_run": "export", "write_saved_model": "export", "convert_to_litert": "export",
+    "ExportedModel": "exported",
 }
 
 __all__ = sorted(_EXPORTS)

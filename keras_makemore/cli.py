@@ -76,11 +76,12 @@ def _flag(name: str) -> str:
 
 def _preset_values(name: str) -> str:
     """How `name` defaults: the value of each preset, or the one default they share."""
-    values = {preset: settings.get(name, _FIELDS[name].default) for preset, settings in PRESETS.items()}
+    default = TrainConfig().to_json()[name]  # field defaults, default factories included
+    values = {preset: settings.get(name, default) for preset, settings in PRESETS.items()}
     if len(set(map(repr, values.values()))) > 1:
         return " (preset " + ", ".join(f"{preset}: {value}" for preset, value in values.items()) + ")"
     value = next(iter(values.values()))
-    return "" if value in (None, False) else f" (default: {value})"
+    return "" if value in (None, False, []) else f" (default: {value})"
 
 
 def _add_config_flag(p, name: str, default=None, default_text: str | None = None, **overrides) -> None:
