@@ -381,7 +381,6 @@ def _score(args) -> int:
     return 0
 
 
-
 def _add_plot(sub) -> None:
     p = sub.add_parser("plot", help="draw the embeddings and the loss curves of a run",
                        description="Write embeddings.png (every character at its embedding point, PCA-projected "

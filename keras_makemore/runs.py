@@ -36,7 +36,8 @@ class Run:
     def load(cls, path: str | os.PathLike) -> "Run":
         path = Path(path)
         if not path.is_dir():
-            raise UserError(f"run_dir {path} not found: pass the run directory of a `train` run", argument="run_dir")
+            problem = "is not a directory" if path.exists() else "not found"
+            raise UserError(f"run_dir {path} {problem}: pass the run directory of a `train` run", argument="run_dir")
         model_path = path / MODEL_FILE
         if not model_path.exists():
             raise UserError(f"run_dir {path} holds no trained model ({MODEL_FILE} is missing): train one there, "
