@@ -1,9 +1,14 @@
 """`engine.fit` trains any compiled Keras model like plain `model.fit`, many minibatches per compiled call."""
 
+import configparser
+import warnings
+from pathlib import Path
+
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from packaging.specifiers import SpecifierSet
 
 from keras_makemore import engine
 from keras_makemore.config import TrainConfig
@@ -146,3 +151,48 @@ def test_train_fires_callbacks_every_epoch_and_chunk(tmp_path, words_path):
                                               (2, ["loss", "val_loss"])]
     # 200 steps an epoch run as one chunk of 200: Keras reports the chunk's last batch index.
     assert [e[1] for e in recorder.events if e[0] == "batch"] == [199, 199, 199]
+
+
+def test_the_supported_keras_range_is_the_package_metadatas_and_this_keras_is_in_it(recwarn):
+    setup_cfg = configparser.ConfigParser()
+    setup_cfg.read(Path(__file__).resolve().parent.parent / "setup.cfg")
+    keras_line = [r for r in setup_cfg["options"]["install_requires"].split("\n") if r.startswith("keras")]
+    assert engine.supported_keras() == str(SpecifierSet(keras_line[0][len("keras"):]))
+    assert keras.__version__ in SpecifierSet(engine.supported_keras())
+    engine._KerasAdapter.check(_loss_only_model(jit_compile=False))
+    assert not [w for w in recwarn if "keras_makemore.engine" in str(w.message)]  # no warning inside the range
+
+
+def test_a_keras_outside_the_range_is_warned_about_once(monkeypatch):
+    monkeypatch.setattr(keras, "__version__", "3.11.0")
+    monkeypatch.setattr(engine._KerasAdapter, "_warned", set())
+    model = _loss_only_model(jit_compile=False)
+    with pytest.warns(UserWarning, match=r"supports keras<4,>=3\.12 and found Keras 3\.11\.0"):
+        engine._KerasAdapter.check(model)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        engine._KerasAdapter.check(model)
+
+
+def test_a_missing_keras_internal_is_named_with_what_it_is_for(monkeypatch):
+    monkeypatch.setattr(engine, "_INTERNALS", (("model", "_gone", "what the engine does with it"),) + engine._INTERNALS)
+    with pytest.raises(RuntimeError, match=r"has no _gone \(what the engine does with it\), which keras_makemore"
+                                           r".engine needs: pip install 'keras<4,>=3\.12'"):
+        engine.fit(_loss_only_model(jit_compile=False), _minibatches())
+
+
+def test_a_changed_keras_train_step_is_run_as_is(monkeypatch):
+    """If Keras' train_step is not the one the loss-only step reproduces, the engine runs Keras' own."""
+    monkeypatch.setattr(engine, "_KNOWN_TRAIN_STEP", "another")
+    monkeypatch.setattr(engine._KerasAdapter, "_warned", set())
+
+    def minibatches():
+        return tf.data.Dataset.from_tensor_slices((FEATURES, LABELS)).batch(8, drop_remainder=True)
+
+    plain = _loss_only_model(jit_compile=False)
+    plain.fit(minibatches(), verbose=0, shuffle=False)
+    ours = _loss_only_model(jit_compile=False)
+    with pytest.warns(UserWarning, match="changed Model.train_step: keras_makemore.engine runs it as is"):
+        engine.fit(ours, minibatches(), verbose=0)
+    for a, b in zip(ours.get_weights(), plain.get_weights()):
+        np.testing.assert_array_equal(a, b)
