@@ -1,4 +1,4 @@
-"""Training speed: plain `model.fit` against the engine's (and PyTorch, if installed).
+"""Training speed: plain `model.fit` against the engine's (and JAX and PyTorch, if installed).
 
 Prints four tables: speed on the lecture MLP (block 3, embed 10, hidden 200,
 batch 32) with ratios and peak memory; time per epoch as the data grows (1x,
@@ -6,7 +6,8 @@ batch 32) with ratios and peak memory; time per epoch as the data grows (1x,
 network with and without XLA. Every figure comes from its own subprocess, so
 peak RSS is that configuration's alone, and is the fastest of --tries runs,
 the methods taking turns. A row for a bare hand-written XLA loop shows what
-this machine allows at all.
+this machine allows at all; with jax installed (not a dependency), a `jax` row
+runs the same step as a jitted `lax.fori_loop` with in-graph draws.
 
 The lecture table's methods: `plain-fit` (plain `model.fit` on `make_dataset`),
 `cli` (the path `keras-makemore train` takes: `random_minibatches` through
@@ -20,6 +21,7 @@ checkout (e.g. `git worktree add /tmp/old-main 0fbba7d`), measured side by side.
 """
 
 import argparse
+import importlib.util
 import json
 import os
 import resource
@@ -142,6 +144,38 @@ def _measure_handwritten(steps: int, data: str, repeat: int, hidden: int) -> dic
     return {"seconds": time.perf_counter() - start, "examples": len(x)}
 
 
+def _measure_jax(steps: int, data: str, repeat: int, hidden: int) -> dict:
+    """The lecture's step in JAX: one jitted `lax.fori_loop` with in-graph draws, the loss summed in the loop."""
+    import jax
+    import jax.numpy as jnp
+
+    vocab_size, x, y = _lecture_arrays(data, repeat)
+    xs, ys = jnp.asarray(x), jnp.asarray(y)
+    keys = jax.random.split(jax.random.PRNGKey(0), 3)
+    parameters = {"C": jax.random.normal(keys[0], (vocab_size, 10)),
+                  "W1": jax.random.normal(keys[1], (30, hidden)) * 0.2, "b1": jnp.zeros(hidden),
+                  "W2": jax.random.normal(keys[2], (hidden, vocab_size)) * 0.01, "b2": jnp.zeros(vocab_size)}
+
+    def loss_of(p, ix):
+        h = jnp.tanh(p["C"][xs[ix]].reshape(-1, 30) @ p["W1"] + p["b1"])
+        logits = h @ p["W2"] + p["b2"]
+        return -jnp.mean(jnp.take_along_axis(jax.nn.log_softmax(logits), ys[ix][:, None], axis=1))
+
+    @jax.jit
+    def run(p, n):
+        def step(i, state):
+            p, loss_sum = state
+            ix = jax.random.randint(jax.random.fold_in(jax.random.PRNGKey(1), i), (32,), 0, len(x))
+            loss, grads = jax.value_and_grad(loss_of)(p, ix)
+            return jax.tree_util.tree_map(lambda w, g: w - 0.1 * g, p, grads), loss_sum + loss
+        return jax.lax.fori_loop(0, n, step, (p, jnp.float32(0.0)))
+
+    jax.block_until_ready(run(parameters, 200))
+    start = time.perf_counter()
+    jax.block_until_ready(run(parameters, steps))
+    return {"seconds": time.perf_counter() - start, "examples": len(x)}
+
+
 def _measure_torch(steps: int, data: str, repeat: int, hidden: int) -> dict:
     """The lecture's training loop, as written in makemore part 2."""
     import torch
@@ -183,6 +217,8 @@ def _one(args) -> None:
     os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
     if args.method == "torch":
         result = _measure_torch(args.steps, args.data, args.repeat, args.hidden)
+    elif args.method == "jax":
+        result = _measure_jax(args.steps, args.data, args.repeat, args.hidden)
     elif args.method in ("best-xla", "best-noxla"):
         result = _measure_best_preset(args.method == "best-xla", args.steps, args.data)
     elif args.method == "handwritten-xla":
@@ -244,34 +280,32 @@ def main() -> None:
     if args.method:
         return _one(args)
 
-    try:
-        import torch  # noqa: F401
-        have_torch = True
-    except ImportError:
-        have_torch = False
+    have_torch, have_jax = (importlib.util.find_spec(name) is not None for name in ("torch", "jax"))
     methods = (["plain-fit", "plain-spe100", "cli-noxla", "cli", "script"] + (["old-cli"] if args.old else [])
-               + ["handwritten-xla"] + (["torch"] if have_torch else []))
+               + ["handwritten-xla"] + (["jax"] if have_jax else []) + (["torch"] if have_torch else []))
     results = _run_alternating(methods, args.steps, args.data, args.tries, old_tree=args.old)
     if args.json:
         print(json.dumps({"rows": [{"method": m, "steps_per_s": round(r["steps_per_s"], 1)}
                                    for m, r in results.items() if r is not None]}))
         return
     print(f"## Lecture MLP (block 3, embed 10, hidden 200), batch 32, {args.steps:,} steps, {os.cpu_count()} cores\n")
-    print(f"| {'method':<48} | {'steps/s':>8} | {'examples/s':>10} | {'vs plain fit':>12} | {'vs PyTorch':>10} | {'peak RSS MiB':>12} |")
-    print(f"| {'-' * 48} | {'-' * 8}: | {'-' * 10}: | {'-' * 12}: | {'-' * 10}: | {'-' * 12}: |")
+    print(f"| {'method':<48} | {'steps/s':>8} | {'examples/s':>10} | {'vs plain fit':>12} | {'vs JAX':>7} | {'vs PyTorch':>10} | {'peak RSS MiB':>12} |")
+    print(f"| {'-' * 48} | {'-' * 8}: | {'-' * 10}: | {'-' * 12}: | {'-' * 7}: | {'-' * 10}: | {'-' * 12}: |")
     labels = {"plain-fit": "plain model.fit on tf.data", "plain-spe100": "plain model.fit, steps_per_execution=100",
               "cli-noxla": "keras-makemore train (engine.fit), no XLA", "cli": "keras-makemore train (engine.fit, XLA)",
               "script": "own model + own tf.data + engine.fit (XLA)", "old-cli": f"keras-makemore train of {args.old}",
               "handwritten-xla": "hand-written tf.while_loop, no Keras, XLA",
+              "jax": "JAX: jitted lax.fori_loop, in-graph draws",
               "torch": "the lecture's PyTorch loop"}
     base = results["plain-fit"]["steps_per_s"]
-    torch_rate = results["torch"]["steps_per_s"] if have_torch and results.get("torch") else None
+    def versus(other: str) -> str:
+        return f"{r['steps_per_s'] / results[other]['steps_per_s']:.2f}x" if results.get(other) else "n/a"
+
     for m, r in results.items():
         if r is None:
             continue
-        vs_torch = f"{r['steps_per_s'] / torch_rate:.2f}x" if torch_rate else "n/a"
         print(f"| {labels[m]:<48} | {r['steps_per_s']:>8,.0f} | {r['steps_per_s'] * 32:>10,.0f} | "
-              f"{r['steps_per_s'] / base:>11.2f}x | {vs_torch:>10} | {r['peak_rss_mib']:>12,.0f} |")
+              f"{r['steps_per_s'] / base:>11.2f}x | {versus('jax'):>7} | {versus('torch'):>10} | {r['peak_rss_mib']:>12,.0f} |")
 
     print("\n## Time per epoch (one pass = n_train / 32 steps) as the data grows\n")
     print(f"| {'data':>5} | {'train examples':>14} | {'plain fit s/epoch':>17} | {'ours s/epoch':>12} | {'ratio':>6} | {'ours peak RSS MiB':>17} |")
