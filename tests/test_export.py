@@ -214,6 +214,7 @@ def test_seeded_uniforms_are_bit_identical_in_numpy_and_tensorflow(seed):
     assert abs(expected.mean() - 0.5) < 0.02 and len(np.unique(expected)) > 2500
 
 
+@pytest.mark.slow
 def test_quantized_models_stay_close_to_keras(exported):
     run, report = exported
     corpus = run.corpus()
@@ -277,6 +278,7 @@ finally:
 """
 
 
+@pytest.mark.slow
 def test_standalone_sampler_runs_without_tensorflow(exported, tmp_path):
     _, report = exported
     result = subprocess.run(
@@ -290,6 +292,7 @@ def test_standalone_sampler_runs_without_tensorflow(exported, tmp_path):
                                                           prefix="a")
 
 
+@pytest.mark.slow
 def test_standalone_sampler_excludes_words_and_streams_in_chunks(exported, tmp_path, monkeypatch):
     run, report = exported
     standalone = _standalone_sampler()
@@ -310,6 +313,7 @@ def test_standalone_sampler_excludes_words_and_streams_in_chunks(exported, tmp_p
     assert result.returncode == 2 and "temperature" in result.stderr
 
 
+@pytest.mark.slow
 def test_cli_export_then_sample_and_score_give_the_same_from_every_source(exported):
     run, _ = exported
     result = run_cli("export", str(run.path), "--json")
@@ -337,6 +341,7 @@ def test_cli_export_then_sample_and_score_give_the_same_from_every_source(export
         assert abs(k["log_prob"] - e["log_prob"]) <= 1e-5 and set(k) == {"word", "nll", "log_prob", "perplexity"}
 
 
+@pytest.mark.slow
 def test_cli_error_is_one_line(tmp_path):
     broken = tmp_path / "broken.tflite"
     broken.write_text("hello")
