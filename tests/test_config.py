@@ -62,8 +62,9 @@ def test_cli_flags_come_from_the_config(capsys):
     from keras_makemore.cli import build_parser
 
     parser = build_parser()
-    args = parser.parse_args(["train", "--hidden", "64", "--lr-drop", "10:0.01"])
-    assert (args.hidden_units, args.lr_drops, args.argument_flags["hidden_units"]) == (64, [(10, 0.01)], "--hidden")
+    args = parser.parse_args(["train", "--hidden-units", "64", "--lr-drop", "10:0.01"])
+    assert (args.hidden_units, args.lr_drops, args.argument_flags["hidden_units"]) == (64, [(10, 0.01)], "--hidden-units")
+    assert parser.parse_args(["train", "--hidden", "48"]).hidden_units == 48  # the flag's old name still works
     sweep = parser.parse_args(["sweep"])
     assert (sweep.steps, sweep.lr, sweep.hidden_units) == (30_000, TrainConfig().lr, [50, 100, 200])
     with pytest.raises(SystemExit):

@@ -11,7 +11,8 @@ import tensorflow as tf
 
 from conftest import ROOT, run_cli
 from keras_makemore.errors import UserError
-from keras_makemore.export import FIXED_BATCH, SIGNATURES, check_against_keras, convert_to_litert, export_run
+from keras_makemore.export import (FIXED_BATCH, SIGNATURES, check_against_keras, convert_to_litert, export_run,
+                                   signature_table)
 from keras_makemore.exported import ExportedModel, saved_model_digests
 from keras_makemore.generation import seeded_uniforms, seeded_uniforms_fn
 from keras_makemore.runs import Run
@@ -52,6 +53,10 @@ def test_litert_float32_matches_keras_on_every_val_and_train_context(exported):
     train_check = check_against_keras(run.model, ExportedModel(report.litert), *corpus.examples("train"))
     assert train_check.max_abs_diff <= 1e-5
     assert abs(train_check.exported_loss - train_check.keras_loss) < 1e-5
+
+
+def test_the_devices_guide_lists_every_signature_from_the_table():
+    assert signature_table() in (ROOT / "export" / "README.md").read_text(encoding="utf-8")
 
 
 @pytest.mark.parametrize("artifact", ["litert", "saved_model"])

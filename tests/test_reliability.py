@@ -63,7 +63,7 @@ def test_bad_data_files(capsys, tmp_path, bad_files, name, expected):
 @pytest.mark.parametrize("flags, expected", [
     (("--block-size", "0"), "error: --block-size must be at least 1, got 0"),
     (("--block-size", "100000"), "error: --block-size must be at most 1024"),
-    (("--hidden", "1000000000"), "error: --hidden 1000000000 with embed_dim 2 and block_size 3 would make"),
+    (("--hidden-units", "1000000000"), "error: --hidden-units 1000000000 with embed_dim 2 and block_size 3 would make"),
     (("--lr", "-1"), "error: --lr must be a positive number, got -1.0"),
 ])
 def test_absurd_sizes(capsys, tmp_path, words_path, flags, expected):
