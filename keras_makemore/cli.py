@@ -81,12 +81,17 @@ def _preset_values(name: str) -> str:
     return "" if value in (None, False, []) else f" (default: {value})"
 
 
+def _value_type(field: dataclasses.Field) -> type:
+    """The type of a dataclass field's values, None aside: `int` for `int | None`."""
+    kinds = typing.get_args(field.type) if isinstance(field.type, types.UnionType) else (field.type,)
+    return next(k for k in kinds if k is not type(None))
+
+
 def _add_config_flag(p, name: str, default=None, default_text: str | None = None, **overrides) -> None:
     """The flag of `TrainConfig` field `name`, typed, with its help and choices from the field's metadata."""
     field = _FIELDS[name]
     meta = field.metadata
-    kinds = typing.get_args(field.type) if isinstance(field.type, types.UnionType) else (field.type,)
-    kind = next(k for k in kinds if k is not type(None))
+    kind = _value_type(field)
     kwargs = dict(dest=name, default=default, metavar=meta["metavar"],
                   help=(meta["help"] + (default_text or _preset_values(name))).replace("%", "%%"))
     if kind is bool:
@@ -307,9 +312,8 @@ def _open_source(args):
 
 def _add_control_flag(p, field: dataclasses.Field) -> None:
     """The flag of `SamplingControls` field `field`, typed, with its help from the field's metadata."""
-    kinds = typing.get_args(field.type) if isinstance(field.type, types.UnionType) else (field.type,)
     default = "" if field.default in (None, "", 0) else f" (default: {field.default})"
-    p.add_argument("--" + field.name.replace("_", "-"), type=next(k for k in kinds if k is not type(None)),
+    p.add_argument("--" + field.name.replace("_", "-"), type=_value_type(field),
                    default=field.default, metavar=field.metadata["metavar"],
                    help=(field.metadata["help"] + default).replace("%", "%%"))
 

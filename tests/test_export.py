@@ -10,6 +10,7 @@ import pytest
 import tensorflow as tf
 
 from conftest import ROOT, run_cli
+from keras_makemore.controls import SamplingControls
 from keras_makemore.errors import UserError
 from keras_makemore.export import (FIXED_BATCH, SIGNATURES, check_against_keras, convert_to_litert, export_run,
                                    signature_table)
@@ -55,8 +56,12 @@ def test_litert_float32_matches_keras_on_every_val_and_train_context(exported):
     assert abs(train_check.exported_loss - train_check.keras_loss) < 1e-5
 
 
-def test_the_devices_guide_lists_every_signature_from_the_table():
-    assert signature_table() in (ROOT / "export" / "README.md").read_text(encoding="utf-8")
+def test_the_devices_guide_lists_every_signature_and_control():
+    guide = (ROOT / "export" / "README.md").read_text(encoding="utf-8")
+    assert signature_table() in guide
+    for spec in SamplingControls.tensor_specs(None):
+        shape = "[L]" if spec.shape.rank else "[]"
+        assert f"| `{spec.name}` | {spec.dtype.name} `{shape}` |" in guide, spec.name
 
 
 @pytest.mark.parametrize("artifact", ["litert", "saved_model"])
