@@ -24,36 +24,53 @@ import numpy as np
 from ai_edge_litert.interpreter import Interpreter
 
 CHUNK = 10_000  # words per invoke
+INT32_MAX = 2**31 - 1
+
+# The controls this script knows: (type, value that turns it off, check, help). Which controls a file takes,
+# and their dtypes, are read from its `generate` signature; keras_makemore.controls.SamplingControls defines them.
+CONTROLS = {
+    "temperature": (float, 1.0, lambda v: 0 < v < math.inf, "softmax temperature, a finite number above 0"),
+    "top_k": (int, 0, lambda v: 0 <= v <= INT32_MAX, "only the K likeliest characters (0: all)"),
+    "top_p": (float, 1.0, lambda v: 0 < v <= 1, "nucleus sampling, 0 < P <= 1 (1: all)"),
+    "prefix": (str, "", lambda v: True, "start every word with these characters"),
+    "min_length": (int, 0, lambda v: 0 <= v <= INT32_MAX, "no word ends before N characters"),
+    "max_length": (int, 0, lambda v: 0 <= v <= INT32_MAX, "cut words at N characters (0: the file's limit)"),
+}
+_ROWS = ("seed", "num_words", "first_row")  # the inputs of `generate` that are not controls
 
 
-def sample(model_path: str, num_words: int, seed: int, temperature: float = 1.0, top_k: int = 0,
-           top_p: float = 1.0, prefix: str = "", min_length: int = 0, max_length: int = 0,
-           exclude: frozenset = frozenset(), max_draws: int | None = None) -> Iterator[str]:
+def sample(model_path: str, num_words: int, seed: int, exclude: frozenset = frozenset(),
+           max_draws: int | None = None, **controls) -> Iterator[str]:
     """The first `num_words` words of `seed`'s stream that are not in `exclude`, among `max_draws` drawn.
 
-    `top_k` 0 and `top_p` 1 are off; `max_length` 0 is the file's own limit.
+    `controls` are those of `CONTROLS`, by name; one not given is off.
     """
     interpreter = Interpreter(model_path=model_path)
     generate = interpreter.get_signature_runner("generate")
     meta = interpreter.get_signature_runner("decode")(tokens=np.zeros((1, 1), np.int32))
     vocabulary, width = meta["vocabulary"].tolist(), int(meta["max_length"])
+    values = {name: off for name, (_, off, _, _) in CONTROLS.items()} | controls
     ids = {chr(code): i for i, code in enumerate(vocabulary) if i}
+    prefix, max_length = values["prefix"], values["max_length"]
     unknown = [c for c in prefix if c not in ids]
     if unknown:
         raise ValueError(f"--prefix: {unknown[0]!r} is not a character of this model")
     if len(prefix) >= (max_length or width):
         raise ValueError(f"--prefix must be shorter than --max-length {max_length or width}")
-    prefix_ids = np.zeros(width, np.int32)
-    prefix_ids[:len(prefix)] = [ids[c] for c in prefix]
-    controls = {"seed": np.int32(seed), "temperature": np.float32(temperature), "top_k": np.int32(top_k),
-                "top_p": np.float32(top_p), "prefix": prefix_ids, "min_length": np.int32(min_length),
-                "max_length": np.int32(max_length)}
+    values["prefix"] = [ids[c] for c in prefix] + [0] * (width - len(prefix))
+    inputs = {}
+    for name, detail in generate.get_input_details().items():
+        if name not in CONTROLS and name not in _ROWS:
+            raise ValueError(f"its generate signature takes {name!r}, which this script does not know: "
+                             "use the sample_tflite.py of the keras-makemore that exported it")
+        if name in CONTROLS:
+            inputs[name] = np.asarray(values[name], detail["dtype"]).reshape(detail["shape"])
     max_draws = (100 * num_words if exclude else num_words) if max_draws is None else max_draws
     found = drawn = 0
     while found < num_words and drawn < max_draws:
         wanted = num_words - found
         n = min(CHUNK, max_draws - drawn, 2 * wanted + 16 if exclude else wanted)
-        tokens = generate(num_words=np.int32(n), first_row=np.int32(drawn), **controls)["tokens"]
+        tokens = generate(seed=np.int32(seed), num_words=np.int32(n), first_row=np.int32(drawn), **inputs)["tokens"]
         for row in tokens.tolist():
             word = "".join(chr(vocabulary[t]) for t in itertools.takewhile(bool, row))
             if word not in exclude:
@@ -69,23 +86,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("model", help="a .tflite file written by `keras-makemore export`")
     parser.add_argument("-n", "--num", type=int, default=20, help="number of words (default 20)")
     parser.add_argument("--seed", type=int, default=None, help="the same seed gives the same words (default: random)")
-    parser.add_argument("--temperature", type=float, default=1.0, help="softmax temperature > 0 (default 1.0)")
-    parser.add_argument("--top-k", type=int, default=0, help="only the K likeliest characters (default 0: all)")
-    parser.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling, 0 < P <= 1 (default 1: all)")
-    parser.add_argument("--prefix", default="", help="start every word with these characters")
-    parser.add_argument("--min-length", type=int, default=0, help="no word ends before N characters")
-    parser.add_argument("--max-length", type=int, default=0, help="cut words at N characters (default 0: the file's limit)")
+    for name, (kind, off, _, help) in CONTROLS.items():
+        parser.add_argument("--" + name.replace("_", "-"), type=kind, default=off,
+                            help=help + (f" (default {off})" if off not in ("", 0) else ""))
     parser.add_argument("--exclude", metavar="FILE", help="never print the words of FILE, one a line (e.g. the training words)")
     parser.add_argument("--max-draws", type=int, default=None, help="with --exclude: draw at most N words (default 100 x -n)")
     args = parser.parse_args(argv)
-    checks = ((0 <= args.num < 2**31, "--num must be from 0 to 2147483647"),
-              (args.seed is None or -2**31 <= args.seed < 2**31, "--seed must fit in 32 bits"),
-              (0 < args.temperature < math.inf, "--temperature must be a finite number above 0"),
-              (0 <= args.top_k < 2**31, "--top-k must be 0 (off) or more"),
-              (0 < args.top_p <= 1, "--top-p must be above 0 and at most 1"),
-              (0 <= args.min_length < 2**31, "--min-length must be 0 or more"),
-              (0 <= args.max_length < 2**31, "--max-length must be 0 (the file's limit) or more"),
-              (args.max_draws is None or 0 <= args.max_draws < 2**31, "--max-draws must be from 0 to 2147483647"))
+    checks = [(0 <= args.num <= INT32_MAX, f"--num must be from 0 to {INT32_MAX}"),
+              (args.seed is None or -INT32_MAX - 1 <= args.seed <= INT32_MAX, "--seed must fit in 32 bits"),
+              (args.max_draws is None or 0 <= args.max_draws <= INT32_MAX, f"--max-draws must be from 0 to {INT32_MAX}")]
+    checks += [(valid(getattr(args, name)), f"--{name.replace('_', '-')}: {help}, got {getattr(args, name)}")
+               for name, (_, _, valid, help) in CONTROLS.items()]
     for ok, message in checks:
         if not ok:
             parser.error(message)
@@ -93,8 +104,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         exclude = frozenset(_read_words(args.exclude)) if args.exclude else frozenset()
         found = 0
-        for word in sample(args.model, args.num, seed, args.temperature, args.top_k, args.top_p, args.prefix,
-                           args.min_length, args.max_length, exclude, args.max_draws):
+        controls = {name: getattr(args, name) for name in CONTROLS}
+        for word in sample(args.model, args.num, seed, exclude, args.max_draws, **controls):
             print(word)
             found += 1
     except (ValueError, KeyError, OSError) as e:

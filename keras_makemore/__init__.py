@@ -32,6 +32,7 @@ _EXPORTS = {
     "Run": "runs",
     "EmbeddingProjector": "callbacks",
     "plot_embeddings": "plots", "plot_loss": "plots", "plot_run": "plots", "plot_sweep": "plots",
+    "plot_lr_find": "plots",
     "write_report": "report",
     "LRFinder": "lr_finder", "LRFinderResult": "lr_finder", "find_lr": "lr_finder",
     "suggest_learning_rates": "lr_finder", "find_lr_for_config": "training",

@@ -6,12 +6,18 @@ Windows file systems.
 """
 
 import contextlib
+import csv
+import errno
+import io
 import json
 import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
+
+# A full disk, a full quota, a read-only disk: the user can fix them, so they get one line, not a traceback.
+DISK_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
 
 
 @contextlib.contextmanager
@@ -44,6 +50,33 @@ def write_text(path: str | os.PathLike, text: str) -> None:
 
 def write_json(path: str | os.PathLike, obj: Any) -> None:
     write_text(path, json.dumps(obj, indent=2, ensure_ascii=False) + "\n")
+
+
+def write_csv(path: str | os.PathLike, columns: list[str], rows: Iterable[dict]) -> None:
+    """A CSV file of `rows` (dicts keyed by `columns`), with a header line."""
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    write_text(path, out.getvalue())
+
+
+def disk_error(error: BaseException | None) -> tuple[int, str | None] | None:
+    """`(errno, file name)` of the full- or read-only-disk error behind `error`, or None.
+
+    The cause chain is searched; TensorFlow's own file errors carry no errno,
+    only the system's words for it.
+    """
+    while error is not None:
+        if isinstance(error, OSError):
+            if error.errno in DISK_ERRORS:
+                return error.errno, error.filename
+        else:
+            code = next((code for code in DISK_ERRORS if os.strerror(code) in str(error)), None)
+            if code is not None:
+                return code, None
+        error = error.__cause__ or error.__context__
+    return None
 
 
 @contextlib.contextmanager

@@ -1,7 +1,5 @@
 """Keras callbacks usable in any `model.fit` pipeline."""
 
-import csv
-import io
 import math
 import os
 from pathlib import Path
@@ -11,7 +9,6 @@ import keras
 from keras_makemore import _atomic
 from keras_makemore.data import Vocabulary
 from keras_makemore.errors import UserError
-from keras_makemore.lr_finder import LRFinder  # noqa: F401  (its own module; one import path for all callbacks)
 from keras_makemore.rundir import read_csv_rows
 from keras_makemore.sampling import sample_words
 
@@ -133,11 +130,7 @@ class AtomicCSVLogger(keras.callbacks.Callback):
         self._rows = [r for r in self._rows if int(r["epoch"]) < epoch]
         self._rows.append({"epoch": epoch, **{k: float(v) for k, v in (logs or {}).items()}})
         keys = ["epoch"] + sorted({k for r in self._rows for k in r} - {"epoch"})
-        out = io.StringIO()
-        writer = csv.DictWriter(out, fieldnames=keys, lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(self._rows)
-        _atomic.write_text(self.filename, out.getvalue())
+        _atomic.write_csv(self.filename, keys, self._rows)
 
 
 class EmbeddingProjector(keras.callbacks.Callback):

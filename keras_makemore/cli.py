@@ -8,7 +8,6 @@ in its place, as one line, with exit status 2.
 
 import argparse
 import dataclasses
-import errno
 import json
 import os
 import re
@@ -19,9 +18,7 @@ import typing
 from pathlib import Path
 
 from keras_makemore.config import DEFAULT_PRESET, PRESETS, SWEEP_GRID, SWEEP_STEPS, TrainConfig
-
-# Errors of a full or read-only disk: the user can fix them, so they get one line, not a traceback.
-_DISK_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
+from keras_makemore.controls import SamplingControls
 
 
 class _Parser(argparse.ArgumentParser):
@@ -84,12 +81,17 @@ def _preset_values(name: str) -> str:
     return "" if value in (None, False, []) else f" (default: {value})"
 
 
+def _value_type(field: dataclasses.Field) -> type:
+    """The type of a dataclass field's values, None aside: `int` for `int | None`."""
+    kinds = typing.get_args(field.type) if isinstance(field.type, types.UnionType) else (field.type,)
+    return next(k for k in kinds if k is not type(None))
+
+
 def _add_config_flag(p, name: str, default=None, default_text: str | None = None, **overrides) -> None:
     """The flag of `TrainConfig` field `name`, typed, with its help and choices from the field's metadata."""
     field = _FIELDS[name]
     meta = field.metadata
-    kinds = typing.get_args(field.type) if isinstance(field.type, types.UnionType) else (field.type,)
-    kind = next(k for k in kinds if k is not type(None))
+    kind = _value_type(field)
     kwargs = dict(dest=name, default=default, metavar=meta["metavar"],
                   help=(meta["help"] + (default_text or _preset_values(name))).replace("%", "%%"))
     if kind is bool:
@@ -101,7 +103,7 @@ def _add_config_flag(p, name: str, default=None, default_text: str | None = None
         kwargs.update(choices=meta["choices"], metavar=None)
     else:
         kwargs.update(type=kind)
-    p.add_argument(_flag(name), **(kwargs | overrides))
+    p.add_argument(_flag(name), *("--" + alias for alias in meta["aliases"]), **(kwargs | overrides))
 
 
 def _add_model_flags(p) -> None:
@@ -213,17 +215,22 @@ def _add_lr_find(sub) -> None:
     _add_model_flags(p)
     p.add_argument("--out", dest="run_dir", metavar="DIR",
                    help="directory for the plot and tables (default: runs/lr-find-<date-time>)")
-    p.add_argument("--start-lr", type=float, default=1e-7, metavar="LR", help="first rate (default 1e-7)")
-    p.add_argument("--end-lr", type=float, default=10.0, metavar="LR", help="last rate (default 10)")
-    p.add_argument("--num-steps", type=int, default=100, metavar="N", help="steps of the sweep, one per rate (default 100)")
-    p.add_argument("--mode", default="exponential", choices=["exponential", "linear"], help="spacing of the rates (default exponential)")
-    p.add_argument("--smoothing", type=float, default=None, metavar="BETA",
-                   help="beta of the loss's moving average (default 1 - 50/num-steps within [0.5, 0.98]; 0: none)")
-    p.add_argument("--diverge-factor", type=float, default=4.0, metavar="F",
-                   help="stop once the smoothed loss passes F times its lowest value (default 4)")
-    p.add_argument("--suggest", default="valley", choices=["valley", "steepest", "minimum"],
-                   help="the rule whose rate is printed (default valley, as fastai)")
+    # Defaults and choices are LRFinder's (see `keras_makemore.LRFinder`); a flag not given is not passed.
+    sweep = p.add_argument_group("the sweep", "LRFinder's arguments; those not given take its defaults")
+    sweep.add_argument("--start-lr", type=float, metavar="LR", help="first rate")
+    sweep.add_argument("--end-lr", type=float, metavar="LR", help="last rate")
+    sweep.add_argument("--num-steps", type=int, metavar="N", help="steps of the sweep, one per rate")
+    sweep.add_argument("--mode", metavar="MODE", help="spacing of the rates: exponential or linear")
+    sweep.add_argument("--smoothing", type=float, metavar="BETA",
+                       help="beta of the loss's moving average (default: from the number of steps; 0: none)")
+    sweep.add_argument("--diverge-factor", type=float, metavar="F",
+                       help="stop once the smoothed loss passes F times its lowest value")
+    sweep.add_argument("--suggest", metavar="RULE", help="the rule whose rate is printed: valley (as fastai), "
+                                                         "steepest or minimum")
     p.set_defaults(func=_lr_find)
+
+
+_LR_FINDER_FLAGS = ("start_lr", "end_lr", "num_steps", "mode", "smoothing", "diverge_factor", "suggest")
 
 
 def _lr_find(args) -> int:
@@ -231,10 +238,8 @@ def _lr_find(args) -> int:
 
     config = _config_from_args(args)
     out = Path(args.run_dir or Path("runs") / time.strftime("lr-find-%Y%m%d-%H%M%S"))
-    result = find_lr_for_config(
-        config, out, start_lr=args.start_lr, end_lr=args.end_lr, num_steps=args.num_steps, mode=args.mode,
-        smoothing=args.smoothing, diverge_factor=args.diverge_factor, suggest=args.suggest,
-    )
+    given = {name: getattr(args, name) for name in _LR_FINDER_FLAGS if getattr(args, name) is not None}
+    result = find_lr_for_config(config, out, **given)
     print(result.summary())
     rate = _round_rate(result.learning_rate)
     print(f"suggested learning rate: {rate:g}")
@@ -277,24 +282,40 @@ def _add_sample(sub) -> None:
                                    "export`; report how many are novel (not training words). The same seed and "
                                    "options give the same words from all three. Words are printed as they are "
                                    "sampled, so -n can be large.")
-    p.add_argument("run_dir", metavar="RUN_DIR|MODEL", help="run directory, .tflite file or SavedModel directory")
+    _add_source(p)
     p.add_argument("-n", "--num", dest="num_samples", type=int, default=20, metavar="N", help="number of words (default 20)")
     p.add_argument("--seed", type=int, default=None, help="seed, negative or not; the same seed gives the same words (default: random, printed with --json)")
-    p.add_argument("--temperature", type=float, default=1.0, metavar="T", help="softmax temperature > 0 (default 1.0)")
-    p.add_argument("--top-k", type=int, default=None, metavar="K", help="sample only among the K likeliest characters")
-    p.add_argument("--top-p", type=float, default=None, metavar="P",
-                   help="nucleus sampling: only among the likeliest characters whose probabilities add up to P (0 < P <= 1)")
-    p.add_argument("--prefix", default="", metavar="P", help="start every word with P")
-    p.add_argument("--min-length", type=int, default=0, metavar="N", help="no word ends before N characters")
-    p.add_argument("--max-length", type=int, default=None, metavar="N", help="cut words at N characters (default: the model's limit)")
+    for field in dataclasses.fields(SamplingControls):
+        _add_control_flag(p, field)
     p.add_argument("--new-only", action="store_true", help="only words that are not training words")
     p.add_argument("--exclude", metavar="FILE", help="never print the words of FILE (one a line)")
     p.add_argument("--max-draws", type=int, default=None, metavar="N",
                    help="with --new-only or --exclude: draw at most N words looking for new ones (default 100 x -n)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=_sample)
+
+
+def _add_source(p) -> None:
+    """The model argument of `sample` and `score`, and `--trust-saved-model`."""
+    p.add_argument("source", metavar="RUN_DIR|MODEL", help="run directory, .tflite file or SavedModel directory")
     p.add_argument("--trust-saved-model", action="store_true",
                    help="open a SavedModel that keras-makemore did not write (it runs its own graph: only for files you trust)")
-    p.set_defaults(func=_sample)
+
+
+def _open_source(args):
+    """The model of `sample` or `score`; errors about the run directory name the command's argument."""
+    from keras_makemore.exported import open_model
+
+    args.argument_flags["run_dir"] = args.argument_flags["source"]
+    return open_model(args.source, trust_saved_model=args.trust_saved_model)
+
+
+def _add_control_flag(p, field: dataclasses.Field) -> None:
+    """The flag of `SamplingControls` field `field`, typed, with its help from the field's metadata."""
+    default = "" if field.default in (None, "", 0) else f" (default: {field.default})"
+    p.add_argument("--" + field.name.replace("_", "-"), type=_value_type(field),
+                   default=field.default, metavar=field.metadata["metavar"],
+                   help=(field.metadata["help"] + default).replace("%", "%%"))
 
 
 _JSON_MAX_WORDS = 1_000_000  # --json holds every word in memory; plain output streams
@@ -304,10 +325,9 @@ def _sample(args) -> int:
     from keras_makemore.controls import resolve_seed
     from keras_makemore.data import read_words
     from keras_makemore.errors import UserError
-    from keras_makemore.exported import open_model
     from keras_makemore.sampling import iter_words
 
-    opened = open_model(args.run_dir, trust_saved_model=args.trust_saved_model)
+    opened = _open_source(args)
     if args.json and args.num_samples > _JSON_MAX_WORDS:
         raise UserError(f"num_samples must be at most {_JSON_MAX_WORDS:,} with json, which holds every word in "
                         f"memory, got {args.num_samples:,}: drop --json to stream the words", argument="num_samples")
@@ -318,13 +338,13 @@ def _sample(args) -> int:
         if args.new_only:
             raise
     if args.new_only and training is None:
-        raise UserError(f"new_only needs the training words, and {args.run_dir} is not in a run's export folder: "
+        raise UserError(f"new_only needs the training words, and {args.source} is not in a run's export folder: "
                         "sample the run directory, or pass --exclude with the training words", argument="new_only")
     exclude = (training if args.new_only else set()) | set(read_words(args.exclude) if args.exclude else ())
     seed = resolve_seed(args.seed)
-    words = iter_words(opened.model, opened.vocab, opened.block_size, args.num_samples, seed, args.temperature,
-                       args.top_k, args.top_p, args.prefix, args.min_length, args.max_length or opened.max_length,
-                       exclude, args.max_draws)
+    controls = {name: getattr(args, name) for name in SamplingControls.names()}
+    words = iter_words(opened.model, opened.vocab, opened.block_size, args.num_samples, seed, exclude=exclude,
+                       max_draws=args.max_draws, **controls | {"max_length": args.max_length or opened.max_length})
     found, novel, collected = 0, 0, []
     for word in words:
         found += 1
@@ -336,9 +356,7 @@ def _sample(args) -> int:
     novelty = novel / found if training is not None and found else None
     if args.json:
         print(json.dumps({"samples": collected, "novelty": novelty, "seed": seed, "requested": args.num_samples,
-                          "temperature": args.temperature, "top_k": args.top_k, "top_p": args.top_p,
-                          "prefix": args.prefix, "min_length": args.min_length, "max_length": args.max_length,
-                          "new_only": args.new_only, "exclude": args.exclude}, ensure_ascii=False))
+                          **controls, "new_only": args.new_only, "exclude": args.exclude}, ensure_ascii=False))
     if found < args.num_samples:
         print(f"# found {found:,} of {args.num_samples:,} words: the others drawn were training words or excluded; "
               "raise --max-draws or --temperature to find more", file=sys.stderr)
@@ -352,22 +370,19 @@ def _add_score(sub) -> None:
                        description="Score words with a run, a .tflite file or a SavedModel: total log-probability, "
                                    "mean NLL per character (end marker included) and perplexity; most plausible "
                                    "first. Rank candidate names, or flag unlikely entries of a list.")
-    p.add_argument("run_dir", metavar="RUN_DIR|MODEL", help="run directory, .tflite file or SavedModel directory")
+    _add_source(p)
     p.add_argument("words", nargs="*", metavar="WORD", help="words to score")
     p.add_argument("--file", metavar="FILE", help="also score the words of FILE, one a line")
     p.add_argument("--json", action="store_true",
                    help='print {"words": [{"word", "nll", "log_prob", "perplexity"}, ...]}')
-    p.add_argument("--trust-saved-model", action="store_true",
-                   help="open a SavedModel that keras-makemore did not write (it runs its own graph: only for files you trust)")
     p.set_defaults(func=_score)
 
 
 def _score(args) -> int:
     from keras_makemore.errors import UserError
-    from keras_makemore.exported import open_model
     from keras_makemore.scoring import read_word_file, score_words
 
-    opened = open_model(args.run_dir, trust_saved_model=args.trust_saved_model)
+    opened = _open_source(args)
     words = list(args.words) + (read_word_file(args.file, opened.vocab) if args.file else [])
     if not words:
         raise UserError("words: give words to score, or a file of them with --file FILE", argument="words")
@@ -505,7 +520,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _argument_flags(parser: argparse.ArgumentParser) -> dict[str, str]:
-    """Python argument name -> how the command line spells it: `hidden_units` -> `--hidden`, `run_dir` -> `RUN_DIR`."""
+    """Python argument name -> how the command line spells it: `top_k` -> `--top-k`, `run_dir` -> `RUN_DIR`."""
     flags = {}
     for action in parser._actions:  # argparse lists a parser's arguments nowhere public
         long = [o for o in action.option_strings if o.startswith("--")]
@@ -520,15 +535,6 @@ def _in_flag_terms(error, argument_flags: dict[str, str]) -> str:
     if flag is None:
         return message
     return re.sub(rf"(?<![\w./-]){re.escape(error.argument)}(?![\w/-])", lambda _: flag, message)
-
-
-def _disk_error(error: BaseException) -> OSError | None:
-    """The full-disk or read-only-disk `OSError` behind `error`, if there is one."""
-    while error is not None:
-        if isinstance(error, OSError) and error.errno in _DISK_ERRORS:
-            return error
-        error = error.__cause__ or error.__context__
-    return None
 
 
 def _import_tensorflow_quietly() -> None:
@@ -556,11 +562,14 @@ def main(argv: list[str] | None = None) -> int:
         print("keras-makemore: interrupted", file=sys.stderr)
         return 130
     except Exception as e:
-        disk = _disk_error(e)
+        from keras_makemore._atomic import disk_error
+
+        disk = disk_error(e)
         if disk is None:
             raise
-        where = f" writing {disk.filename}" if disk.filename else ""
-        print(f"keras-makemore: error: {os.strerror(disk.errno).lower()}{where}: free some space or write elsewhere, "
+        code, filename = disk
+        where = f" writing {filename}" if filename else ""
+        print(f"keras-makemore: error: {os.strerror(code).lower()}{where}: free some space or write elsewhere, "
               "then run the command again (what was saved before is intact)", file=sys.stderr)
         return 2
 

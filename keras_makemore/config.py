@@ -21,9 +21,11 @@ MAX_BLOCK_SIZE = 1024
 MAX_PARAMETERS = 200_000_000  # 0.75 GiB of weights; Adam's state triples it
 
 
-def _field(default, help: str, flag: str | None = None, metavar: str | None = None, choices=None, **kwargs):
-    """A dataclass field whose metadata the CLI turns into a flag (`flag` defaults to the field's name)."""
-    metadata = {"help": help, "flag": flag, "metavar": metavar, "choices": choices}
+def _field(default, help: str, flag: str | None = None, metavar: str | None = None, choices=None,
+           aliases: tuple[str, ...] = (), **kwargs):
+    """A dataclass field whose metadata the CLI turns into a flag (`flag` defaults to the field's name;
+    `aliases` are older spellings it still accepts)."""
+    metadata = {"help": help, "flag": flag, "metavar": metavar, "choices": choices, "aliases": aliases}
     if isinstance(default, list):
         return dataclasses.field(default_factory=lambda: list(default), metadata=metadata, **kwargs)
     return dataclasses.field(default=default, metadata=metadata, **kwargs)
@@ -75,7 +77,7 @@ class TrainConfig:
                               metavar="FILE")
     block_size: int = _field(3, "characters of context", metavar="N")
     embed_dim: int = _field(10, "embedding size", metavar="N")
-    hidden_units: int = _field(200, "tanh hidden units", flag="hidden", metavar="N")
+    hidden_units: int = _field(200, "tanh hidden units", metavar="N", aliases=("hidden",))
     dropout: float = _field(0.0, "dropout on the hidden layer", metavar="RATE")
     direct_connections: bool = _field(False, "add Bengio's direct embedding-to-output connections")
     batch_size: int = _field(32, "minibatch size (global under a strategy)", metavar="N")
@@ -238,3 +240,9 @@ def check_model_size(config: TrainConfig, vocab_size: int) -> None:
             f"hidden_units {config.hidden_units} with embed_dim {config.embed_dim} and block_size "
             f"{config.block_size} would make {params:,} parameters ({params * 4 / 2**30:.1f} GiB of float32 weights), "
             f"over the limit of {MAX_PARAMETERS:,}: make them smaller", argument="hidden_units")
+
+
+def config_differences(saved: TrainConfig, given: TrainConfig) -> list[tuple[str, Any, Any]]:
+    """`(field, saved value, given value)` for each field in which `given` differs from `saved`."""
+    return [(f.name, getattr(saved, f.name), getattr(given, f.name)) for f in dataclasses.fields(TrainConfig)
+            if getattr(saved, f.name) != getattr(given, f.name)]

@@ -94,7 +94,7 @@ class Vocabulary:
 
     >>> vocab = Vocabulary.from_words(["emma", "olivia"])
     >>> vocab.size
-    9
+    8
     >>> vocab.encode("emma")
     [2, 5, 5, 1]
     >>> vocab.decode([2, 5, 5, 1, 0])

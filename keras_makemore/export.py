@@ -1,26 +1,13 @@
 """Export a trained model for devices: a SavedModel and a LiteRT `.tflite` file.
 
-Both artifacts carry the same signatures (inputs and outputs int32 or float32
-only, which is all LiteRT.js reads; `L` is the artifact's `max_length`, `V`
-the vocabulary size, `B` = `FIXED_BATCH`):
-
-- `next_token(context)`: int32 `[batch, block_size]` -> `logits` and
-  `probabilities`, float32 `[batch, V]`.
-- `generate(seed, num_words, first_row, temperature, top_k, top_p, prefix,
-  min_length, max_length)`: int32/float32 scalars and an int32 `prefix` `[L]`
-  -> `tokens`, int32 `[num_words, L]`: rows `first_row...` of the seed's
-  stream, each a word's token ids then zeros. `top_k` 0 and `top_p` 1 are
-  off, `prefix` is zero-padded, `max_length` 0 means `L`.
-- `score(words)`: int32 `[n, L]` token ids, zero-padded -> `log_prob` and
-  `nll`, float32 `[n]`.
-- `decode(tokens)`: int32 `[batch, length]` -> `code_points` (same shape; 0
-  for the marker), `vocabulary` int32 `[V]` (the code point of each token id),
-  `block_size` and `max_length`, int32 scalars. The vocabulary travels inside
-  the artifact: the file alone is enough to sample. (A signature without
-  inputs would be simpler, but the int8 calibrator rejects one.)
-- `generate_fixed`, `score_fixed`, `decode_fixed`: the same with `B` words per
-  call and every shape fixed, for LiteRT.js, which allocates from the
-  signature's shapes and cannot resize.
+Both artifacts carry the signatures of `SIGNATURE_TABLE` (inputs and outputs
+int32 or float32 only, which is all LiteRT.js reads): `next_token`,
+`generate`, `score`, `decode`, and `generate_fixed`, `score_fixed` and
+`decode_fixed`, the same with `FIXED_BATCH` words per call and every shape
+fixed, for LiteRT.js, which allocates from the signature's shapes and cannot
+resize. `signature_table()` lists their inputs and outputs (the table of
+`export/README.md`). The vocabulary travels inside the artifact (`decode`):
+the file alone is enough to sample.
 
 The SavedModel is written with `keras.export.ExportArchive`, the LiteRT file by
 TensorFlow's converter from that SavedModel, optionally quantized.
@@ -35,13 +22,14 @@ import shutil
 import tempfile
 import warnings
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterable, Iterator, NamedTuple
 
 import keras
 import numpy as np
 import tensorflow as tf
 
 from keras_makemore import _atomic
+from keras_makemore.controls import SamplingControls
 from keras_makemore.data import MARKER_ID, Vocabulary
 from keras_makemore.errors import UserError
 from keras_makemore.exported import MANIFEST_FILE, ExportedModel, saved_model_digests
@@ -52,9 +40,134 @@ from keras_makemore.scoring import score_tokens
 EXPORT_DIR = "export"
 SAVED_MODEL_DIR = "saved_model"
 QUANTIZATIONS = ("none", "float16", "dynamic", "int8")
-SIGNATURES = ("next_token", "generate", "score", "decode", "generate_fixed", "score_fixed", "decode_fixed")
 FIXED_BATCH = 100  # words per call of the *_fixed signatures
 _REPRESENTATIVE_BATCHES = 100
+
+
+class _Serving(NamedTuple):
+    """What a signature's function is built from: the model's forward pass and the artifact's sizes."""
+
+    logits_fn: Callable[[tf.Tensor], tf.Tensor]
+    block_size: int
+    max_length: int
+    code_points: np.ndarray  # the code point of each token id, 0 for the marker
+
+
+class _Calibration(NamedTuple):
+    """int8 calibration inputs: batches of training contexts, sampling controls, and words the model sampled."""
+
+    contexts: list[np.ndarray]
+    controls: list[dict[str, np.ndarray]]
+    words: list[np.ndarray]  # [FIXED_BATCH, max_length] token ids per entry of `controls`
+
+
+@dataclasses.dataclass(frozen=True)
+class Signature:
+    """One signature of the exported artifacts.
+
+    Args:
+        name: the signature's key in both artifacts.
+        function: `_Serving -> function` of the inputs, returning a dict of outputs.
+        inputs: `(block_size, max_length) -> [tf.TensorSpec]`, the function's inputs in order.
+        calibration: `_Calibration -> iterable of input dicts` for int8 calibration.
+        takes: the inputs, as `signature_table()` lists them.
+        gives: the outputs, as `signature_table()` lists them.
+    """
+
+    name: str
+    function: Callable[[_Serving], Callable]
+    inputs: Callable[[int, int], list]
+    calibration: Callable[[_Calibration], Iterable[dict]]
+    takes: str
+    gives: str
+
+
+def _scalar(name: str) -> tf.TensorSpec:
+    return tf.TensorSpec([], tf.int32, name=name)
+
+
+def _next_token(serving: _Serving) -> Callable:
+    def next_token(context):
+        logits = serving.logits_fn(context)
+        return {"logits": logits, "probabilities": tf.nn.softmax(logits)}
+    return next_token
+
+
+def _generate(serving: _Serving) -> Callable:
+    def generate(seed, num_words, first_row, *controls):
+        tokens = generate_tokens(serving.logits_fn, seed, first_row, num_words, block_size=serving.block_size,
+                                 **SamplingControls.by_name(controls))
+        return {"tokens": _bindable(tokens)}
+    return generate
+
+
+def _generate_fixed(serving: _Serving) -> Callable:
+    def generate_fixed(seed, first_row, *controls):
+        # A constant num_words makes TF 2.21's int8 calibrator crash (segfault) in
+        # the loop; one computed from an input does not, and the reshape fixes the shape.
+        num_words = FIXED_BATCH + 0 * first_row
+        tokens = generate_tokens(serving.logits_fn, seed, first_row, num_words, block_size=serving.block_size,
+                                 **SamplingControls.by_name(controls))
+        return {"tokens": _bindable(tf.reshape(tokens, [FIXED_BATCH, serving.max_length]))}
+    return generate_fixed
+
+
+def _score(serving: _Serving) -> Callable:
+    return lambda words: score_tokens(serving.logits_fn, serving.block_size, words)
+
+
+def _decode(serving: _Serving) -> Callable:
+    def decode(tokens):
+        table = tf.constant(serving.code_points)
+        return {"code_points": tf.gather(table, tokens), "vocabulary": table,
+                "block_size": tf.constant(serving.block_size, tf.int32),
+                "max_length": tf.constant(serving.max_length, tf.int32)}
+    return decode
+
+
+# The signatures, in the order of `export.json`: adding one is adding an entry here.
+SIGNATURE_TABLE = (
+    Signature("next_token", _next_token, lambda block, length: [tf.TensorSpec([None, block], tf.int32, name="context")],
+              lambda c: ({"context": batch} for batch in c.contexts),
+              "`context` int32 `[n, block_size]` (token ids, 0 = start marker)",
+              "`logits`, `probabilities` float32 `[n, V]`"),
+    Signature("generate", _generate,
+              lambda block, length: [_scalar("seed"), _scalar("num_words"), _scalar("first_row"),
+                                     *SamplingControls.tensor_specs(length)],
+              lambda c: ({"seed": np.int32(seed), "num_words": np.int32(32), "first_row": np.int32(0), **controls}
+                         for seed, controls in enumerate(c.controls)),
+              "`seed`, `num_words` (>= 1), `first_row` (>= 0) int32 `[]`; controls (below)",
+              "`tokens` int32 `[num_words, L]`: rows `first_row...` of the seed's stream"),
+    Signature("score", _score, lambda block, length: [tf.TensorSpec([None, length], tf.int32, name="words")],
+              lambda c: ({"words": words[:32]} for words in c.words),
+              "`words` int32 `[n, L]` (token ids, zero-padded)", "`log_prob`, `nll` float32 `[n]`"),
+    # A signature without inputs would be simpler, but the int8 calibrator rejects one.
+    Signature("decode", _decode, lambda block, length: [tf.TensorSpec([None, None], tf.int32, name="tokens")],
+              lambda c: ({"tokens": words[:32]} for words in c.words), "`tokens` int32 `[n, m]`",
+              "`code_points` int32 `[n, m]` (0 for the marker), `vocabulary` int32 `[V]`, `block_size`, "
+              "`max_length` int32 `[]`"),
+    Signature("generate_fixed", _generate_fixed,
+              lambda block, length: [_scalar("seed"), _scalar("first_row"), *SamplingControls.tensor_specs(length)],
+              lambda c: ({"seed": np.int32(seed), "first_row": np.int32(0), **controls}
+                         for seed, controls in enumerate(c.controls)),
+              "as `generate`, without `num_words`", "`tokens` int32 `[B, L]`"),
+    Signature("score_fixed", _score,
+              lambda block, length: [tf.TensorSpec([FIXED_BATCH, length], tf.int32, name="words")],
+              lambda c: ({"words": words} for words in c.words), "`words` int32 `[B, L]`",
+              "`log_prob`, `nll` float32 `[B]`"),
+    Signature("decode_fixed", _decode,
+              lambda block, length: [tf.TensorSpec([FIXED_BATCH, length], tf.int32, name="tokens")],
+              lambda c: ({"tokens": words} for words in c.words), "`tokens` int32 `[B, L]`",
+              "as `decode`, `code_points` `[B, L]`"),
+)
+SIGNATURES = tuple(signature.name for signature in SIGNATURE_TABLE)
+
+
+def signature_table() -> str:
+    """The signatures' inputs and outputs as a Markdown table (`L` is the artifact's `max_length`,
+    `V` the vocabulary size with the marker, `B` = `FIXED_BATCH`)."""
+    rows = [f"| `{s.name}` | {s.takes} | {s.gives} |" for s in SIGNATURE_TABLE]
+    return "\n".join(["| signature | inputs | outputs |", "| --- | --- | --- |", *rows])
 
 
 def litert_filename(quantize: str = "none") -> str:
@@ -63,7 +176,7 @@ def litert_filename(quantize: str = "none") -> str:
 
 
 def write_saved_model(model: keras.Model, vocab: Vocabulary, path: str | os.PathLike, max_length: int) -> Path:
-    """Write `model` as a SavedModel with the signatures of `SIGNATURES`.
+    """Write `model` as a SavedModel with the signatures of `SIGNATURE_TABLE`.
 
     Args:
         model: maps int32 contexts `[batch, block_size]` to logits.
@@ -89,48 +202,12 @@ def write_saved_model(model: keras.Model, vocab: Vocabulary, path: str | os.Path
     if max_length < 1:
         raise UserError(f"max_length must be at least 1, got {max_length}", argument="max_length")
 
-    logits_fn = _serving_logits(model)
-
-    def next_token(context):
-        logits = logits_fn(context)
-        return {"logits": logits, "probabilities": tf.nn.softmax(logits)}
-
-    def generate(seed, num_words, first_row, temperature, top_k, top_p, prefix, min_length, max_length):
-        tokens = generate_tokens(logits_fn, seed, first_row, num_words, temperature, top_k, top_p,
-                                 prefix, min_length, max_length, block_size)
-        return {"tokens": _bindable(tokens)}
-
-    def generate_fixed(seed, first_row, temperature, top_k, top_p, prefix, min_length, max_length):
-        # A constant num_words makes TF 2.21's int8 calibrator crash (segfault) in
-        # the loop; one computed from an input does not, and the reshape fixes the shape.
-        num_words = FIXED_BATCH + 0 * first_row
-        tokens = generate_tokens(logits_fn, seed, first_row, num_words, temperature, top_k, top_p,
-                                 prefix, min_length, max_length, block_size)
-        return {"tokens": _bindable(tf.reshape(tokens, [FIXED_BATCH, prefix.shape[0]]))}
-
-    def score(words):
-        return score_tokens(logits_fn, block_size, words)
-
     code_points = np.array([MARKER_ID] + [ord(c) for c in vocab.chars], dtype=np.int32)
-
-    def decode(tokens):
-        table = tf.constant(code_points)
-        return {"code_points": tf.gather(table, tokens), "vocabulary": table,
-                "block_size": tf.constant(block_size, tf.int32), "max_length": tf.constant(max_length, tf.int32)}
-
-    scalar = lambda dtype, name: tf.TensorSpec([], dtype, name=name)  # noqa: E731
-    controls = [scalar(tf.int32, "first_row"), scalar(tf.float32, "temperature"), scalar(tf.int32, "top_k"),
-                scalar(tf.float32, "top_p"), tf.TensorSpec([max_length], tf.int32, name="prefix"),
-                scalar(tf.int32, "min_length"), scalar(tf.int32, "max_length")]
+    serving = _Serving(_serving_logits(model), block_size, max_length, code_points)
     archive = keras.export.ExportArchive()
     archive.track(model)
-    archive.add_endpoint("next_token", next_token, [tf.TensorSpec([None, block_size], tf.int32, name="context")])
-    archive.add_endpoint("generate", generate, [scalar(tf.int32, "seed"), scalar(tf.int32, "num_words"), *controls])
-    archive.add_endpoint("score", score, [tf.TensorSpec([None, max_length], tf.int32, name="words")])
-    archive.add_endpoint("decode", decode, [tf.TensorSpec([None, None], tf.int32, name="tokens")])
-    archive.add_endpoint("generate_fixed", generate_fixed, [scalar(tf.int32, "seed"), *controls])
-    archive.add_endpoint("score_fixed", score, [tf.TensorSpec([FIXED_BATCH, max_length], tf.int32, name="words")])
-    archive.add_endpoint("decode_fixed", decode, [tf.TensorSpec([FIXED_BATCH, max_length], tf.int32, name="tokens")])
+    for signature in SIGNATURE_TABLE:
+        archive.add_endpoint(signature.name, signature.function(serving), signature.inputs(block_size, max_length))
     path = Path(path)
     with _atomic.atomic_dir(path) as tmp:
         archive.write_out(str(tmp), verbose=False)
@@ -208,21 +285,20 @@ def convert_to_litert(
 def _representative_samples(saved_model: str | os.PathLike, contexts: np.ndarray) -> Iterator[tuple[str, dict]]:
     """Calibration inputs for every signature: training contexts, and words the model samples with a few controls."""
     signatures = tf.saved_model.load(str(saved_model)).signatures  # written by `write_saved_model` just before
-    max_length = int(signatures["decode"](tokens=tf.zeros([1, 1], tf.int32))["max_length"])
+    meta = signatures["decode"](tokens=tf.zeros([1, 1], tf.int32))
+    vocab = Vocabulary(chr(c) for c in meta["vocabulary"].numpy()[MARKER_ID + 1:])
+    max_length = int(meta["max_length"])
     rng = np.random.default_rng(0)
-    for _ in range(_REPRESENTATIVE_BATCHES):
-        yield "next_token", {"context": contexts[rng.integers(0, len(contexts), 32)].astype(np.int32)}
-    for seed, (temperature, top_k, top_p) in enumerate(((0.5, 0, 1.0), (1.0, 0, 1.0), (1.5, 5, 0.9))):
-        controls = {"first_row": np.int32(0), "temperature": np.float32(temperature), "top_k": np.int32(top_k),
-                    "top_p": np.float32(top_p), "prefix": np.zeros(max_length, np.int32),
-                    "min_length": np.int32(0), "max_length": np.int32(0)}
-        yield "generate", {"seed": np.int32(seed), "num_words": np.int32(32), **controls}
-        yield "generate_fixed", {"seed": np.int32(seed), **controls}
-        words = signatures["generate_fixed"](**{"seed": tf.constant(seed), **controls})["tokens"].numpy()
-        yield "score", {"words": words[:32]}
-        yield "score_fixed", {"words": words}
-        yield "decode", {"tokens": words[:32]}
-        yield "decode_fixed", {"tokens": words}
+    batches = [contexts[rng.integers(0, len(contexts), 32)].astype(np.int32) for _ in range(_REPRESENTATIVE_BATCHES)]
+    controls = [SamplingControls(**options).inputs(vocab, max_length)
+                for options in ({"temperature": 0.5}, {}, {"temperature": 1.5, "top_k": 5, "top_p": 0.9})]
+    words = [signatures["generate_fixed"](seed=tf.constant(seed), first_row=tf.constant(0),
+                                          **{k: tf.constant(v) for k, v in inputs.items()})["tokens"].numpy()
+             for seed, inputs in enumerate(controls)]
+    calibration = _Calibration(batches, controls, words)
+    for signature in SIGNATURE_TABLE:
+        for inputs in signature.calibration(calibration):
+            yield signature.name, inputs
 
 
 @dataclasses.dataclass(frozen=True)
@@ -337,10 +413,13 @@ def export_run(run_dir: str | os.PathLike, quantize: str = "none", check: bool =
             os.replace(litert, export_dir / name)
             os.replace(staging / MANIFEST_FILE, export_dir / MANIFEST_FILE)
     except (OSError, tf.errors.OpError) as e:
-        if _is_disk_full(e):
-            raise UserError(f"no space left on the device of {export_dir} while exporting: free some space, "
-                            "then export again (the earlier export, if any, is intact)") from None
-        raise
+        disk = _atomic.disk_error(e)
+        if disk is None:
+            raise
+        problem, fix = ((f"the device of {export_dir} is read-only", "copy the run to a writable disk")
+                        if disk[0] == errno.EROFS else (f"no space left on the device of {export_dir}", "free some space"))
+        raise UserError(f"{problem} while exporting: {fix}, then export again (the earlier export, if any, is intact)"
+                        ) from None
     return ExportReport(export_dir, export_dir / SAVED_MODEL_DIR, export_dir / name, quantize, result)
 
 
@@ -381,12 +460,6 @@ def _move_dir(source: Path, dest: Path, aside: Path) -> None:
     if dest.exists():
         os.replace(dest, aside)
     os.replace(source, dest)
-
-
-def _is_disk_full(error: Exception) -> bool:
-    if isinstance(error, OSError):
-        return error.errno in (errno.ENOSPC, errno.EDQUOT)
-    return "No space left on device" in str(error) or "Disk quota exceeded" in str(error)
 
 
 def _manifest(export_dir: Path, run, litert_name: str, quantize: str, litert_bytes: int,

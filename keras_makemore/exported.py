@@ -17,17 +17,18 @@ import hashlib
 import json
 import os
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
 from keras_makemore._stderr import quiet_stderr
-from keras_makemore.controls import SamplingControls, resolve_seed
+from keras_makemore.controls import SamplingControls, control_keywords, resolve_seed
 from keras_makemore.data import MARKER_ID, Vocabulary
 from keras_makemore.errors import UserError
 
 MANIFEST_FILE = "export.json"
 REQUIRED_SIGNATURES = ("next_token", "generate", "score", "decode")
-_SCORE_BATCH = 4096  # words per `score` invoke: 4,096 words of 32 characters are 135,000 contexts
+SCORE_BATCH = 4096  # words per `score` call: 4,096 words of 32 characters are 135,000 contexts
 
 
 class ExportedModel:
@@ -83,16 +84,14 @@ class ExportedModel:
         """`{"logits", "probabilities"}`, float32 `[batch, vocab]`, for int32 contexts `[batch, block_size]`."""
         return self._signatures["next_token"](context=np.asarray(contexts, dtype=np.int32))
 
-    def generate(self, seed: int = 0, num_words: int = 1, temperature: float = 1.0, top_k: int | None = None,
-                 top_p: float | None = None, prefix: str = "", min_length: int = 0,
-                 max_length: int | None = None, first_row: int = 0) -> list[str]:
+    @control_keywords
+    def generate(self, seed: int = 0, num_words: int = 1, first_row: int = 0, **controls) -> list[str]:
         """Words `first_row .. first_row + num_words - 1` of `seed`'s stream, sampled in one invoke.
 
-        The controls are those of `SamplingControls`; `max_length` defaults to
-        the artifact's own limit.
+        `**controls` are the fields of `SamplingControls`; `max_length`
+        defaults to the artifact's own limit.
         """
-        inputs = SamplingControls(temperature, top_k, top_p, prefix, min_length, max_length).inputs(
-            self.vocab, self.max_length)
+        inputs = SamplingControls(**controls).inputs(self.vocab, self.max_length)
         tokens = self.generate_tokens(resolve_seed(seed), first_row, num_words, inputs)
         return [self.vocab.decode(row) for row in tokens]
 
@@ -120,9 +119,14 @@ class ExportedModel:
                 raise UserError(f"words: {word!r} has {len(encoded)} characters, more than the "
                                 f"{self.max_length} this model scores", argument="words")
             ids[i, :len(encoded)] = encoded
-        parts = [self._signatures["score"](words=ids[i:i + _SCORE_BATCH]) for i in range(0, len(ids), _SCORE_BATCH)]
-        return {key: np.concatenate([p[key] for p in parts]) if parts else np.zeros(0, np.float32)
-                for key in ("log_prob", "nll")}
+        return score_in_chunks(lambda start, stop: self._signatures["score"](words=ids[start:stop]), len(ids))
+
+
+def score_in_chunks(score: Callable[[int, int], dict], count: int) -> dict[str, np.ndarray]:
+    """`{"log_prob", "nll"}` of `count` words, scored `SCORE_BATCH` at a time by `score(start, stop)`."""
+    parts = [score(start, min(start + SCORE_BATCH, count)) for start in range(0, count, SCORE_BATCH)]
+    return {key: np.concatenate([np.asarray(p[key]) for p in parts]) if parts else np.zeros(0, np.float32)
+            for key in ("log_prob", "nll")}
 
 
 def saved_model_digests(path: str | os.PathLike) -> dict[str, str]:

@@ -7,9 +7,7 @@ sweep trains the model being swept; `LRFinder` puts weights and optimizer state
 back afterwards, so the next `fit` starts exactly where it would have.
 """
 
-import csv
 import dataclasses
-import io
 import math
 import os
 from pathlib import Path
@@ -130,7 +128,7 @@ class LRFinderResult:
     ```python
     result = find_lr(model, train_ds)
     print(result.summary())
-    result.plot("lr_find.png")
+    plot_lr_find(result, "lr_find.png")
     model.optimizer.learning_rate = result.learning_rate
     ```
     """
@@ -188,7 +186,9 @@ class LRFinderResult:
     def save(self, directory: str | os.PathLike) -> None:
         """Write `lr_find.png`, `lr_find.csv` and `lr_find.json` into `directory`."""
         directory = Path(directory)
-        self.plot(directory / PNG_FILE)
+        from keras_makemore.plots import plot_lr_find
+
+        plot_lr_find(self, directory / PNG_FILE)
         self.save_csv(directory / CSV_FILE)
         self.save_json(directory / JSON_FILE)
 
@@ -198,60 +198,9 @@ class LRFinderResult:
 
     def save_csv(self, path: str | os.PathLike) -> None:
         """Write one row per step: `step,learning_rate,loss,smoothed_loss`."""
-        out = io.StringIO()
-        writer = csv.writer(out, lineterminator="\n")
-        writer.writerow(["step", "learning_rate", "loss", "smoothed_loss"])
-        for i, (rate, loss, smooth) in enumerate(zip(self.learning_rates, self.losses, self.smoothed_losses)):
-            writer.writerow([i, f"{rate:.6g}", f"{loss:.6g}", f"{smooth:.6g}"])
-        _atomic.write_text(path, out.getvalue())
-
-    def plot(self, path: str | os.PathLike | None = None, ax=None):
-        """Plot loss against learning rate on a log axis, suggestions marked.
-
-        Args:
-            path: save the figure here as PNG (atomically).
-            ax: draw into this matplotlib `Axes` instead of a new figure.
-
-        Returns:
-            The matplotlib `Figure`.
-        """
-        from matplotlib.figure import Figure
-
-        if ax is None:
-            ax = Figure(figsize=(8, 5), layout="constrained").subplots()
-        rates, raw, smooth = self.learning_rates, self.losses, self.smoothed_losses
-        ax.plot(rates, raw, color="tab:blue", alpha=0.3, linewidth=1, label="loss")
-        ax.plot(rates, smooth, color="tab:blue", linewidth=2, label="smoothed loss")
-        colors = {"valley": "tab:red", "steepest": "tab:green", "minimum": "tab:purple"}
-        for name, sug in self.suggestions.items():
-            star = " (suggested)" if name == self.suggest else ""
-            ax.axvline(sug.learning_rate, color=colors.get(name, "gray"), linestyle="--", linewidth=1)
-            ax.plot([sug.learning_rate], [np.interp(np.log(sug.learning_rate), np.log(rates), smooth)], "o",
-                    color=colors.get(name, "gray"), label=f"{name} {sug.learning_rate:.3g}{star}")
-        ax.set_xscale("log")
-        ax.set_ylim(*_loss_limits(raw, smooth))
-        ax.set_xlabel("learning rate (log scale)")
-        ax.set_ylabel("training loss")
-        ax.set_title(f"learning-rate sweep: {len(raw)} steps, {self.stop_reason}")
-        ax.grid(True, which="both", alpha=0.3)
-        ax.legend(loc="best")
-        figure = ax.get_figure()
-        if path is not None:
-            with _atomic.atomic_path(path) as tmp:
-                figure.savefig(tmp, format="png", dpi=120)
-        return figure
-
-
-def _loss_limits(raw: np.ndarray, smooth: np.ndarray) -> tuple[float, float]:
-    """Y limits that show the descent and cut off the explosion at the end."""
-    finite_raw = raw[np.isfinite(raw)]
-    finite_smooth = smooth[np.isfinite(smooth)]
-    if not len(finite_raw):
-        return 0.0, 1.0
-    low = float(finite_raw.min())
-    high = float(max(finite_smooth[0], finite_smooth[: int(np.argmin(finite_smooth)) + 1].max()))
-    margin = 0.1 * (high - low) or 0.1 * abs(high) or 1.0
-    return low - margin, high + 3 * margin
+        rows = ({"step": i, "learning_rate": f"{rate:.6g}", "loss": f"{loss:.6g}", "smoothed_loss": f"{smooth:.6g}"}
+                for i, (rate, loss, smooth) in enumerate(zip(self.learning_rates, self.losses, self.smoothed_losses)))
+        _atomic.write_csv(path, ["step", "learning_rate", "loss", "smoothed_loss"], rows)
 
 
 class _SweepSchedule(keras.optimizers.schedules.LearningRateSchedule):
@@ -435,13 +384,6 @@ def find_lr(
     y=None,
     *,
     batch_size: int | None = None,
-    start_lr: float = 1e-7,
-    end_lr: float = 10.0,
-    num_steps: int = 100,
-    mode: str = "exponential",
-    smoothing: float | None = None,
-    diverge_factor: float | None = 4.0,
-    suggest: str = "valley",
     verbose: int | str = 0,
     **finder_args,
 ) -> LRFinderResult:
@@ -456,9 +398,10 @@ def find_lr(
             inputs as `model.fit` takes them, with `y` and `batch_size`.
         y: targets, when `dataset` holds inputs only.
         batch_size: batch size for array inputs.
-        start_lr, end_lr, num_steps, mode, smoothing, diverge_factor, suggest:
-            as for `LRFinder`; further `LRFinder` arguments by keyword.
         verbose: Keras' progress display during the sweep.
+        **finder_args: `LRFinder`'s arguments (`start_lr`, `end_lr`,
+            `num_steps`, `mode`, `smoothing`, `diverge_factor`, `suggest`, ...);
+            its defaults apply to the others.
 
     Returns:
         An `LRFinderResult`; `result.learning_rate` is the suggested rate.
@@ -468,13 +411,14 @@ def find_lr(
     ```python
     model.compile(optimizer="sgd", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     result = find_lr(model, make_dataset(x_train, y_train, batch_size=32), start_lr=1e-4, end_lr=10)
-    result.plot("lr_find.png")
+    plot_lr_find(result, "lr_find.png")
     model.optimizer.learning_rate = result.learning_rate
     ```
     """
     if not getattr(model, "compiled", False) or model.optimizer is None:
         raise UserError("find_lr needs a compiled model: call model.compile(optimizer=..., loss=...) first")
-    finder = LRFinder(start_lr, end_lr, num_steps, mode, smoothing, diverge_factor, suggest, **finder_args)
+    finder = LRFinder(**finder_args)
+    num_steps = finder.settings["num_steps"]
     saved_steps_per_execution = model.steps_per_execution
     model.steps_per_execution = 1
     model.make_train_function(force=True)

@@ -210,6 +210,54 @@ def plot_sweep(rows: Sequence[dict], path: str | os.PathLike, title: str = "Hype
     return _save(fig, path)
 
 
+def plot_lr_find(result, path: str | os.PathLike | None = None, ax=None) -> Figure:
+    """Plot an `LRFinderResult`: loss against learning rate on a log axis, suggestions marked.
+
+    Args:
+        result: what `find_lr` or `LRFinder` found.
+        path: save the figure here as PNG (atomically).
+        ax: draw into this matplotlib `Axes` instead of a new figure.
+
+    Returns:
+        The matplotlib `Figure`.
+    """
+    if ax is None:
+        ax = Figure(figsize=(8, 5), layout="constrained").subplots()
+    rates, raw, smooth = result.learning_rates, result.losses, result.smoothed_losses
+    ax.plot(rates, raw, color="tab:blue", alpha=0.3, linewidth=1, label="loss")
+    ax.plot(rates, smooth, color="tab:blue", linewidth=2, label="smoothed loss")
+    colors = {"valley": "tab:red", "steepest": "tab:green", "minimum": "tab:purple"}
+    for name, sug in result.suggestions.items():
+        star = " (suggested)" if name == result.suggest else ""
+        ax.axvline(sug.learning_rate, color=colors.get(name, "gray"), linestyle="--", linewidth=1)
+        ax.plot([sug.learning_rate], [np.interp(np.log(sug.learning_rate), np.log(rates), smooth)], "o",
+                color=colors.get(name, "gray"), label=f"{name} {sug.learning_rate:.3g}{star}")
+    ax.set_xscale("log")
+    ax.set_ylim(*_loss_limits(raw, smooth))
+    ax.set_xlabel("learning rate (log scale)")
+    ax.set_ylabel("training loss")
+    ax.set_title(f"learning-rate sweep: {len(raw)} steps, {result.stop_reason}")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(loc="best")
+    figure = ax.get_figure()
+    if path is not None:
+        with _atomic.atomic_path(path) as tmp:
+            figure.savefig(tmp, format="png", dpi=120)
+    return figure
+
+
+def _loss_limits(raw: np.ndarray, smooth: np.ndarray) -> tuple[float, float]:
+    """Y limits that show the descent and cut off the explosion at the end."""
+    finite_raw = raw[np.isfinite(raw)]
+    finite_smooth = smooth[np.isfinite(smooth)]
+    if not len(finite_raw):
+        return 0.0, 1.0
+    low = float(finite_raw.min())
+    high = float(max(finite_smooth[0], finite_smooth[: int(np.argmin(finite_smooth)) + 1].max()))
+    margin = 0.1 * (high - low) or 0.1 * abs(high) or 1.0
+    return low - margin, high + 3 * margin
+
+
 def plot_run(run_dir: str | os.PathLike, out_dir: str | os.PathLike | None = None) -> tuple[Path, Path]:
     """Write `embeddings.png` and `loss.png` for a run directory (into `out_dir`, default the run's own).
 

@@ -10,13 +10,14 @@ on the tries.
 """
 
 import functools
+import inspect
 from typing import Callable, Iterable, Iterator
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_makemore.controls import INT32_MAX, SamplingControls, resolve_seed
+from keras_makemore.controls import INT32_MAX, SamplingControls, control_keywords, resolve_seed
 from keras_makemore.data import Vocabulary
 from keras_makemore.errors import UserError
 from keras_makemore.exported import ExportedModel
@@ -27,22 +28,22 @@ CHUNK_WORDS = 10_000  # rows per graph call: 10,000 rows of 64 tokens are 2.5 MB
 DRAWS_PER_WORD = 100  # the default bound on tries when words are excluded
 
 
-def sample_words(
+@control_keywords
+def iter_words(
     model: keras.Model | ExportedModel | Callable,
     vocab: Vocabulary,
     block_size: int,
     num_samples: int = 10,
     seed: int | None = None,
-    temperature: float = 1.0,
-    top_k: int | None = None,
-    top_p: float | None = None,
-    prefix: str = "",
-    min_length: int = 0,
-    max_length: int | None = None,
+    *,
     exclude: Iterable[str] = (),
     max_draws: int | None = None,
-) -> list[str]:
-    """Sample `num_samples` words, skipping those in `exclude`.
+    **controls,
+) -> Iterator[str]:
+    """Sample `num_samples` words, skipping those in `exclude`, as a stream: they come a chunk at a time.
+
+    The arguments are checked before the first word is drawn. `sample_words`
+    takes the same arguments and returns a list.
 
     Args:
         model: a Keras model mapping int32 contexts `[batch, block_size]` to
@@ -53,49 +54,19 @@ def sample_words(
         num_samples: how many words.
         seed: seed of the random numbers; the same seed and options give the
             same words on every runtime (default: a random seed).
-        temperature, top_k, top_p, prefix, min_length: see `SamplingControls`.
-        max_length: the longest word, prefix included; longer ones are cut
-            (None: an exported model's own limit, 64 for a Keras model).
         exclude: words never to return, e.g. the training words for new words only.
         max_draws: words drawn at most (default `num_samples`, or 100 times
             it when `exclude` is given). When too few words pass, fewer than
             `num_samples` are returned.
+        **controls: the fields of `SamplingControls`: `temperature`, `top_k`,
+            `top_p`, `prefix`, `min_length` and `max_length` (the longest word,
+            prefix included; None: an exported model's own limit, 64 for a
+            Keras model).
 
     Returns:
         The words, prefix included, without markers.
-
-    Example:
-
-    >>> from keras_makemore import build_model, Vocabulary
-    >>> vocab = Vocabulary.from_words(["emma", "ava"])
-    >>> words = sample_words(build_model(vocab.size), vocab, 3, num_samples=2, seed=0, top_p=0.9)
-    >>> len(words)
-    2
     """
-    return list(iter_words(model, vocab, block_size, num_samples, seed, temperature, top_k, top_p, prefix,
-                           min_length, max_length, exclude, max_draws))
-
-
-def iter_words(
-    model: keras.Model | ExportedModel | Callable,
-    vocab: Vocabulary,
-    block_size: int,
-    num_samples: int = 10,
-    seed: int | None = None,
-    temperature: float = 1.0,
-    top_k: int | None = None,
-    top_p: float | None = None,
-    prefix: str = "",
-    min_length: int = 0,
-    max_length: int | None = None,
-    exclude: Iterable[str] = (),
-    max_draws: int | None = None,
-) -> Iterator[str]:
-    """`sample_words` as a stream: the words come as they are sampled, a chunk at a time.
-
-    The arguments are checked before the first word is drawn.
-    """
-    controls = SamplingControls(temperature, top_k, top_p, prefix, min_length, max_length)
+    controls = SamplingControls(**controls)
     seed = resolve_seed(seed)
     exclude = frozenset(exclude)
     _check_count(num_samples, "num_samples")
@@ -114,8 +85,26 @@ def iter_words(
     return _draw(rows, vocab, num_samples, exclude, max_draws)
 
 
+def sample_words(*args, **kwargs) -> list[str]:
+    """The words of `iter_words`, with its arguments, as a list.
+
+    Example:
+
+    >>> from keras_makemore import build_model, Vocabulary
+    >>> vocab = Vocabulary.from_words(["emma", "ava"])
+    >>> words = sample_words(build_model(vocab.size), vocab, 3, num_samples=2, seed=0, top_p=0.9)
+    >>> len(words)
+    2
+    """
+    return list(iter_words(*args, **kwargs))
+
+
+sample_words.__signature__ = inspect.signature(iter_words).replace(return_annotation=list[str])
+
+
 def _generate(logits_fn, block_size, seed, first_row, num_words, *controls):
-    return generate_tokens(logits_fn, seed, first_row, num_words, *controls, block_size=block_size)
+    return generate_tokens(logits_fn, seed, first_row, num_words, block_size=block_size,
+                           **SamplingControls.by_name(controls))
 
 
 def _eager_logits(model: Callable) -> Callable:
@@ -124,10 +113,7 @@ def _eager_logits(model: Callable) -> Callable:
 
 
 _GENERATE_SIGNATURE = [tf.TensorSpec([], tf.int32, "seed"), tf.TensorSpec([], tf.int32, "first_row"),
-                       tf.TensorSpec([], tf.int32, "num_words"), tf.TensorSpec([], tf.float32, "temperature"),
-                       tf.TensorSpec([], tf.int32, "top_k"), tf.TensorSpec([], tf.float32, "top_p"),
-                       tf.TensorSpec([None], tf.int32, "prefix"), tf.TensorSpec([], tf.int32, "min_length"),
-                       tf.TensorSpec([], tf.int32, "max_length")]
+                       tf.TensorSpec([], tf.int32, "num_words"), *SamplingControls.tensor_specs(None)]
 
 
 def _check_count(value, argument: str) -> None:

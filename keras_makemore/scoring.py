@@ -17,10 +17,8 @@ import tensorflow as tf
 
 from keras_makemore.data import MARKER_ID, Vocabulary, read_words
 from keras_makemore.errors import UserError
-from keras_makemore.exported import ExportedModel
+from keras_makemore.exported import ExportedModel, score_in_chunks
 from keras_makemore.generation import keras_graph_function
-
-_BATCH = 4096  # words per graph call: 4,096 words of 32 characters are 135,000 contexts
 
 
 @dataclasses.dataclass(frozen=True)
@@ -108,12 +106,12 @@ _SCORE_SIGNATURE = [tf.TensorSpec([None, None], tf.int32, "words")]
 
 def _keras_score(model: keras.Model, block_size: int, vocab: Vocabulary, words: list[str]) -> dict[str, np.ndarray]:
     score = keras_graph_function(model, block_size, score_tokens, _SCORE_SIGNATURE)
-    parts = []
-    for start in range(0, len(words), _BATCH):
-        chunk = [vocab.encode(w) for w in words[start:start + _BATCH]]
+
+    def score_chunk(start: int, stop: int) -> dict:
+        chunk = [vocab.encode(w) for w in words[start:stop]]
         ids = np.zeros((len(chunk), max(map(len, chunk)) + 1), np.int32)
         for i, encoded in enumerate(chunk):
             ids[i, :len(encoded)] = encoded
-        parts.append({k: v.numpy() for k, v in score(ids).items()})
-    return {key: np.concatenate([p[key] for p in parts]) if parts else np.zeros(0, np.float32)
-            for key in ("log_prob", "nll")}
+        return score(ids)
+
+    return score_in_chunks(score_chunk, len(words))

@@ -9,7 +9,6 @@ interrupted after a checkpoint, and trains the rest.
 
 import csv
 import dataclasses
-import io
 import itertools
 import json
 import os
@@ -20,7 +19,7 @@ from typing import Callable, Sequence
 import keras
 
 from keras_makemore import _atomic
-from keras_makemore.config import TrainConfig
+from keras_makemore.config import TrainConfig, config_differences
 from keras_makemore.data import load_names
 from keras_makemore.errors import UserError
 from keras_makemore.evaluation import evaluate_splits, fit_verdict
@@ -77,7 +76,7 @@ def sweep(
         name = f"block{block_size}-embed{embed_dim}-hidden{hidden}"
         row, how = _run_cell(config, out_dir / name)
         rows.append(row)
-        _write_csv(out_dir / SWEEP_CSV, rows)
+        _atomic.write_csv(out_dir / SWEEP_CSV, COLUMNS, rows)
         print_fn(f"[{number}/{len(cells)}] {name}: {how}; {row['params']:,} params, train {row['train_loss']:.4f}, "
                  f"val {row['val_loss']:.4f}, {row['verdict']}, {row['wall_seconds']:.1f} s")
     plot_sweep(rows, out_dir / SWEEP_PNG, title=f"Sweep {out_dir.resolve().name}: {base.steps:,} steps per cell, "
@@ -130,8 +129,7 @@ def _evaluate_cell(cell_dir: Path) -> dict:
 
 
 def _check_same_settings(config: TrainConfig, saved: TrainConfig, cell_dir: Path) -> None:
-    differences = [f"{f.name} {getattr(saved, f.name)!r}, now {getattr(config, f.name)!r}"
-                   for f in dataclasses.fields(TrainConfig) if getattr(saved, f.name) != getattr(config, f.name)]
+    differences = [f"{name} {was!r}, now {now!r}" for name, was, now in config_differences(saved, config)]
     if differences:
         raise UserError(f"out_dir {cell_dir.parent} was swept with other settings ({'; '.join(differences)}): "
                         "rerun the sweep with its original settings, or choose another out_dir", argument="out_dir")
@@ -144,11 +142,3 @@ def read_sweep_csv(path: str | os.PathLike) -> list[dict]:
     kinds = {"block_size": int, "embed_dim": int, "hidden_units": int, "params": int, "steps": int,
              "train_loss": float, "val_loss": float, "gap": float, "wall_seconds": float}
     return [{k: kinds.get(k, str)(v) for k, v in row.items()} for row in rows]
-
-
-def _write_csv(path: Path, rows: list[dict]) -> None:
-    text = io.StringIO()
-    writer = csv.DictWriter(text, fieldnames=COLUMNS, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    _atomic.write_text(path, text.getvalue())

@@ -22,7 +22,7 @@ import tensorflow as tf
 from keras_makemore import engine, rundir
 from keras_makemore.callbacks import (AtomicCSVLogger, BestModelCheckpoint, SampleWords, StopOnNonFiniteLoss,
                                       tensorboard_callbacks)
-from keras_makemore.config import StepPlan, TrainConfig, check_model_size, plan_steps
+from keras_makemore.config import StepPlan, TrainConfig, check_model_size, config_differences, plan_steps
 from keras_makemore.data import Corpus, load_names, make_dataset, random_minibatches, read_words
 from keras_makemore.distribute import is_chief, make_strategy, worker_dir
 from keras_makemore.errors import UserError
@@ -253,8 +253,7 @@ def _config_to_resume(run_dir: Path, config: TrainConfig | None) -> TrainConfig:
                         argument="run_dir")
     saved, _ = rundir.read_config(run_dir)
     if config is not None and config != saved:
-        changed = [f"{f.name} {getattr(saved, f.name)!r} (given {getattr(config, f.name)!r})"
-                   for f in dataclasses.fields(TrainConfig) if getattr(saved, f.name) != getattr(config, f.name)]
+        changed = [f"{name} {was!r} (given {now!r})" for name, was, now in config_differences(saved, config)]
         raise UserError(f"config differs from the run being resumed in {'; '.join(changed)}: a resumed run keeps "
                         "its own settings; resume without them, or train a new run", argument="config")
     if saved.strategy == "multiworker":

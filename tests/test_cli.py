@@ -6,6 +6,8 @@ import pytest
 
 from conftest import run_cli
 
+pytestmark = pytest.mark.slow  # every test runs the CLI in a subprocess
+
 
 @pytest.fixture(scope="module")
 def cli_run(tmp_path_factory, words_path):

@@ -32,6 +32,7 @@ _MIRRORED = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_mirrored_on_two_logical_cpus_trains_as_one_device(words_path, tmp_path):
     out = subprocess.run([sys.executable, "-c", _MIRRORED, str(words_path), str(tmp_path)],
                          capture_output=True, text=True, timeout=300)
@@ -50,6 +51,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_two_local_workers_train_like_one(words_path, tmp_path):
     cluster = [f"127.0.0.1:{_free_port()}", f"127.0.0.1:{_free_port()}"]
     env = dict(os.environ)
@@ -79,6 +81,7 @@ def test_two_local_workers_train_like_one(words_path, tmp_path):
     assert not (tmp_path / "run" / "backup").exists()
 
 
+@pytest.mark.slow
 def test_multiworker_needs_tf_config(words_path, tmp_path):
     out = run_cli("train", "--data", str(words_path), "--strategy", "multiworker", "--out", str(tmp_path / "r"),
                   *_FLAGS, env={"TF_CONFIG": ""})
@@ -95,6 +98,7 @@ def test_batch_must_split_over_replicas_and_xla_on_is_refused():
         _check_replicas(TrainConfig(xla="on", strategy="mirrored"), 2)
 
 
+@pytest.mark.slow
 def test_lr_auto_on_a_cluster_is_refused_with_a_recipe(words_path, tmp_path):
     tf_config = json.dumps({"cluster": {"worker": [f"127.0.0.1:{_free_port()}"]}, "task": {"type": "worker", "index": 0}})
     out = run_cli("train", "--data", str(words_path), "--strategy", "multiworker", "--lr", "auto",

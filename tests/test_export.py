@@ -10,8 +10,10 @@ import pytest
 import tensorflow as tf
 
 from conftest import ROOT, run_cli
+from keras_makemore.controls import SamplingControls
 from keras_makemore.errors import UserError
-from keras_makemore.export import FIXED_BATCH, SIGNATURES, check_against_keras, convert_to_litert, export_run
+from keras_makemore.export import (FIXED_BATCH, SIGNATURES, check_against_keras, convert_to_litert, export_run,
+                                   signature_table)
 from keras_makemore.exported import ExportedModel, saved_model_digests
 from keras_makemore.generation import seeded_uniforms, seeded_uniforms_fn
 from keras_makemore.runs import Run
@@ -52,6 +54,14 @@ def test_litert_float32_matches_keras_on_every_val_and_train_context(exported):
     train_check = check_against_keras(run.model, ExportedModel(report.litert), *corpus.examples("train"))
     assert train_check.max_abs_diff <= 1e-5
     assert abs(train_check.exported_loss - train_check.keras_loss) < 1e-5
+
+
+def test_the_devices_guide_lists_every_signature_and_control():
+    guide = (ROOT / "export" / "README.md").read_text(encoding="utf-8")
+    assert signature_table() in guide
+    for spec in SamplingControls.tensor_specs(None):
+        shape = "[L]" if spec.shape.rank else "[]"
+        assert f"| `{spec.name}` | {spec.dtype.name} `{shape}` |" in guide, spec.name
 
 
 @pytest.mark.parametrize("artifact", ["litert", "saved_model"])
@@ -214,6 +224,7 @@ def test_seeded_uniforms_are_bit_identical_in_numpy_and_tensorflow(seed):
     assert abs(expected.mean() - 0.5) < 0.02 and len(np.unique(expected)) > 2500
 
 
+@pytest.mark.slow
 def test_quantized_models_stay_close_to_keras(exported):
     run, report = exported
     corpus = run.corpus()
@@ -277,6 +288,7 @@ finally:
 """
 
 
+@pytest.mark.slow
 def test_standalone_sampler_runs_without_tensorflow(exported, tmp_path):
     _, report = exported
     result = subprocess.run(
@@ -290,6 +302,7 @@ def test_standalone_sampler_runs_without_tensorflow(exported, tmp_path):
                                                           prefix="a")
 
 
+@pytest.mark.slow
 def test_standalone_sampler_excludes_words_and_streams_in_chunks(exported, tmp_path, monkeypatch):
     run, report = exported
     standalone = _standalone_sampler()
@@ -310,6 +323,7 @@ def test_standalone_sampler_excludes_words_and_streams_in_chunks(exported, tmp_p
     assert result.returncode == 2 and "temperature" in result.stderr
 
 
+@pytest.mark.slow
 def test_cli_export_then_sample_and_score_give_the_same_from_every_source(exported):
     run, _ = exported
     result = run_cli("export", str(run.path), "--json")
@@ -337,6 +351,7 @@ def test_cli_export_then_sample_and_score_give_the_same_from_every_source(export
         assert abs(k["log_prob"] - e["log_prob"]) <= 1e-5 and set(k) == {"word", "nll", "log_prob", "perplexity"}
 
 
+@pytest.mark.slow
 def test_cli_error_is_one_line(tmp_path):
     broken = tmp_path / "broken.tflite"
     broken.write_text("hello")

@@ -15,6 +15,8 @@ from keras_makemore.errors import UserError
 from keras_makemore.export import export_run
 from keras_makemore.exported import ExportedModel
 
+pytestmark = pytest.mark.slow  # exports and runs the CLI in subprocesses
+
 
 @pytest.fixture(scope="module")
 def exported_run(tmp_path_factory, trained_run):

@@ -11,6 +11,8 @@ import pytest
 
 from conftest import run_cli
 
+pytestmark = pytest.mark.slow  # runs the CLI in subprocesses
+
 TINY = ("--steps", "40", "--eval-every", "20", "--hidden", "8", "--embed-dim", "2", "--quiet", "--samples", "0")
 
 

@@ -243,6 +243,7 @@ _MIRRORED = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_sweep_under_mirrored_strategy_matches_one_device():
     out = subprocess.run([sys.executable, "-c", _MIRRORED], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
@@ -262,6 +263,7 @@ def test_lecture_mlp_on_names_suggests_a_rate_near_the_lectures(names_path):
     assert 0.03 <= result.learning_rate <= 0.3, result.summary()
 
 
+@pytest.mark.slow
 def test_cli_lr_find_writes_plot_and_tables(tmp_path, words_path):
     out = tmp_path / "sweep"
     result = run_cli("lr-find", "--data", str(words_path), "--out", str(out), "--hidden", "16",
@@ -275,6 +277,7 @@ def test_cli_lr_find_writes_plot_and_tables(tmp_path, words_path):
         assert (out / name).is_file(), name
 
 
+@pytest.mark.slow
 def test_cli_train_lr_auto_trains_with_the_suggestion(tmp_path, words_path):
     run_dir = tmp_path / "run"
     result = run_cli("train", "--data", str(words_path), "--out", str(run_dir), "--lr", "auto", "--steps", "200",
@@ -288,6 +291,7 @@ def test_cli_train_lr_auto_trains_with_the_suggestion(tmp_path, words_path):
     assert (run_dir / "lr_find.png").is_file() and (run_dir / "model.keras").is_file()
 
 
+@pytest.mark.slow
 def test_cli_lr_errors_are_one_line(tmp_path, words_path):
     cases = [
         ("train", "--resume", str(tmp_path), "--lr", "auto"),

@@ -55,6 +55,7 @@ def test_two_dimensional_embeddings_are_drawn_as_they_are(tmp_path):
     assert "2-D embedding vectors as they are" in title and "PCA" not in title
 
 
+@pytest.mark.slow
 def test_plot_cli_and_its_errors(trained_run, tmp_path):
     run_dir = tmp_path / "run"
     shutil.copytree(trained_run.run_dir, run_dir)
@@ -74,6 +75,7 @@ def _scalars(log_dir):
             for tag in events.Tags()["tensors"]}
 
 
+@pytest.mark.slow
 def test_train_tensorboard_logs_scalars_and_the_projector(tmp_path, words_path):
     from google.protobuf import text_format
     from tensorboard.plugins import projector

@@ -63,7 +63,7 @@ def test_bad_data_files(capsys, tmp_path, bad_files, name, expected):
 @pytest.mark.parametrize("flags, expected", [
     (("--block-size", "0"), "error: --block-size must be at least 1, got 0"),
     (("--block-size", "100000"), "error: --block-size must be at most 1024"),
-    (("--hidden", "1000000000"), "error: --hidden 1000000000 with embed_dim 2 and block_size 3 would make"),
+    (("--hidden-units", "1000000000"), "error: --hidden-units 1000000000 with embed_dim 2 and block_size 3 would make"),
     (("--lr", "-1"), "error: --lr must be a positive number, got -1.0"),
 ])
 def test_absurd_sizes(capsys, tmp_path, words_path, flags, expected):
@@ -130,6 +130,7 @@ def test_resume_problems(capsys, tmp_path, good_run):
     assert "already holds a run" in _cli_error(capsys, "train", "--data", "x", "--out", str(good_run))
 
 
+@pytest.mark.slow
 def test_errors_in_a_real_subprocess_have_no_traceback(tmp_path, bad_files):
     result = run_cli("train", "--data", str(bad_files / "binary"), "--out", str(tmp_path / "r"))
     assert result.returncode == 2
@@ -137,6 +138,7 @@ def test_errors_in_a_real_subprocess_have_no_traceback(tmp_path, bad_files):
     assert "looks binary" in result.stderr and "Traceback" not in result.stderr
 
 
+@pytest.mark.slow
 def test_kill_9_then_resume_reaches_the_uninterrupted_result(tmp_path, words_path):
     args = ["--data", str(words_path), "--steps", "6000", "--eval-every", "300", "--optimizer", "adam",
             "--lr", "0.01", "--hidden", "32", "--embed-dim", "4", "--seed", "5", "--quiet", "--samples", "0"]

@@ -3,11 +3,15 @@
 import re
 import shutil
 
+import pytest
+
 from conftest import run_cli
 from keras_makemore.evaluation import evaluate_splits, fit_verdict
 from keras_makemore.report import write_report
 from keras_makemore.runs import Run
 from test_plots import assert_readable_png
+
+pytestmark = pytest.mark.slow  # runs the CLI in a subprocess
 
 
 def test_report_names_real_figures_and_the_runs_numbers(trained_run, tmp_path):

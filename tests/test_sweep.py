@@ -27,6 +27,7 @@ def base(words_path):
                        optimizer="adam", lr=0.01, seed=5)
 
 
+@pytest.mark.slow
 def test_sweep_matches_separate_runs_and_skips_finished_cells(tmp_path, base):
     out = tmp_path / "sweep"
     log = []

@@ -5,6 +5,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # executes the notebook in a Jupyter kernel
+
 NOTEBOOK = Path(__file__).resolve().parent.parent / "docs" / "tutorial.ipynb"
 
 

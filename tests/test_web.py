@@ -18,6 +18,8 @@ import pytest
 
 from conftest import ROOT, run_cli
 
+pytestmark = pytest.mark.slow  # exports a model and drives Chromium
+
 WEB = ROOT / "export" / "web"
 SAMPLER = ROOT / "export" / "sample_tflite.py"
 REQUIRE_WEB = "KERAS_MAKEMORE_REQUIRE_WEB"
