@@ -18,7 +18,7 @@ import types
 import typing
 from pathlib import Path
 
-from keras_makemore.config import DEFAULT_PRESET, PRESETS, SWEEP_GRID, SWEEP_STEPS, TrainConfig
+from keras_makemore.config import DEFAULT_PRESET, PRESETS, SWEEP_GRID, SWEEP_STEPS, TrainConfig, preset_name
 
 # Errors of a full or read-only disk: the user can fix them, so they get one line, not a traceback.
 _DISK_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
@@ -64,7 +64,8 @@ def _learning_rate(text: str) -> float | str:
 
 
 _FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
-_MODEL_FIELDS = ("data", "block_size", "embed_dim", "hidden_units", "dropout", "direct_connections", "batch_size",
+_MODEL_FIELDS = ("model", "data", "block_size", "embed_dim", "hidden_units", "layers", "heads", "dropout",
+                 "direct_connections", "batch_size",
                  "optimizer", "weight_decay", "xla", "seed", "split_seed", "strategy")
 _SCHEDULE_FIELDS = ("steps", "epochs", "lr", "lr_schedule", "lr_drops", "eval_every")
 _SWEEP_FIELDS = ("data", "batch_size", "steps", "optimizer", "lr", "lr_schedule", "seed", "split_seed", "eval_every")
@@ -75,9 +76,13 @@ def _flag(name: str) -> str:
 
 
 def _preset_values(name: str) -> str:
-    """How `name` defaults: the value of each preset, or the one default they share."""
+    """How `name` defaults: its value in each preset of the default model, or the one default they share.
+
+    (The other models' presets are listed in docs/models.md, and their values in `train --model NAME` runs.)
+    """
     default = TrainConfig().to_json()[name]  # field defaults, default factories included
-    values = {preset: settings.get(name, default) for preset, settings in PRESETS.items()}
+    values = {preset: settings.get(name, default) for preset, settings in PRESETS.items()
+              if settings.get("model", "mlp") == "mlp"}
     if len(set(map(repr, values.values()))) > 1:
         return " (preset " + ", ".join(f"{preset}: {value}" for preset, value in values.items()) + ")"
     value = next(iter(values.values()))
@@ -109,8 +114,8 @@ def _add_model_flags(p) -> None:
 
     They default to None, so that the preset's value, then `TrainConfig`'s, applies.
     """
-    p.add_argument("--preset", default=DEFAULT_PRESET, choices=list(PRESETS),
-                   help=f"named settings (default {DEFAULT_PRESET}); flags override them")
+    p.add_argument("--preset", choices=list(PRESETS),
+                   help=f"named settings (default: the --model's own preset, or {DEFAULT_PRESET}); flags override them")
     for name in _MODEL_FIELDS:
         _add_config_flag(p, name)
 
@@ -120,7 +125,7 @@ def _config_from_args(args) -> TrainConfig:
     overrides = {k: getattr(args, k) for k in _FIELDS if getattr(args, k, None) is not None}
     if overrides.get("lr") == "auto":
         del overrides["lr"]
-    return TrainConfig.from_preset(args.preset, **overrides)
+    return TrainConfig.from_preset(preset_name(getattr(args, "preset", None), overrides.get("model")), **overrides)
 
 
 def _add_train(sub) -> None:
@@ -162,7 +167,7 @@ def _train(args) -> int:
     if args.resume:
         args.argument_flags["run_dir"] = "--resume"
         given = [name for name in _FIELDS if getattr(args, name, None) is not None] + (
-            ["preset"] if args.preset != DEFAULT_PRESET else [])
+            ["preset"] if args.preset is not None else [])
         if given:
             raise UserError(f"{given[0]} cannot change when resuming: a resumed run keeps its own settings; "
                             "drop it, or train a new run", argument=given[0])
