@@ -131,10 +131,10 @@ def _config_from_args(args) -> TrainConfig:
 def _add_train(sub) -> None:
     p = sub.add_parser(
         "train", help="train a model into a run directory",
-        description="Train the MLP language model with model.fit and save model, vocabulary, "
-                    "config and history into a run directory. With no flags: the lecture's "
-                    f"network (--preset {DEFAULT_PRESET}) on makemore's names.txt. "
-                    "Flags override the preset's values.",
+        description="Train a language model (--model: the MLP by default; bigram, wavenet, bow, rnn, gru, "
+                    "transformer) with model.fit and save model, vocabulary, config and history into a run "
+                    "directory. With no flags: the lecture's network (--preset "
+                    f"{DEFAULT_PRESET}) on makemore's names.txt. Flags override the preset's values.",
     )
     _add_model_flags(p)
     runs = p.add_mutually_exclusive_group()

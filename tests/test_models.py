@@ -220,7 +220,7 @@ def test_a_word_model_through_every_command(tmp_path, words_path):
     exported = run_cli("export", str(run_dir))
     assert exported.returncode == 0, exported.stderr
     manifest = json.loads((run_dir / "export" / "export.json").read_text())
-    assert abs(manifest["litert"]["model.tflite"]["val_check"]["exported_loss"] - evaluated["val"]["nll"]) < 1e-4
+    assert abs(manifest["litert"]["model.tflite"]["val_check"]["exported_loss"] - evaluated["losses"]["val"]["nll"]) < 1e-4
     controls = ["-n", "12", "--seed", "9", "--temperature", "0.9", "--top-p", "0.95", "--prefix", "e", "--json"]
     from_run = json.loads(run_cli("sample", str(run_dir), *controls).stdout)["samples"]
     from_litert = json.loads(run_cli("sample", str(run_dir / "export" / "model.tflite"), *controls).stdout)["samples"]
