@@ -51,7 +51,7 @@ def _measure_keras(method: str, steps: int, data: str, repeat: int, hidden: int)
     from keras_makemore import engine
     from keras_makemore.config import TrainConfig, plan_steps
     from keras_makemore.data import make_dataset, random_minibatches
-    from keras_makemore.model import build_model
+    from keras_makemore.models.mlp import build_model
     from keras_makemore.training import compiled_model
 
     vocab_size, x, y = _lecture_arrays(data, repeat)

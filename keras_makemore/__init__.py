@@ -1,4 +1,4 @@
-"""keras-makemore: the character-level MLP language model of makemore part 2, in Keras.
+"""keras-makemore: makemore's character-level language models (the part-2 MLP by default), in Keras.
 
 The public API, loaded on first use so that `keras-makemore --help` does not
 wait for TensorFlow:
@@ -6,7 +6,8 @@ wait for TensorFlow:
     from keras_makemore import Corpus, build_model, fit, make_dataset, sample_words
 
 Modules, data flowing one way: `config` (TrainConfig, presets, defaults) and
-`rundir` (the run directory's files) need no TensorFlow; `data`, `model` and
+`rundir` (the run directory's files) need no TensorFlow; `data`, `models` (one
+module per architecture, a registry and their contract) and
 `engine` (the fast loop inside `model.fit` for any Keras model) are the
 building blocks; `training` is the recipe that joins them; `runs`, `plots`,
 `report`, `sweep` and `cli` read and use what it saved.
@@ -21,7 +22,8 @@ _EXPORTS = {
     "Vocabulary": "data", "Corpus": "data", "Split": "data", "read_words": "data",
     "split_words": "data", "build_examples": "data", "make_dataset": "data", "load_names": "data",
     "random_minibatches": "data",
-    "build_model": "model",
+    "build_model": "models.mlp", "get_model_type": "models", "MODEL_NAMES": "models", "ModelType": "models.base",
+    "next_token_logits": "models.base",
     "fit": "engine",
     "TrainConfig": "config", "PRESETS": "config", "train": "training",
     "SampleWords": "callbacks", "BestModelCheckpoint": "callbacks", "StopOnNonFiniteLoss": "callbacks",

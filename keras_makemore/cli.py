@@ -17,7 +17,7 @@ import types
 import typing
 from pathlib import Path
 
-from keras_makemore.config import DEFAULT_PRESET, PRESETS, SWEEP_GRID, SWEEP_STEPS, TrainConfig
+from keras_makemore.config import DEFAULT_PRESET, PRESETS, SWEEP_GRID, SWEEP_STEPS, TrainConfig, preset_name
 from keras_makemore.controls import SamplingControls
 
 
@@ -61,7 +61,8 @@ def _learning_rate(text: str) -> float | str:
 
 
 _FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
-_MODEL_FIELDS = ("data", "block_size", "embed_dim", "hidden_units", "dropout", "direct_connections", "batch_size",
+_MODEL_FIELDS = ("model", "data", "block_size", "embed_dim", "hidden_units", "layers", "heads", "dropout",
+                 "direct_connections", "batch_size",
                  "optimizer", "weight_decay", "xla", "seed", "split_seed", "strategy")
 _SCHEDULE_FIELDS = ("steps", "epochs", "lr", "lr_schedule", "lr_drops", "eval_every")
 _SWEEP_FIELDS = ("data", "batch_size", "steps", "optimizer", "lr", "lr_schedule", "seed", "split_seed", "eval_every")
@@ -72,9 +73,13 @@ def _flag(name: str) -> str:
 
 
 def _preset_values(name: str) -> str:
-    """How `name` defaults: the value of each preset, or the one default they share."""
+    """How `name` defaults: its value in each preset of the default model, or the one default they share.
+
+    (The other models' presets are listed in docs/models.md, and their values in `train --model NAME` runs.)
+    """
     default = TrainConfig().to_json()[name]  # field defaults, default factories included
-    values = {preset: settings.get(name, default) for preset, settings in PRESETS.items()}
+    values = {preset: settings.get(name, default) for preset, settings in PRESETS.items()
+              if settings.get("model", "mlp") == "mlp"}
     if len(set(map(repr, values.values()))) > 1:
         return " (preset " + ", ".join(f"{preset}: {value}" for preset, value in values.items()) + ")"
     value = next(iter(values.values()))
@@ -111,8 +116,8 @@ def _add_model_flags(p) -> None:
 
     They default to None, so that the preset's value, then `TrainConfig`'s, applies.
     """
-    p.add_argument("--preset", default=DEFAULT_PRESET, choices=list(PRESETS),
-                   help=f"named settings (default {DEFAULT_PRESET}); flags override them")
+    p.add_argument("--preset", choices=list(PRESETS),
+                   help=f"named settings (default: the --model's own preset, or {DEFAULT_PRESET}); flags override them")
     for name in _MODEL_FIELDS:
         _add_config_flag(p, name)
 
@@ -122,16 +127,16 @@ def _config_from_args(args) -> TrainConfig:
     overrides = {k: getattr(args, k) for k in _FIELDS if getattr(args, k, None) is not None}
     if overrides.get("lr") == "auto":
         del overrides["lr"]
-    return TrainConfig.from_preset(args.preset, **overrides)
+    return TrainConfig.from_preset(preset_name(getattr(args, "preset", None), overrides.get("model")), **overrides)
 
 
 def _add_train(sub) -> None:
     p = sub.add_parser(
         "train", help="train a model into a run directory",
-        description="Train the MLP language model with model.fit and save model, vocabulary, "
-                    "config and history into a run directory. With no flags: the lecture's "
-                    f"network (--preset {DEFAULT_PRESET}) on makemore's names.txt. "
-                    "Flags override the preset's values.",
+        description="Train a language model (--model: the MLP by default; bigram, wavenet, bow, rnn, gru, "
+                    "transformer) with model.fit and save model, vocabulary, config and history into a run "
+                    "directory. With no flags: the lecture's network (--preset "
+                    f"{DEFAULT_PRESET}) on makemore's names.txt. Flags override the preset's values.",
     )
     _add_model_flags(p)
     runs = p.add_mutually_exclusive_group()
@@ -164,7 +169,7 @@ def _train(args) -> int:
     if args.resume:
         args.argument_flags["run_dir"] = "--resume"
         given = [name for name in _FIELDS if getattr(args, name, None) is not None] + (
-            ["preset"] if args.preset != DEFAULT_PRESET else [])
+            ["preset"] if args.preset is not None else [])
         if given:
             raise UserError(f"{given[0]} cannot change when resuming: a resumed run keeps its own settings; "
                             "drop it, or train a new run", argument=given[0])

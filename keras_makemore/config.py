@@ -12,6 +12,7 @@ import typing
 from typing import Any, NamedTuple
 
 from keras_makemore.errors import UserError
+from keras_makemore.models import MODEL_NAMES
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 LR_SCHEDULES = ("constant", "step", "cosine")
@@ -39,12 +40,20 @@ class TrainConfig:
     0.1, then 0.01 from step 100,000); `PRESETS` holds faster ones.
 
     Args:
+        model: the network, one of `keras_makemore.models.MODEL_NAMES`;
+            each reads the fields below that its `ModelType.hyperparameters` lists.
         data: path of the word list; `None` trains on makemore's names.txt.
-        block_size: characters of context.
-        embed_dim: embedding size per character.
-        hidden_units: width of the tanh layer.
-        dropout: dropout rate on the hidden layer.
-        direct_connections: Bengio's embedding-to-output connections.
+        block_size: characters of context of a window model (mlp, bigram,
+            wavenet); the word models (bow, rnn, gru, transformer) see the
+            whole word.
+        embed_dim: embedding size per character (a word model's width).
+        hidden_units: width of the hidden layer (a recurrent model's state,
+            a Transformer's MLP).
+        layers: Transformer blocks.
+        heads: attention heads of each Transformer block.
+        dropout: dropout rate on the MLP's hidden layer, on a Transformer's
+            embeddings and residual branches.
+        direct_connections: Bengio's embedding-to-output connections (mlp).
         batch_size: examples per minibatch (the global batch under a strategy).
         steps: optimizer steps in all.
         epochs: if set, train this many passes' worth of steps over the
@@ -73,13 +82,19 @@ class TrainConfig:
     (128, 'cosine')
     """
 
+    model: str = _field("mlp", "the network: a window model (mlp, bigram, wavenet) or one that sees the whole word "
+                        "(bow, rnn, gru, transformer); without --preset, its own preset", choices=MODEL_NAMES)
     data: str | None = _field(None, "UTF-8 text file, one word a line (default: makemore's names.txt, packaged)",
                               metavar="FILE")
     block_size: int = _field(3, "characters of context", metavar="N")
     embed_dim: int = _field(10, "embedding size", metavar="N")
-    hidden_units: int = _field(200, "tanh hidden units", metavar="N", aliases=("hidden",))
-    dropout: float = _field(0.0, "dropout on the hidden layer", metavar="RATE")
-    direct_connections: bool = _field(False, "add Bengio's direct embedding-to-output connections")
+    hidden_units: int = _field(200, "hidden units (mlp, wavenet: tanh layer; rnn, gru: state; bow, transformer: MLP)",
+                               metavar="N", aliases=("hidden",))
+    layers: int = _field(4, "Transformer blocks", metavar="N")
+    heads: int = _field(4, "attention heads per Transformer block", metavar="N")
+    dropout: float = _field(0.0, "dropout (mlp: on the hidden layer; transformer: embeddings and residual branches)",
+                            metavar="RATE")
+    direct_connections: bool = _field(False, "add Bengio's direct embedding-to-output connections (mlp)")
     batch_size: int = _field(32, "minibatch size (global under a strategy)", metavar="N")
     steps: int = _field(200_000, "optimizer steps", metavar="N")
     epochs: int | None = _field(None, "passes over the training words, instead of steps", metavar="N")
@@ -101,13 +116,13 @@ class TrainConfig:
 
     def validate(self) -> None:
         """Raise a `UserError` naming the first field whose value cannot train."""
-        for name in ("block_size", "embed_dim", "hidden_units", "batch_size", "eval_every"):
+        for name in ("block_size", "embed_dim", "hidden_units", "layers", "heads", "batch_size", "eval_every"):
             _check(getattr(self, name) >= 1, name, f"must be at least 1, got {getattr(self, name)}")
         _check(self.block_size <= MAX_BLOCK_SIZE, "block_size",
                f"must be at most {MAX_BLOCK_SIZE} characters of context, got {self.block_size}")
         _check(self.steps >= 1 or self.epochs is not None, "steps", f"must be at least 1, got {self.steps}")
         _check(self.epochs is None or self.epochs >= 1, "epochs", f"must be at least 1, got {self.epochs}")
-        for name in ("optimizer", "lr_schedule", "xla", "strategy"):
+        for name in ("model", "optimizer", "lr_schedule", "xla", "strategy"):
             choices = self.__dataclass_fields__[name].metadata["choices"]
             _check(getattr(self, name) in choices, name,
                    f"must be one of {', '.join(choices)}, got {getattr(self, name)!r}")
@@ -183,8 +198,36 @@ PRESETS: dict[str, dict] = {
     # XLA on: measured 1.07x for this dropout model.
     "best": dict(block_size=8, embed_dim=32, hidden_units=768, dropout=0.1, batch_size=256, steps=95_000,
                  eval_every=19_000, optimizer="adamw", lr=3e-3, lr_schedule="cosine", weight_decay=0.05, xla="on"),
+    # A preset per model type but mlp (whose own is "lecture"), named after it: `train --model NAME`
+    # starts from it. docs/models.md has the measurements behind each.
+    "bigram": dict(model="bigram", block_size=1, batch_size=128, steps=5_000, eval_every=1_000,
+                   optimizer="adam", lr=0.1, lr_schedule="cosine"),
+    "wavenet": dict(model="wavenet", block_size=8, embed_dim=24, hidden_units=128, batch_size=128, steps=60_000,
+                    eval_every=10_000, optimizer="adamw", lr=3e-3, lr_schedule="cosine", weight_decay=0.05),
+    "bow": dict(model="bow", embed_dim=64, hidden_units=64, batch_size=64, steps=20_000, eval_every=5_000,
+                optimizer="adamw", lr=3e-3, lr_schedule="cosine", weight_decay=0.01),
+    "rnn": dict(model="rnn", embed_dim=64, hidden_units=64, batch_size=64, steps=20_000, eval_every=5_000,
+                optimizer="adamw", lr=3e-3, lr_schedule="cosine", weight_decay=0.01),
+    "gru": dict(model="gru", embed_dim=64, hidden_units=128, batch_size=64, steps=20_000, eval_every=5_000,
+                optimizer="adamw", lr=3e-3, lr_schedule="cosine", weight_decay=0.01),
+    "transformer": dict(model="transformer", embed_dim=64, hidden_units=256, layers=4, heads=4, dropout=0.1,
+                        batch_size=64, steps=20_000, eval_every=2_000, optimizer="adamw", lr=2e-3,
+                        lr_schedule="cosine", weight_decay=0.1),
 }
 DEFAULT_PRESET = "lecture"
+
+
+def preset_name(preset: str | None, model: str | None) -> str:
+    """The preset a run starts from: `preset` if given, else `model`'s own (if it has one), else `DEFAULT_PRESET`.
+
+    Example:
+
+    >>> preset_name(None, "transformer"), preset_name(None, "mlp"), preset_name("best", "gru")
+    ('transformer', 'lecture', 'best')
+    """
+    if preset is not None:
+        return preset
+    return model if model in PRESETS else DEFAULT_PRESET
 
 # The grid and step budget of `keras-makemore sweep` when none is given; every other setting is TrainConfig's.
 SWEEP_GRID = {"hidden_units": (50, 100, 200), "embed_dim": (2, 10), "block_size": (3,)}
@@ -223,23 +266,6 @@ def plan_steps(config: TrainConfig, num_train_examples: int) -> StepPlan:
     steps_per_epoch = total // epochs
     steps_per_execution = max(d for d in range(1, min(1000, steps_per_epoch) + 1) if steps_per_epoch % d == 0)
     return StepPlan(total, epochs, steps_per_epoch, steps_per_execution)
-
-
-def count_parameters(config: TrainConfig, vocab_size: int) -> int:
-    """The parameters of the network `config` builds for `vocab_size` tokens."""
-    c = config
-    direct = c.block_size * c.embed_dim * vocab_size if c.direct_connections else 0
-    return (vocab_size * c.embed_dim + c.block_size * c.embed_dim * c.hidden_units + c.hidden_units
-            + c.hidden_units * vocab_size + vocab_size + direct)
-
-
-def check_model_size(config: TrainConfig, vocab_size: int) -> None:
-    params = count_parameters(config, vocab_size)
-    if params > MAX_PARAMETERS:
-        raise UserError(
-            f"hidden_units {config.hidden_units} with embed_dim {config.embed_dim} and block_size "
-            f"{config.block_size} would make {params:,} parameters ({params * 4 / 2**30:.1f} GiB of float32 weights), "
-            f"over the limit of {MAX_PARAMETERS:,}: make them smaller", argument="hidden_units")
 
 
 def config_differences(saved: TrainConfig, given: TrainConfig) -> list[tuple[str, Any, Any]]:

@@ -8,6 +8,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_makemore.data import SPLIT_NAMES, Corpus
+from keras_makemore.models.base import next_token_logits
 
 # Relative train/val gaps that separate the verdicts; see `fit_verdict`.
 UNDERFIT_GAP = 0.01
@@ -40,10 +41,11 @@ class SplitLoss:
 
 
 def mean_nll(model: keras.Model, x: np.ndarray, y: np.ndarray, batch_size: int = 4096) -> float:
-    """Mean negative log-likelihood of `y` given contexts `x`, in nats."""
+    """Mean negative log-likelihood of `y` given contexts `x` (windows of the last tokens), in nats."""
+    logits_fn = next_token_logits(model)
     total = 0.0
     for start in range(0, len(x), batch_size):
-        logits = model(x[start:start + batch_size], training=False)
+        logits = logits_fn(x[start:start + batch_size])
         losses = tf.nn.sparse_softmax_cross_entropy_with_logits(y[start:start + batch_size], logits)
         total += float(tf.reduce_sum(tf.cast(losses, tf.float64)))
     return total / max(1, len(x))

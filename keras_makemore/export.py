@@ -34,7 +34,7 @@ from keras_makemore.data import MARKER_ID, Vocabulary
 from keras_makemore.errors import UserError
 from keras_makemore.exported import MANIFEST_FILE, ExportedModel, saved_model_digests
 from keras_makemore.generation import generate_tokens
-from keras_makemore.model import model_shape
+from keras_makemore.models.base import model_shape, next_token_logits, serving_logits
 from keras_makemore.scoring import score_tokens
 
 EXPORT_DIR = "export"
@@ -179,7 +179,8 @@ def write_saved_model(model: keras.Model, vocab: Vocabulary, path: str | os.Path
     """Write `model` as a SavedModel with the signatures of `SIGNATURE_TABLE`.
 
     Args:
-        model: maps int32 contexts `[batch, block_size]` to logits.
+        model: a model of the zoo (`keras_makemore.models`), or any model
+            mapping int32 contexts `[batch, block_size]` to logits.
         vocab: the model's vocabulary; it is stored in the SavedModel.
         path: the SavedModel directory to write (replaced atomically if it exists).
         max_length: `L`, the most characters per word that `generate` draws and `score` takes.
@@ -203,7 +204,7 @@ def write_saved_model(model: keras.Model, vocab: Vocabulary, path: str | os.Path
         raise UserError(f"max_length must be at least 1, got {max_length}", argument="max_length")
 
     code_points = np.array([MARKER_ID] + [ord(c) for c in vocab.chars], dtype=np.int32)
-    serving = _Serving(_serving_logits(model), block_size, max_length, code_points)
+    serving = _Serving(serving_logits(model), block_size, max_length, code_points)
     archive = keras.export.ExportArchive()
     archive.track(model)
     for signature in SIGNATURE_TABLE:
@@ -221,24 +222,6 @@ def _bindable(tokens: tf.Tensor) -> tf.Tensor:
     whose loop shapes are dynamic: it returns zeros (LiteRT.js 2.5.3, Node 20 and Chromium).
     """
     return tf.maximum(tokens, MARKER_ID)
-
-
-def _serving_logits(model: keras.Model):
-    """`model`'s forward pass as the fewest graph ops: a plain gather and a fixed-width reshape.
-
-    Keras' `Embedding` wraps negative ids and its `Flatten` reads the batch
-    size at run time; in LiteRT those six extra ops cost a one-context call
-    more than its two dense layers do. Token ids are never negative, so the
-    logits are the same.
-    """
-    table = model.get_layer("embedding").embeddings
-    flattened = model.get_layer("concat").output
-    after_flatten = keras.Model(flattened, model.output)
-
-    def logits_fn(context):
-        return after_flatten(tf.reshape(tf.gather(table, context), [-1, flattened.shape[-1]]), training=False)
-
-    return logits_fn
 
 
 def convert_to_litert(
@@ -322,10 +305,11 @@ def check_against_keras(
     model: keras.Model, exported: ExportedModel, x: np.ndarray, y: np.ndarray, batch_size: int = 4096
 ) -> ExportCheck:
     """Run both models on every context of `x`; compare probabilities and the loss on targets `y`."""
+    logits_fn = next_token_logits(model)
     max_diff, keras_total, exported_total = 0.0, 0.0, 0.0
     for start in range(0, len(x), batch_size):
         xb, yb = x[start:start + batch_size], y[start:start + batch_size]
-        keras_logits = np.asarray(model(xb, training=False))
+        keras_logits = np.asarray(logits_fn(xb))
         out = exported.next_token(xb)
         keras_probs = np.asarray(tf.nn.softmax(keras_logits))
         max_diff = max(max_diff, float(np.abs(out["probabilities"] - keras_probs).max()))

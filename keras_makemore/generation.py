@@ -22,6 +22,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_makemore.data import MARKER_ID
+from keras_makemore.models.base import next_token_logits
 
 _MODULUS = 2**31 - 1  # a prime, so that multiplying modulo it scrambles
 # (xor constant, multiplier, shift) of each scrambling round.
@@ -208,7 +209,7 @@ def keras_graph_function(model, block_size: int, graph_fn: Callable, input_signa
         model_ref = weakref.ref(model)
 
         def logits_fn(context):
-            return model_ref()(context, training=False)
+            return next_token_logits(model_ref())(context)
 
         graphs[graph_fn] = tf.function(lambda *inputs: graph_fn(logits_fn, block_size, *inputs),
                                        input_signature=input_signature)

@@ -22,6 +22,9 @@ from keras_makemore.errors import UserError
 EMBEDDINGS_PNG = "embeddings.png"
 LOSS_PNG = "loss.png"
 _DPI = 120
+# How the loss plot's title names a model's size settings.
+_SHORT_NAMES = {"block_size": "block", "embed_dim": "embedding", "hidden_units": "hidden", "layers": "layers",
+                "heads": "heads"}
 _THOUSANDS = matplotlib.ticker.FuncFormatter(lambda value, _: f"{value:,.0f}")
 
 
@@ -263,6 +266,8 @@ def plot_run(run_dir: str | os.PathLike, out_dir: str | os.PathLike | None = Non
 
     Returns the paths of the two PNG files.
     """
+    from keras_makemore.models import get_model_type
+    from keras_makemore.models.base import embedding_table
     from keras_makemore.optimizers import make_lr_schedule
     from keras_makemore.runs import Run
 
@@ -272,8 +277,7 @@ def plot_run(run_dir: str | os.PathLike, out_dir: str | os.PathLike | None = Non
         raise UserError(f"out_dir {out_dir} is a file, not a directory: pass a directory for the PNG files",
                         argument="out_dir")
     name = run.path.resolve().name
-    table = run.model.get_layer("embedding").get_weights()[0]
-    embeddings = plot_embeddings(table, run.vocab, out_dir / EMBEDDINGS_PNG,
+    embeddings = plot_embeddings(embedding_table(run.model), run.vocab, out_dir / EMBEDDINGS_PNG,
                                  title=f"Character embeddings of run {name} (best val checkpoint)")
 
     history = rundir.read_history(run.path)
@@ -288,8 +292,10 @@ def plot_run(run_dir: str | os.PathLike, out_dir: str | os.PathLike | None = Non
     c = run.config
     loss = plot_loss(
         steps, history["loss"], history["val_loss"], out_dir / LOSS_PNG, lr_steps, lr_values,
-        title=f"Loss of run {name}: {c.optimizer}, block {c.block_size}, embedding {c.embed_dim}, "
-              f"hidden {c.hidden_units}, batch {c.batch_size}",
+        title=f"Loss of run {name}: {c.model}, {c.optimizer}, "
+              + "".join(f"{_SHORT_NAMES[field]} {getattr(c, field)}, " for field in get_model_type(c.model).hyperparameters
+                        if field in _SHORT_NAMES)
+              + f"batch {c.batch_size}",
     )
     return embeddings, loss
 

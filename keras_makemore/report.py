@@ -7,6 +7,7 @@ from pathlib import Path
 from keras_makemore import _atomic
 from keras_makemore.evaluation import evaluate_splits, fit_verdict
 from keras_makemore.config import TrainConfig
+from keras_makemore.models import get_model_type
 from keras_makemore.plots import plot_run
 from keras_makemore.rundir import HISTORY_JSON, step_plan
 from keras_makemore.runs import Run
@@ -53,7 +54,7 @@ def write_report(run_dir: str | os.PathLike, num_samples: int = 20, seed: int | 
     if "train_seconds_last_session" in history:
         lines.append(f"| training time (last session) | {history['train_seconds_last_session']:.1f} s |")
 
-    lines += ["", "## Model", "", "`Embedding -> Flatten -> Dense(tanh) -> Dense`", "",
+    lines += ["", "## Model", "", f"`{run.config.model}`: {get_model_type(run.config.model).summary}", "",
               "| layer | shape | parameters |", "| --- | --- | --- |"]
     for layer in run.model.layers:
         if layer.weights:

@@ -10,7 +10,7 @@ import keras
 from keras_makemore.config import TrainConfig
 from keras_makemore.data import Corpus, Vocabulary, read_words
 from keras_makemore.errors import UserError
-from keras_makemore.model import model_shape
+from keras_makemore.models.base import model_shape
 from keras_makemore.rundir import CONFIG_FILE, MODEL_FILE, VOCAB_FILE, read_config
 
 
@@ -84,6 +84,8 @@ def run_of_export(path: str | os.PathLike) -> Run | None:
 
 def load_model(path: str | os.PathLike) -> keras.Model:
     """`keras.saving.load_model`, with a clear error for a missing or corrupt file."""
+    from keras_makemore.models import layers  # noqa: F401  (registers the word models' own layers)
+
     path = Path(path)
     if not path.exists():
         raise UserError(f"model file not found: {path}")

@@ -22,13 +22,14 @@ import tensorflow as tf
 from keras_makemore import engine, rundir
 from keras_makemore.callbacks import (AtomicCSVLogger, BestModelCheckpoint, SampleWords, StopOnNonFiniteLoss,
                                       tensorboard_callbacks)
-from keras_makemore.config import StepPlan, TrainConfig, check_model_size, config_differences, plan_steps
+from keras_makemore.config import StepPlan, TrainConfig, config_differences, plan_steps
 from keras_makemore.data import Corpus, load_names, make_dataset, random_minibatches, read_words
 from keras_makemore.distribute import is_chief, make_strategy, worker_dir
 from keras_makemore.errors import UserError
 from keras_makemore.evaluation import mean_nll
 from keras_makemore.lr_finder import LRFinderResult, find_lr
-from keras_makemore.model import build_model
+from keras_makemore.models import get_model_type
+from keras_makemore.models.base import block_size_for, check_model_size, loss, training_examples
 from keras_makemore.optimizers import make_optimizer
 from keras_makemore.runs import load_model
 
@@ -92,7 +93,7 @@ def train(
     if num_samples < 0:
         raise UserError(f"num_samples must be 0 or more, got {num_samples}", argument="num_samples")
     config = _config_to_resume(run_dir, config) if resume else config
-    config.validate()
+    _validate(config)
     strategy = make_strategy(config.strategy)  # first: a cluster must be set up before other TF work
     chief = is_chief(strategy)
     if not resume and chief:
@@ -101,15 +102,14 @@ def train(
 
     # Data
     data_path = Path(config.data) if config.data else load_names()
-    corpus = Corpus(read_words(data_path), config.block_size, seed=config.split_seed)
-    check_model_size(config, corpus.vocab.size)
-    x_train, y_train = corpus.examples("train")
+    corpus = _corpus(config, data_path)
+    x_train, y_train = training_examples(get_model_type(config.model), corpus, "train")
     plan = plan_steps(config, len(x_train))
     if not resume and chief:
         _start_run_dir(run_dir, config, corpus, data_path, plan)
 
     # Model and optimizer
-    model = compiled_model(config, corpus.vocab.size, plan, strategy)
+    model = compiled_model(config, corpus.vocab.size, corpus.block_size, plan, strategy)
 
     # Fit
     with worker_dir(run_dir, chief) as out_dir:
@@ -120,7 +120,7 @@ def train(
         fit_callbacks = [backup, stop_on_nan, *_run_callbacks(config, corpus, run_dir, model, chief, verbose,
                                                              num_samples, tensorboard), *callbacks]
         if verbose != 0 and chief:
-            _print_plan(config, corpus, model, plan, resume, run_dir)
+            _print_plan(config, corpus, model, plan, resume, run_dir, len(x_train))
         started = time.perf_counter()
         fitted = engine.fit(model, minibatches, epochs=plan.epochs, steps_per_epoch=plan.steps_per_epoch,
                             validation_data=_validation_data(config, corpus, strategy.num_replicas_in_sync),
@@ -138,17 +138,33 @@ def train(
     return TrainResult(run_dir, load_model(run_dir / rundir.MODEL_FILE), corpus, history, config)
 
 
-def compiled_model(config: TrainConfig, vocab_size: int, plan: StepPlan,
+def compiled_model(config: TrainConfig, vocab_size: int, block_size: int, plan: StepPlan,
                    strategy: tf.distribute.Strategy) -> keras.Model:
-    """The freshly initialised network of `config`, compiled under `strategy` as `train` fits it."""
+    """The freshly initialised network of `config`, compiled under `strategy` as `train` fits it.
+
+    `block_size` is the context of the network (`corpus.block_size`).
+    """
     xla = config.xla == "on" or (config.xla == "auto" and not config.dropout and strategy.num_replicas_in_sync == 1)
+    model_type = get_model_type(config.model)
     with strategy.scope():
-        model = build_model(vocab_size, config.block_size, config.embed_dim, config.hidden_units,
-                            dropout=config.dropout, direct_connections=config.direct_connections, seed=config.seed)
-        model.compile(optimizer=make_optimizer(config, plan.total_steps),
-                      loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        model = model_type.build(config, vocab_size, block_size)
+        model.compile(optimizer=make_optimizer(config, plan.total_steps), loss=loss(model_type),
                       steps_per_execution=plan.steps_per_execution, jit_compile=xla)
     return model
+
+
+def _validate(config: TrainConfig) -> None:
+    """`config.validate()`, then what its model type asks of it."""
+    config.validate()
+    get_model_type(config.model).check(config)
+
+
+def _corpus(config: TrainConfig, data_path: Path) -> Corpus:
+    """The words of `data_path` split for `config`, with the context of its network; its size checked."""
+    words = read_words(data_path)
+    corpus = Corpus(words, block_size_for(config, words), seed=config.split_seed)
+    check_model_size(config, corpus.vocab.size, corpus.block_size)
+    return corpus
 
 
 def _run_callbacks(config, corpus, run_dir, model, chief, verbose, num_samples, tensorboard) -> list:
@@ -167,7 +183,7 @@ def _run_callbacks(config, corpus, run_dir, model, chief, verbose, num_samples, 
         # Listed before SampleWords so the epoch's last progress line is printed before the samples.
         out.append(keras.callbacks.ProgbarLogger())
         if num_samples:
-            out.append(SampleWords(corpus.vocab, config.block_size, num_samples, seed=config.seed))
+            out.append(SampleWords(corpus.vocab, corpus.block_size, num_samples, seed=config.seed))
     return out
 
 
@@ -179,14 +195,20 @@ def _restore(model: keras.Model, backup: keras.callbacks.BackupAndRestore) -> in
     backup.set_model(model)
     with model.distribute_strategy.scope():
         backup.on_train_begin()
-    return int(model.optimizer.iterations.numpy())
+    step = int(model.optimizer.iterations.numpy())
+    # The checkpoint holds no `SeedGenerator` state, so dropout would draw the first steps' masks again.
+    # Each training step draws once from each generator (state `[seed, steps]`, measured), so set it there.
+    for layer in model._flatten_layers():
+        generator = getattr(layer, "seed_generator", None)
+        if generator is not None:
+            generator.state.assign(np.array([generator._initial_seed, step], generator.state.dtype))
+    return step
 
 
-def _print_plan(config, corpus, model, plan, resume, run_dir) -> None:
+def _print_plan(config, corpus, model, plan, resume, run_dir, examples) -> None:
     if resume:
         print(f"resuming the run in {run_dir} from its last checkpoint")
-    x_train = corpus.examples("train")[0]
-    print(f"training {model.count_params():,} parameters on {len(x_train):,} examples "
+    print(f"training {config.model}: {model.count_params():,} parameters on {examples:,} examples "
           f"({len(corpus.split.train):,} words) for {plan.total_steps:,} steps of batch {config.batch_size}, "
           f"validating every {plan.steps_per_epoch:,} steps")
     replicas = model.distribute_strategy.num_replicas_in_sync
@@ -221,7 +243,8 @@ def _validation_data(config: TrainConfig, corpus: Corpus, replicas: int) -> tf.d
     """Batches of up to 4096 examples, read whole by every worker; the first splits evenly over the replicas."""
     if config.strategy == "multiworker":
         return None  # `_LocalValidation` does it
-    x, y = corpus.examples("val")
+    x, y = training_examples(get_model_type(config.model), corpus, "val")
+    # A word model's val loss is the mean over each batch's characters: exact when one batch holds the split.
     batch_size = max(replicas, min(4096, len(x)) // replicas * replicas)
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
@@ -287,17 +310,16 @@ def find_lr_for_config(config: TrainConfig, run_dir: str | os.PathLike | None = 
     """
     if run_dir is not None:
         _check_new_run_dir(Path(run_dir))
-    config.validate()
+    _validate(config)
     if config.strategy == "multiworker":
         raise UserError("strategy 'multiworker': the learning-rate sweep (lr-find) runs on one host; run it there "
                         "with strategy 'default' or 'mirrored', then train the cluster with its lr", argument="strategy")
     strategy = make_strategy(config.strategy)
     _check_replicas(config, strategy.num_replicas_in_sync)
-    corpus = Corpus(read_words(Path(config.data) if config.data else load_names()), config.block_size,
-                    seed=config.split_seed)
-    x_train, y_train = corpus.examples("train")
+    corpus = _corpus(config, Path(config.data) if config.data else load_names())
+    x_train, y_train = training_examples(get_model_type(config.model), corpus, "train")
     plan = plan_steps(config, len(x_train))
-    model = compiled_model(config, corpus.vocab.size, plan, strategy)
+    model = compiled_model(config, corpus.vocab.size, corpus.block_size, plan, strategy)
     minibatches = random_minibatches(x_train, y_train, config.batch_size, config.seed, plan.total_steps)
     result = find_lr(model, minibatches, **finder_args)
     if run_dir is not None:

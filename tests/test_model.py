@@ -1,7 +1,7 @@
 import keras
 import numpy as np
 
-from keras_makemore.model import build_model, model_shape
+from keras_makemore.models.mlp import build_model, model_shape
 
 
 def test_layers_and_shapes():

@@ -10,7 +10,7 @@ from PIL import Image
 from conftest import run_cli
 from keras_makemore.callbacks import EmbeddingProjector
 from keras_makemore.data import Corpus, Vocabulary, make_dataset, read_words
-from keras_makemore.model import build_model
+from keras_makemore.models.mlp import build_model
 from keras_makemore.plots import plot_embeddings, plot_run, project_2d, token_labels
 
 

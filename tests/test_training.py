@@ -9,7 +9,7 @@ import pytest
 from keras_makemore.data import Corpus, make_dataset, read_words
 from keras_makemore.errors import UserError
 from keras_makemore.evaluation import mean_nll
-from keras_makemore.model import build_model
+from keras_makemore.models.mlp import build_model
 from keras_makemore.config import TrainConfig
 from keras_makemore.optimizers import make_lr_schedule
 from keras_makemore.training import train

@@ -1,6 +1,10 @@
-"""The MLP language model of Bengio et al. 2003, as in makemore part 2."""
+"""`mlp`: the MLP language model of Bengio et al. 2003, as in makemore part 2 (the default model)."""
 
 import keras
+import tensorflow as tf
+
+from keras_makemore.config import TrainConfig
+from keras_makemore.models.base import EMBEDDING_LAYER, WINDOW, ModelType, keras_name
 
 
 def build_model(
@@ -40,7 +44,7 @@ def build_model(
     # Keras' default initializers, each with its own seed derived from `seed`.
     seeds = [None] * 5 if seed is None else [seed + i for i in range(5)]
     contexts = keras.Input(shape=(block_size,), dtype="int32", name="context")
-    emb = keras.layers.Embedding(vocab_size, embed_dim, name="embedding",
+    emb = keras.layers.Embedding(vocab_size, embed_dim, name=EMBEDDING_LAYER,
                                  embeddings_initializer=keras.initializers.RandomUniform(-0.05, 0.05, seeds[0]))(contexts)
     x = keras.layers.Flatten(name="concat")(emb)
     h = keras.layers.Dense(hidden_units, activation="tanh", name="hidden",
@@ -52,12 +56,12 @@ def build_model(
         direct = keras.layers.Dense(vocab_size, use_bias=False, name="direct",
                                     kernel_initializer=keras.initializers.GlorotUniform(seeds[4]))(x)
         logits = keras.layers.Add(name="logits_with_direct")([logits, direct])
-    return keras.Model(contexts, logits, name="mlp_language_model")
+    return keras.Model(contexts, logits, name=keras_name("mlp"))
 
 
 def model_shape(model: keras.Model) -> dict[str, int]:
     """Read `vocab_size`, `block_size`, `embed_dim` and `hidden_units` back off a built model."""
-    embedding = model.get_layer("embedding")
+    embedding = model.get_layer(EMBEDDING_LAYER)
     layers = {layer.name for layer in model.layers}
     return {
         "vocab_size": int(embedding.input_dim),
@@ -67,3 +71,41 @@ def model_shape(model: keras.Model) -> dict[str, int]:
         "dropout": float(model.get_layer("dropout").rate) if "dropout" in layers else 0.0,
         "direct_connections": "direct" in layers,
     }
+
+
+def serving_logits(model: keras.Model):
+    """`model`'s forward pass as the fewest graph ops: a plain gather and a fixed-width reshape.
+
+    Keras' `Embedding` wraps negative ids and its `Flatten` reads the batch
+    size at run time; in LiteRT those six extra ops cost a one-context call
+    more than its two dense layers do. Token ids are never negative, so the
+    logits are the same.
+    """
+    table = model.get_layer(EMBEDDING_LAYER).embeddings
+    flattened = model.get_layer("concat").output
+    after_flatten = keras.Model(flattened, model.output)
+
+    def logits_fn(context):
+        return after_flatten(tf.reshape(tf.gather(table, context), [-1, flattened.shape[-1]]), training=False)
+
+    return logits_fn
+
+
+def count_parameters(config: TrainConfig, vocab_size: int, block_size: int) -> int:
+    c, inputs = config, block_size * config.embed_dim
+    direct = inputs * vocab_size if c.direct_connections else 0
+    return vocab_size * c.embed_dim + inputs * c.hidden_units + c.hidden_units + c.hidden_units * vocab_size \
+        + vocab_size + direct
+
+
+MODEL = ModelType(
+    name="mlp",
+    summary="Embedding -> Flatten -> Dense(tanh) -> Dense (Bengio et al. 2003; makemore part 2)",
+    context=WINDOW,
+    hyperparameters=("block_size", "embed_dim", "hidden_units", "dropout", "direct_connections"),
+    build=lambda c, vocab_size, block_size: build_model(
+        vocab_size, block_size, c.embed_dim, c.hidden_units, dropout=c.dropout,
+        direct_connections=c.direct_connections, seed=c.seed),
+    count_parameters=count_parameters,
+    serving_logits=serving_logits,
+)

@@ -1,0 +1,236 @@
+"""The contract every model of the zoo meets, and the only way the rest of keras-makemore reaches a model.
+
+A model type (`ModelType`) is one of two kinds:
+
+- a *window* model maps the last `block_size` token ids, `[batch, block_size]`
+  (marker-padded before the word's start), to next-token logits `[batch, V]`:
+  `mlp`, `bigram` (block 1), `wavenet`. It trains on the windows of
+  `Corpus.examples`.
+- a *word* model sees the whole word so far: it maps a sequence `[batch, T]`
+  (the marker as start token, the characters, marker padding on the right) to
+  logits at every position, `[batch, T, V]`, causally (position `t` sees
+  tokens `0..t` only). `T` is the longest word of the data plus one. It trains
+  on every position of a word at once (`word_sequences`), padding ignored by
+  the loss: `bow`, `rnn`, `gru`, `transformer`, as in makemore.py.
+
+Both kinds answer the one question sampling, scoring, evaluation and export ask,
+through `next_token_logits(model)`: the next-token logits `[batch, V]` of
+windows `[batch, block_size]` of the last token ids (for a word model,
+`block_size` is `T`). A word model reads such a window by rotating it so
+that its last marker (the word's start) comes first, and taking the logits
+at the window's last character; a window without a marker (a word longer
+than `T - 1`) is read as it is, at its last position, as makemore.py crops
+its context. So one sampling graph serves every model on every runtime.
+
+The character embedding of every model is the `keras.layers.Embedding`
+named `EMBEDDING_LAYER`; the Keras model of type `name` is named
+`keras_name(name)`, which is how a loaded model finds its type again.
+"""
+
+import dataclasses
+from typing import Callable
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from keras_makemore.config import MAX_BLOCK_SIZE, MAX_PARAMETERS, TrainConfig
+from keras_makemore.data import MARKER_ID, Corpus, Vocabulary
+from keras_makemore.errors import UserError
+
+WINDOW, WORD = "window", "word"
+EMBEDDING_LAYER = "embedding"
+IGNORED = -1  # target id of a word sequence's padding positions: no loss
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelType:
+    """One architecture of the zoo: what `train` needs to build and feed it.
+
+    Args:
+        name: the registry name, `TrainConfig.model`.
+        summary: the architecture in one line, for the report.
+        context: `WINDOW` or `WORD` (see the module docstring).
+        hyperparameters: the `TrainConfig` fields the network reads.
+        build: `(config, vocab_size, block_size) -> keras.Model`, the freshly
+            initialised network (seeded by `config.seed`), named `keras_name(name)`.
+        count_parameters: `(config, vocab_size, block_size) -> int`, the
+            parameters `build` makes (trainable or not), computed without building.
+        check: `(config) -> None`, a `UserError` for settings the network cannot take.
+        serving_logits: optional `(model) -> logits_fn`, a leaner graph of
+            `next_token_logits` for the exported artifacts.
+
+    Example:
+
+    >>> from keras_makemore.models import get_model_type
+    >>> get_model_type("transformer").context
+    'word'
+    """
+
+    name: str
+    summary: str
+    context: str
+    hyperparameters: tuple[str, ...]
+    build: Callable[[TrainConfig, int, int], keras.Model]
+    count_parameters: Callable[[TrainConfig, int, int], int]
+    check: Callable[[TrainConfig], None] = lambda config: None
+    serving_logits: Callable[[keras.Model], Callable] | None = None
+
+
+def keras_name(model_type: str) -> str:
+    """The name of the Keras model of `model_type`: `mlp` -> `mlp_language_model`."""
+    return f"{model_type}_language_model"
+
+
+def model_type_of(model: keras.Model) -> ModelType | None:
+    """The zoo's `ModelType` of a Keras model, read from its name; `None` for a model of other origin."""
+    from keras_makemore.models import REGISTRY, get_model_type
+
+    name = model.name.removesuffix("_language_model")
+    return get_model_type(name) if name in REGISTRY and model.name == keras_name(name) else None
+
+
+def is_word_model(model: keras.Model) -> bool:
+    model_type = model_type_of(model)
+    return model_type is not None and model_type.context == WORD
+
+
+def model_shape(model: keras.Model) -> dict[str, int]:
+    """`vocab_size` and `block_size` (the context a sampler feeds it) of any model of the zoo."""
+    return {"vocab_size": int(model.output_shape[-1]), "block_size": int(model.input_shape[1])}
+
+
+def embedding_table(model: keras.Model) -> np.ndarray:
+    """The character embeddings `[vocab_size, dim]`: the weights of the model's `EMBEDDING_LAYER`."""
+    return model.get_layer(EMBEDDING_LAYER).get_weights()[0]
+
+
+def block_size_for(config: TrainConfig, words: list[str]) -> int:
+    """The context length of `config`'s network on `words`: its `block_size`, or a word model's `T`."""
+    from keras_makemore.models import get_model_type
+
+    if get_model_type(config.model).context == WINDOW:
+        return config.block_size
+    length = max(map(len, words)) + 1
+    if length > MAX_BLOCK_SIZE:
+        raise UserError(f"model {config.model} sees whole words, and the longest word of the data has "
+                        f"{length - 1:,} characters, over the limit of {MAX_BLOCK_SIZE - 1:,}: remove the long "
+                        "lines, or use a window model (mlp, wavenet)", argument="data")
+    return length
+
+
+def word_sequences(words: list[str], vocab: Vocabulary, length: int) -> tuple[np.ndarray, np.ndarray]:
+    """A word model's training examples: inputs and targets, int32 `[n, length]`, one row per word.
+
+    The input row is the marker, then the characters, then marker padding;
+    the target row is the characters, the end marker, then `IGNORED`. Words
+    longer than `length - 1` characters are cut.
+
+    Example:
+
+    >>> vocab = Vocabulary.from_words(["emma"])
+    >>> x, y = word_sequences(["emma"], vocab, 6)
+    >>> x.tolist(), y.tolist()
+    ([[0, 1, 3, 3, 2, 0]], [[1, 3, 3, 2, 0, -1]])
+    """
+    x = np.zeros((len(words), length), np.int32)
+    y = np.full((len(words), length), IGNORED, np.int32)
+    for i, word in enumerate(words):
+        ids = vocab.encode(word)[:length - 1]
+        x[i, 1:len(ids) + 1] = ids
+        y[i, :len(ids)] = ids
+        y[i, len(ids)] = MARKER_ID
+    return x, y
+
+
+def training_examples(model_type: ModelType, corpus: Corpus, split: str) -> tuple[np.ndarray, np.ndarray]:
+    """What `model_type` trains on: a window model the corpus' windows, a word model its `word_sequences`."""
+    if model_type.context == WINDOW:
+        return corpus.examples(split)
+    return word_sequences(corpus.split[split], corpus.vocab, corpus.block_size)
+
+
+def loss(model_type: ModelType) -> keras.losses.Loss:
+    """The mean NLL per predicted token; a word model's padding positions are not counted."""
+    ignore = IGNORED if model_type.context == WORD else None
+    return keras.losses.SparseCategoricalCrossentropy(from_logits=True, ignore_class=ignore)
+
+
+def next_token_logits(model: keras.Model) -> Callable[[tf.Tensor], tf.Tensor]:
+    """`context -> logits`: int32 windows `[batch, block_size]` to next-token logits `[batch, V]`, in inference mode.
+
+    A model from outside the zoo is taken to be a window model.
+    """
+    if not is_word_model(model):
+        return lambda context: model(context, training=False)
+
+    def logits_fn(context):
+        sequences, positions = _sequences_of_windows(tf.cast(context, tf.int32))
+        return tf.gather(model(sequences, training=False), positions, batch_dims=1)
+
+    return logits_fn
+
+
+def serving_logits(model: keras.Model) -> Callable[[tf.Tensor], tf.Tensor]:
+    """`next_token_logits` as the model type's leanest graph, for the exported artifacts."""
+    model_type = model_type_of(model)
+    if model_type is not None and model_type.serving_logits is not None:
+        return model_type.serving_logits(model)
+    return next_token_logits(model)
+
+
+def _sequences_of_windows(context: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """A word model's input rows for windows of the last tokens, and the position to read in each.
+
+    A window `. . . e m m` becomes `. e m m . .`, read at position 3: it is
+    rotated left by the position of its last marker (0 if it has none).
+    Positions after the one read hold the rotated-in markers, which a causal
+    model does not look at.
+    """
+    length = context.shape[1]
+    columns = tf.range(length)
+    last_marker = tf.reduce_max(tf.where(tf.equal(context, MARKER_ID), columns[None, :], 0), axis=1)
+    sequences = tf.gather(context, (columns[None, :] + last_marker[:, None]) % length, batch_dims=1)
+    return sequences, length - 1 - last_marker
+
+
+def count_parameters(config: TrainConfig, vocab_size: int, block_size: int) -> int:
+    """The parameters of the network `config` builds for `vocab_size` tokens and context `block_size`."""
+    from keras_makemore.models import get_model_type
+
+    return get_model_type(config.model).count_parameters(config, vocab_size, block_size)
+
+
+def check_model_size(config: TrainConfig, vocab_size: int, block_size: int) -> None:
+    """A `UserError` when `config`'s network would have more than `MAX_PARAMETERS` parameters."""
+    params = count_parameters(config, vocab_size, block_size)
+    if params > MAX_PARAMETERS:
+        from keras_makemore.models import get_model_type
+
+        fields = get_model_type(config.model).hyperparameters
+        sizes = [f"{name} {getattr(config, name)}" for name in ("hidden_units", "embed_dim", "block_size", "layers")
+                 if name in fields] if "hidden_units" in fields else [f"a vocabulary of {vocab_size:,} tokens"]
+        raise UserError(
+            f"{' with '.join(sizes[:2]) + ''.join(' and ' + s for s in sizes[2:])} "
+            f"would make {params:,} parameters for model {config.model} ({params * 4 / 2**30:.1f} GiB of float32 "
+            f"weights), over the limit of {MAX_PARAMETERS:,}: make them smaller",
+            argument="hidden_units" if "hidden_units" in fields else "data")
+
+
+def initializers(seed: int | None) -> Callable[[str], keras.initializers.Initializer]:
+    """`make(kind)`: Keras initializers of `kind`, each with its own seed derived from `seed` (None: unseeded).
+
+    Every weight gets a different seed, so the same `seed` builds the same
+    network without touching a global generator.
+    """
+    counter = iter(range(10**9))
+
+    def make(kind: str, **kwargs) -> keras.initializers.Initializer:
+        return keras.initializers.get({"class_name": kind,
+                                       "config": {"seed": None if seed is None else seed + next(counter), **kwargs}})
+
+    return make
+
+
+def is_power_of_two(n: int) -> bool:
+    return n >= 1 and n & (n - 1) == 0

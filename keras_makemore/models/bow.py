@@ -1,0 +1,56 @@
+"""`bow`: makemore.py's bag of words: each position averages the embeddings of the word so far, then an MLP."""
+
+import keras
+
+from keras_makemore.config import TrainConfig
+from keras_makemore.models.base import EMBEDDING_LAYER, WORD, ModelType, initializers, keras_name
+from keras_makemore.models.layers import CausalMean, PositionEmbedding
+
+
+def build_bow(vocab_size: int, length: int, embed_dim: int = 64, hidden_units: int = 64,
+              seed: int | None = None) -> keras.Model:
+    """Build makemore.py's `BoW`: token + position embeddings, `x + mean(x so far)`, `x + MLP(x)`, `Dense`.
+
+    Args:
+        vocab_size: number of tokens, the marker included.
+        length: positions per word sequence (`T`: the longest word plus one).
+        embed_dim: width of the embeddings (makemore.py's `n_embd`).
+        hidden_units: width of the tanh MLP (`n_embd2`).
+        seed: seed of the initial weights (None: Keras' global generator).
+
+    Returns:
+        A functional `keras.Model` from int32 sequences `[batch, length]` to
+        logits at every position `[batch, length, vocab_size]`.
+
+    Example:
+
+    >>> build_bow(27, 16).count_params()
+    11867
+    """
+    init = initializers(seed)
+    tokens = keras.Input(shape=(length,), dtype="int32", name="sequence")
+    x = keras.layers.Embedding(vocab_size, embed_dim, embeddings_initializer=init("RandomUniform", minval=-0.05,
+                                                                                   maxval=0.05),
+                               name=EMBEDDING_LAYER)(tokens)
+    x = PositionEmbedding(length, init("RandomUniform", minval=-0.05, maxval=0.05), name="position_embedding")(x)
+    x = keras.layers.Add(name="with_context")([x, CausalMean(name="causal_mean")(x)])
+    h = keras.layers.Dense(hidden_units, activation="tanh", kernel_initializer=init("GlorotUniform"), name="hidden")(x)
+    h = keras.layers.Dense(embed_dim, kernel_initializer=init("GlorotUniform"), name="project")(h)
+    x = keras.layers.Add(name="with_mlp")([x, h])
+    logits = keras.layers.Dense(vocab_size, kernel_initializer=init("GlorotUniform"), name="logits")(x)
+    return keras.Model(tokens, logits, name=keras_name("bow"))
+
+
+def _count(c: TrainConfig, vocab_size: int, length: int) -> int:
+    e, h = c.embed_dim, c.hidden_units
+    return (vocab_size + length) * e + e * h + h + h * e + e + e * vocab_size + vocab_size
+
+
+MODEL = ModelType(
+    name="bow",
+    summary="Embedding + position -> x + causal mean of x -> x + MLP(tanh) -> Dense (makemore.py's BoW)",
+    context=WORD,
+    hyperparameters=("embed_dim", "hidden_units"),
+    build=lambda c, vocab_size, length: build_bow(vocab_size, length, c.embed_dim, c.hidden_units, seed=c.seed),
+    count_parameters=_count,
+)

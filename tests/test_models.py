@@ -1,0 +1,262 @@
+"""The model zoo: the contract every model meets, and each model through train, export and every runtime."""
+
+import dataclasses
+import json
+import shutil
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+
+from conftest import ROOT
+from test_web import chromium  # noqa: F401  (the fixture: Chromium, node and the page's modules, or a skip)
+from keras_makemore.config import PRESETS, TrainConfig, preset_name
+from keras_makemore.data import Corpus, read_words
+from keras_makemore.errors import UserError
+from keras_makemore.models import MODEL_NAMES, REGISTRY, get_model_type
+from keras_makemore.models.base import (WINDOW, WORD, block_size_for, count_parameters, model_type_of,
+                                        next_token_logits, word_sequences)
+from keras_makemore.runs import load_model
+
+# Small networks of every type, for the fast tests.
+TINY = {"mlp": dict(block_size=3, embed_dim=4, hidden_units=16),
+        "bigram": dict(block_size=1),
+        "wavenet": dict(block_size=4, embed_dim=4, hidden_units=16),
+        "bow": dict(embed_dim=8, hidden_units=16),
+        "rnn": dict(embed_dim=8, hidden_units=16),
+        "gru": dict(embed_dim=8, hidden_units=16),
+        "transformer": dict(embed_dim=8, hidden_units=16, layers=2, heads=2)}
+
+
+def tiny_config(name: str, words_path, **overrides) -> TrainConfig:
+    return TrainConfig(model=name, data=str(words_path), batch_size=16, steps=60, eval_every=30, optimizer="adam",
+                       lr=0.01, seed=3, **(TINY[name] | overrides))
+
+
+def test_the_registry_names_every_model_and_each_module_defines_its_own():
+    assert MODEL_NAMES == ("mlp", "bigram", "wavenet", "bow", "rnn", "gru", "transformer")
+    for name in MODEL_NAMES:
+        assert get_model_type(name).name == name
+    assert {get_model_type(n).context for n in ("mlp", "bigram", "wavenet")} == {WINDOW}
+    assert {get_model_type(n).context for n in ("bow", "rnn", "gru", "transformer")} == {WORD}
+    assert set(REGISTRY) == set(TINY)
+    with pytest.raises(UserError, match="model must be one of mlp, bigram"):
+        get_model_type("lstm")
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_each_model_builds_as_counted_and_reloads_in_safe_mode(name, words_path, tmp_path):
+    config = tiny_config(name, words_path)
+    words = read_words(words_path)
+    block_size = block_size_for(config, words)
+    model_type = get_model_type(name)
+    model = model_type.build(config, 30, block_size)
+    assert model.count_params() == count_parameters(config, 30, block_size)
+    assert model_type_of(model) is model_type and model.get_layer("embedding").input_dim == 30
+    x = np.random.default_rng(0).integers(0, 30, (5, block_size)).astype(np.int32)
+    assert np.asarray(next_token_logits(model)(x)).shape == (5, 30)
+    model.save(tmp_path / "m.keras")
+    loaded = load_model(tmp_path / "m.keras")
+    np.testing.assert_array_equal(next_token_logits(loaded)(x), next_token_logits(model)(x))
+    again = model_type.build(config, 30, block_size)  # the seed fixes the weights
+    for a, b in zip(model.weights, again.weights):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
+def test_makemore_sizes():
+    """makemore.py's default Transformer on names, the lecture's WaveNet: the parameter counts they report."""
+    transformer = TrainConfig.from_preset("transformer")
+    assert count_parameters(dataclasses.replace(transformer, hidden_units=256), 27, 16) == 204_571
+    wavenet = get_model_type("wavenet").build(TrainConfig(model="wavenet", block_size=8, embed_dim=24,
+                                                          hidden_units=128), 27, 8)
+    assert sum(int(np.prod(w.shape)) for w in wavenet.trainable_weights) == 76_579
+    assert count_parameters(TrainConfig(), 27, 3) == 11_897
+
+
+def test_word_sequences_start_with_the_marker_and_ignore_the_padding():
+    corpus = Corpus(["ab", "c", "abc", "ba", "cab", "a"], block_size=4)
+    x, y = word_sequences(["ab", "c"], corpus.vocab, 4)
+    assert x.tolist() == [[0, 1, 2, 0], [0, 3, 0, 0]]
+    assert y.tolist() == [[1, 2, 0, -1], [3, 0, -1, -1]]
+    assert block_size_for(TrainConfig(model="gru"), ["ab", "abcde"]) == 6
+    assert block_size_for(TrainConfig(model="mlp", block_size=5), ["ab"]) == 5
+
+
+@pytest.mark.parametrize("name", ["bow", "rnn", "gru", "transformer"])
+def test_a_word_model_reads_a_window_as_the_word_so_far(name, words_path):
+    """Windows of the last tokens give the logits of the whole-sequence pass at each character: causal and exact."""
+    config = tiny_config(name, words_path)
+    words = read_words(words_path)
+    corpus = Corpus(words, block_size_for(config, words))
+    model = get_model_type(name).build(config, corpus.vocab.size, corpus.block_size)
+    x, y = corpus.examples("train")
+    sequences, targets = word_sequences(corpus.split.train, corpus.vocab, corpus.block_size)
+    whole = np.asarray(model(sequences, training=False))[targets >= 0]
+    np.testing.assert_allclose(np.asarray(next_token_logits(model)(x)), whole, atol=1e-5)
+    assert (targets[targets >= 0] == y).all()
+
+
+def test_model_settings_are_checked():
+    from keras_makemore.training import _validate
+
+    with pytest.raises(UserError, match="block_size must be a power of two for model wavenet"):
+        _validate(TrainConfig(model="wavenet", block_size=6))
+    with pytest.raises(UserError, match="embed_dim 10 must be a multiple of heads 4"):
+        _validate(TrainConfig(model="transformer", embed_dim=10))
+    with pytest.raises(UserError, match="block_size must be 1 for model bigram"):
+        _validate(TrainConfig(model="bigram", block_size=3))
+    with pytest.raises(UserError, match="model must be one of"):
+        TrainConfig(model="lstm").validate()
+
+
+def test_every_model_but_mlp_has_a_preset_of_its_own():
+    for name in MODEL_NAMES:
+        preset = preset_name(None, name)
+        assert TrainConfig.from_preset(preset, model=name).model == name
+        assert preset == (name if name != "mlp" else "lecture")
+        get_model_type(name).check(TrainConfig.from_preset(preset, model=name))
+    assert preset_name("best", "gru") == "best"
+
+
+@pytest.fixture(scope="module", params=MODEL_NAMES)
+def exported_run(request, tmp_path_factory, words_path):
+    from keras_makemore.export import export_run
+    from keras_makemore.training import train
+
+    run_dir = tmp_path_factory.mktemp(request.param) / "run"
+    train(tiny_config(request.param, words_path), run_dir, verbose=0)
+    return run_dir, export_run(run_dir)
+
+
+@pytest.mark.slow
+def test_every_model_trains_and_exports_to_builtin_ops_within_1e4_of_keras(exported_run):
+    from ai_edge_litert.interpreter import Interpreter
+
+    from keras_makemore.evaluation import evaluate_splits
+    from keras_makemore.runs import Run
+
+    run_dir, report = exported_run
+    run = Run.load(run_dir)
+    assert abs(report.check.exported_loss - report.check.keras_loss) < 1e-4
+    assert report.check.max_abs_diff < 1e-4
+    assert report.check.keras_loss == pytest.approx(evaluate_splits(run.model, run.corpus(), ("val",))["val"].nll)
+    history = json.loads((run_dir / "history.json").read_text())
+    assert min(history["val_loss"]) == pytest.approx(report.check.keras_loss, abs=1e-4)  # the metric trained on
+    ops = {op["op_name"] for op in Interpreter(model_path=str(report.litert))._get_ops_details()}
+    assert ops and not any(op.startswith("Flex") or op == "CUSTOM" for op in ops), ops
+
+
+_OPTIONS = [{}, {"temperature": 1.4, "top_k": 6, "top_p": 0.9, "prefix": "a", "min_length": 3, "max_length": 20}]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("options", _OPTIONS, ids=["defaults", "controls"])
+def test_every_model_samples_the_same_words_on_every_runtime(exported_run, options):
+    from keras_makemore.exported import ExportedModel
+    from keras_makemore.runs import Run
+    from keras_makemore.sampling import sample_words
+    from keras_makemore.scoring import score_words
+
+    run_dir, report = exported_run
+    run = Run.load(run_dir)
+    keras_words = sample_words(run.model, run.vocab, run.config.block_size, 40, seed=5,
+                               **({"max_length": run.max_length} | options))
+    assert len(set(keras_words)) > 5 and all(w.startswith(options.get("prefix", "")) for w in keras_words)
+    for artifact in (report.litert, report.saved_model):
+        exported = ExportedModel(artifact)
+        assert exported.block_size == run.config.block_size
+        assert sample_words(exported, exported.vocab, exported.block_size, 40, seed=5, **options) == keras_words
+    sampler = subprocess.run([sys.executable, str(ROOT / "export" / "sample_tflite.py"), str(report.litert), "-n", "40",
+                              "--seed", "5", *_sampler_flags(options)], capture_output=True, text=True, timeout=120)
+    assert sampler.stdout.split("\n")[:40] == keras_words, sampler.stderr
+    words = run.corpus().split.val[:20] + ["", "a" * (run.max_length - 1)]
+    keras_scores = score_words(run.model, run.vocab, words)
+    litert_scores = score_words(ExportedModel(report.litert), run.vocab, words)
+    np.testing.assert_allclose([s.nll for s in litert_scores], [s.nll for s in keras_scores], atol=1e-4)
+
+
+def _sampler_flags(options: dict) -> list[str]:
+    return [f for name, value in options.items() for f in (f"--{name.replace('_', '-')}", str(value))]
+
+
+class _StopAfterFirstInterval(keras.callbacks.Callback):
+    def on_epoch_end(self, epoch, logs=None):
+        raise KeyboardInterrupt  # BackupAndRestore, listed earlier, has saved the epoch
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name, overrides", [("wavenet", {}), ("gru", {}), ("transformer", {"dropout": 0.1})])
+def test_an_interrupted_run_resumes_bit_identically(name, overrides, tmp_path, words_path):
+    """BatchNorm's moving statistics, dropout's seeds and the word minibatches all continue where they stopped."""
+    from keras_makemore.training import train
+
+    config = tiny_config(name, words_path, **overrides)
+    whole = train(config, tmp_path / "whole", verbose=0)
+    with pytest.raises(KeyboardInterrupt):
+        train(config, tmp_path / "cut", verbose=0, callbacks=[_StopAfterFirstInterval()])
+    resumed = train(None, tmp_path / "cut", verbose=0, resume=True)
+    assert resumed.history["val_loss"] == whole.history["val_loss"]
+    for a, b in zip(whole.model.weights, resumed.model.weights):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
+@pytest.mark.slow
+def test_a_word_model_through_every_command(tmp_path, words_path):
+    """`train --model transformer` (with `--lr auto`), then every command that reads a run or its export."""
+    from conftest import run_cli
+
+    run_dir = tmp_path / "run"
+    sizes = ["--data", str(words_path), "--model", "transformer", "--embed-dim", "8", "--hidden", "16",
+             "--layers", "1", "--heads", "2", "--batch-size", "16", "--seed", "3"]
+    trained = run_cli("train", *sizes, "--out", str(run_dir), "--steps", "40", "--eval-every", "20", "--lr", "auto")
+    assert trained.returncode == 0, trained.stderr
+    assert "lr-find: training with --lr" in trained.stdout and "training transformer:" in trained.stdout
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["model"] == "transformer"
+    found = run_cli("lr-find", *sizes, "--out", str(tmp_path / "lr"), "--num-steps", "20")
+    assert found.returncode == 0 and "suggested learning rate" in found.stdout, found.stderr
+    evaluated = json.loads(run_cli("evaluate", str(run_dir), "--json").stdout)
+    exported = run_cli("export", str(run_dir))
+    assert exported.returncode == 0, exported.stderr
+    manifest = json.loads((run_dir / "export" / "export.json").read_text())
+    assert abs(manifest["litert"]["model.tflite"]["val_check"]["exported_loss"] - evaluated["losses"]["val"]["nll"]) < 1e-4
+    controls = ["-n", "12", "--seed", "9", "--temperature", "0.9", "--top-p", "0.95", "--prefix", "e", "--json"]
+    from_run = json.loads(run_cli("sample", str(run_dir), *controls).stdout)["samples"]
+    from_litert = json.loads(run_cli("sample", str(run_dir / "export" / "model.tflite"), *controls).stdout)["samples"]
+    assert from_run == from_litert and len(from_run) == 12
+    scored = [run_cli("score", str(path), "emma", "xq", "--json") for path in (run_dir, run_dir / "export" / "model.tflite")]
+    assert [json.loads(s.stdout)["words"][0]["word"] for s in scored] == ["emma", "emma"]
+    for command in ("plot", "report"):
+        assert run_cli(command, str(run_dir)).returncode == 0
+    report = (run_dir / "report.md").read_text()
+    assert "`transformer`: Embedding + position" in report and "| model | transformer |" in report
+    assert (run_dir / "embeddings.png").stat().st_size > 10_000
+
+
+@pytest.mark.slow
+def test_every_model_samples_the_same_words_in_the_browser(exported_run, chromium):
+    """The page (LiteRT.js in headless Chromium) shows the words of export/sample_tflite.py, for every model."""
+    import importlib.util
+    import threading
+    from urllib.parse import urlencode
+
+    from test_web import WEB, _browse
+
+    _, report = exported_run
+    spec = importlib.util.spec_from_file_location("serve", WEB / "serve.py")
+    serve = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(serve)
+    server = serve.serve(str(report.litert), port=0, quiet=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        query = urlencode({"model": "model.tflite", "seed": 4, "n": 30, "temperature": 0.8, "top_k": 5, "prefix": "a"})
+        shown = _browse(chromium, f"http://127.0.0.1:{server.server_address[1]}/?{query}")
+    finally:
+        server.shutdown()
+        server.server_close()
+    sampler = subprocess.run([sys.executable, str(ROOT / "export" / "sample_tflite.py"), str(report.litert), "-n", "30",
+                              "--seed", "4", "--temperature", "0.8", "--top-k", "5", "--prefix", "a"],
+                             capture_output=True, text=True, timeout=120)
+    assert shown["error"] is None and shown["words"] == sampler.stdout.splitlines()
