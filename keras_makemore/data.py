@@ -493,7 +493,8 @@ class Windows:
     def gather(self, indices: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         """Contexts int32 `[..., block_size]` and next ids int32 `[...]` of the examples at `indices` (int32)."""
         if self._tensor is None:
-            self._tensor = tf.constant(self.ids)
+            with tf.init_scope():  # made once, eagerly, even when first asked for inside a tf.data function
+                self._tensor = tf.constant(self.ids)
         window = tf.gather(self._tensor, indices[..., None] + tf.range(self.block_size))
         # Keep an id only if no marker follows it in the window: the ids before a word's start are another word's.
         inside = tf.math.cumprod(tf.cast(window != MARKER_ID, tf.int32), axis=-1, reverse=True)

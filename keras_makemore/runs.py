@@ -8,7 +8,7 @@ from pathlib import Path
 import keras
 
 from keras_makemore.config import TrainConfig
-from keras_makemore.data import Corpus, Vocabulary, read_words
+from keras_makemore.data import Corpus, Vocabulary
 from keras_makemore.errors import UserError
 from keras_makemore.model import model_shape
 from keras_makemore.rundir import CONFIG_FILE, MODEL_FILE, VOCAB_FILE, read_config
@@ -63,7 +63,7 @@ class Run:
         return self.corpus_from(data)
 
     def corpus_from(self, data: str | os.PathLike) -> Corpus:
-        return Corpus(read_words(data), self.config.block_size, seed=self.config.split_seed, vocab=self.vocab)
+        return Corpus.from_file(data, self.config.block_size, seed=self.config.split_seed, vocab=self.vocab)
 
     @property
     def max_length(self) -> int:

@@ -2,8 +2,9 @@
 
 Data -> model -> optimizer -> fit -> save. The minibatches are the lecture's,
 `ix = randint(0, n, (batch,))` at every step, drawn by a `tf.data` pipeline
-keyed on `(seed, step)` (`data.random_minibatches`); `engine.fit` runs up to
-1,000 of them per compiled call inside `model.fit`. A resumed run restores the
+keyed on `(seed, step)` and cut from the corpus' flat ids
+(`data.Windows.random_minibatches`); `engine.fit` runs up to 1,000 of them per
+compiled call inside `model.fit`. A resumed run restores the
 last checkpoint first and starts the pipeline at the restored step, so it
 trains on the very minibatches the uninterrupted run would have.
 """
@@ -16,14 +17,13 @@ from pathlib import Path
 from typing import Sequence
 
 import keras
-import numpy as np
 import tensorflow as tf
 
 from keras_makemore import engine, rundir
 from keras_makemore.callbacks import (AtomicCSVLogger, BestModelCheckpoint, SampleWords, StopOnNonFiniteLoss,
                                       tensorboard_callbacks)
 from keras_makemore.config import StepPlan, TrainConfig, check_model_size, plan_steps
-from keras_makemore.data import Corpus, load_names, make_dataset, random_minibatches, read_words
+from keras_makemore.data import Corpus, Windows, load_names
 from keras_makemore.distribute import is_chief, make_strategy, worker_dir
 from keras_makemore.errors import UserError
 from keras_makemore.evaluation import mean_nll
@@ -101,10 +101,9 @@ def train(
 
     # Data
     data_path = Path(config.data) if config.data else load_names()
-    corpus = Corpus(read_words(data_path), config.block_size, seed=config.split_seed)
+    corpus = Corpus.from_file(data_path, config.block_size, seed=config.split_seed)
     check_model_size(config, corpus.vocab.size)
-    x_train, y_train = corpus.examples("train")
-    plan = plan_steps(config, len(x_train))
+    plan = plan_steps(config, len(corpus.windows("train")))
     if not resume and chief:
         _start_run_dir(run_dir, config, corpus, data_path, plan)
 
@@ -115,7 +114,8 @@ def train(
     with worker_dir(run_dir, chief) as out_dir:
         backup = keras.callbacks.BackupAndRestore(str(out_dir / rundir.BACKUP_DIR), double_checkpoint=True)
         first_step = _restore(model, backup) if resume else 0
-        minibatches = random_minibatches(x_train, y_train, config.batch_size, config.seed, plan.total_steps, first_step)
+        minibatches = corpus.windows("train").random_minibatches(config.batch_size, config.seed, plan.total_steps,
+                                                                 first_step)
         stop_on_nan = StopOnNonFiniteLoss()
         fit_callbacks = [backup, stop_on_nan, *_run_callbacks(config, corpus, run_dir, model, chief, verbose,
                                                              num_samples, tensorboard), *callbacks]
@@ -157,7 +157,7 @@ def _run_callbacks(config, corpus, run_dir, model, chief, verbose, num_samples, 
     # Keras' evaluate under MultiWorkerMirroredStrategy fails on (x, y) batches (its strategy.reduce of
     # the first batch takes no tuple), so each worker validates its own copy of the synchronised weights.
     if config.strategy == "multiworker":
-        out.append(_LocalValidation(model, *corpus.examples("val")))
+        out.append(_LocalValidation(model, corpus.windows("val"), config.eval_max_examples))
     if chief:
         out += [BestModelCheckpoint(run_dir / rundir.MODEL_FILE, initial_best=rundir.best_val_loss(run_dir)),
                 AtomicCSVLogger(run_dir / rundir.HISTORY_CSV)]
@@ -185,9 +185,8 @@ def _restore(model: keras.Model, backup: keras.callbacks.BackupAndRestore) -> in
 def _print_plan(config, corpus, model, plan, resume, run_dir) -> None:
     if resume:
         print(f"resuming the run in {run_dir} from its last checkpoint")
-    x_train = corpus.examples("train")[0]
-    print(f"training {model.count_params():,} parameters on {len(x_train):,} examples "
-          f"({len(corpus.split.train):,} words) for {plan.total_steps:,} steps of batch {config.batch_size}, "
+    print(f"training {model.count_params():,} parameters on {len(corpus.windows('train')):,} examples "
+          f"({corpus.split_size('train'):,} words) for {plan.total_steps:,} steps of batch {config.batch_size}, "
           f"validating every {plan.steps_per_epoch:,} steps")
     replicas = model.distribute_strategy.num_replicas_in_sync
     if config.strategy != "default":
@@ -206,26 +205,27 @@ def _check_replicas(config: TrainConfig, replicas: int) -> None:
 
 
 class _LocalValidation(keras.callbacks.Callback):
-    """Add `val_loss`, the mean NLL of `model` on `(x, y)`, to each epoch's logs."""
+    """Add `val_loss`, the mean NLL of `model` on (up to `max_examples` of) `windows`, to each epoch's logs."""
 
-    def __init__(self, model: keras.Model, x: np.ndarray, y: np.ndarray):
+    def __init__(self, model: keras.Model, windows: Windows, max_examples: int | None):
         super().__init__()
-        self._network, self._x, self._y = model, x, y
+        self._network, self._windows, self._max_examples = model, windows, max_examples
 
     def on_epoch_end(self, epoch, logs=None):
         if logs is not None:
-            logs["val_loss"] = mean_nll(self._network, self._x, self._y)
+            logs["val_loss"] = mean_nll(self._network, self._windows, max_examples=self._max_examples)
 
 
 def _validation_data(config: TrainConfig, corpus: Corpus, replicas: int) -> tf.data.Dataset | None:
-    """Batches of up to 4096 examples, read whole by every worker; the first splits evenly over the replicas."""
+    """Batches of up to 4096 examples (up to `eval_max_examples` in all), read whole by every worker; the first
+    splits evenly over the replicas."""
     if config.strategy == "multiworker":
         return None  # `_LocalValidation` does it
-    x, y = corpus.examples("val")
-    batch_size = max(replicas, min(4096, len(x)) // replicas * replicas)
+    windows = corpus.windows("val")
+    batch_size = max(replicas, min(4096, len(windows)) // replicas * replicas)
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
-    return make_dataset(x, y, batch_size=batch_size, shuffle=False).with_options(options)
+    return windows.batches(batch_size, config.eval_max_examples).with_options(options)
 
 
 def _check_new_run_dir(run_dir: Path) -> None:
@@ -241,7 +241,7 @@ def _start_run_dir(run_dir: Path, config: TrainConfig, corpus: Corpus, data_path
     _create_run_dir(run_dir)
     corpus.vocab.save(run_dir / rundir.VOCAB_FILE)
     rundir.write_config(run_dir, config, plan, data=str(data_path.resolve()), data_sha256=file_sha256(data_path),
-                        vocab_size=corpus.vocab.size, max_word_length=max(map(len, corpus.words)))
+                        vocab_size=corpus.vocab.size, max_word_length=corpus.max_word_length)
 
 
 def _config_to_resume(run_dir: Path, config: TrainConfig | None) -> TrainConfig:
@@ -294,12 +294,12 @@ def find_lr_for_config(config: TrainConfig, run_dir: str | os.PathLike | None = 
                         "with strategy 'default' or 'mirrored', then train the cluster with its lr", argument="strategy")
     strategy = make_strategy(config.strategy)
     _check_replicas(config, strategy.num_replicas_in_sync)
-    corpus = Corpus(read_words(Path(config.data) if config.data else load_names()), config.block_size,
-                    seed=config.split_seed)
-    x_train, y_train = corpus.examples("train")
-    plan = plan_steps(config, len(x_train))
+    corpus = Corpus.from_file(Path(config.data) if config.data else load_names(), config.block_size,
+                              seed=config.split_seed)
+    train_windows = corpus.windows("train")
+    plan = plan_steps(config, len(train_windows))
     model = compiled_model(config, corpus.vocab.size, plan, strategy)
-    minibatches = random_minibatches(x_train, y_train, config.batch_size, config.seed, plan.total_steps)
+    minibatches = train_windows.random_minibatches(config.batch_size, config.seed, plan.total_steps)
     result = find_lr(model, minibatches, **finder_args)
     if run_dir is not None:
         _create_run_dir(Path(run_dir))
