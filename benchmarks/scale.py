@@ -85,7 +85,7 @@ print(f"{corpus.num_words} {int(corpus.offsets[-1])} {prepared:.3f} {windows:.3f
 def measure(path: Path, lines: int, steps: int, work: Path, env: dict) -> dict:
     run_dir = work / f"run-{lines}"
     train = [sys.executable, "-m", "keras_makemore", "train", "--data", str(path), "--steps", str(steps),
-             "--quiet", "--samples", "0", "--run-dir", str(run_dir)]
+             "--quiet", "--samples", "0", "--out", str(run_dir)]
     wall, peak, out = run(train, env)
     history = __import__("json").loads((run_dir / "history.json").read_text())
     probe = [sys.executable, "-c", PROBE, str(path), str(run_dir)]

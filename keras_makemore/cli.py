@@ -190,7 +190,7 @@ def _train(args) -> int:
     words = sample_words(run.model, run.vocab, run.config.block_size, 10, seed=run.config.seed,
                          max_length=run.max_length)
     print(f"train loss {losses['train'].nll:.4f}  val loss {losses['val'].nll:.4f}")
-    print(f"samples ({novelty(words, result.corpus.split.train):.0%} novel):", *words, sep="\n  ")
+    print(f"samples ({novelty(words, result.corpus.known(words)):.0%} novel):", *words, sep="\n  ")
     print(f"run saved in {run_dir}  (next: keras-makemore sample {run_dir})")
     if args.tensorboard:
         print(f"TensorBoard logs in {run_dir / 'tensorboard'}  (view: tensorboard --logdir {run_dir / 'tensorboard'})")

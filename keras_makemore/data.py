@@ -760,6 +760,33 @@ class Corpus:
         words = text.split("\n")[:-1]
         return words if indices is None else [words[i] for i in indices.tolist()]
 
+    def known(self, words: Iterable[str], split: str = "train") -> list[str]:
+        """Those of `words` that are words of `split`, found by searching the packed text: no word list is built.
+
+        Example:
+
+        >>> corpus = Corpus(["emma", "olivia", "ava", "isabella", "sophia", "mia", "amelia"], 3)
+        >>> len(corpus.known(corpus.split.train + ["zed"]))
+        5
+        """
+        encoding = "ascii" if self.chars.dtype == np.uint8 else "utf-32-le"
+        width = self.chars.itemsize
+        in_split = np.zeros(self.num_words, dtype=bool)
+        in_split[self._word_indices[_check_split(split)]] = True
+        text = "\n".encode(encoding) + self.chars.tobytes()
+        out = []
+        for word in words:
+            try:
+                needle = f"\n{word}\n".encode(encoding)
+            except UnicodeEncodeError:
+                continue  # a character no word of an ASCII corpus has
+            at = text.find(needle)
+            while at >= 0 and not (at % width == 0 and in_split[np.searchsorted(self.offsets, at // width)]):
+                at = text.find(needle, at + 1)
+            if at >= 0:
+                out.append(word)
+        return out
+
     def split_size(self, split: str) -> int:
         """The number of words in `split`."""
         return len(self._word_indices[_check_split(split)])
