@@ -94,7 +94,7 @@ def measure(path: Path, lines: int, steps: int, work: Path, env: dict) -> dict:
     return dict(lines=lines, mb=path.stat().st_size / 1e6, words=int(words), chars=int(chars), rule=rule,
                 prepare_s=float(prepared), windows_s=float(windows), words_per_s=int(words) / float(prepared),
                 eval_s=float(evaluated), eval_examples=int(examples), train_wall_s=wall, train_peak_gb=peak,
-                train_s=history.get("train_seconds", float("nan")), steps=steps,
+                train_s=history["train_seconds_last_session"], steps=steps,
                 rss_budget_gb=1 + 32 * int(chars) / 1e9, command=" ".join(["keras-makemore", *train[3:]]))
 
 

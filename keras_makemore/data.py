@@ -71,31 +71,45 @@ def read_words(path: str | os.PathLike) -> list[str]:
 
 def _read_data(path: str | os.PathLike) -> tuple[bytes, str | None]:
     """The bytes of a word-list file, checked, and its text decoded unless it is pure ASCII (then `None`)."""
+    path = check_data_file(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as e:
+        raise UserError(f"cannot read data file {path}: {e.strerror}") from None
+    return raw, decode_data(raw, path)
+
+
+def check_data_file(path: str | os.PathLike) -> Path:
+    """`path` as a `Path`, or a `UserError` if it is not an existing regular file."""
     path = Path(path)
     if not path.exists():
         raise UserError(f"data file not found: {path}: pass an existing text file, one word a line", argument="data")
     if not path.is_file():
         raise UserError(f"data file {path} is not a regular file: pass a text file, one word a line", argument="data")
-    try:
-        raw = path.read_bytes()
-    except OSError as e:
-        raise UserError(f"cannot read data file {path}: {e.strerror}") from None
+    return path
+
+
+def decode_data(raw: bytes, path: str | os.PathLike, at: int = 0) -> str | None:
+    """The text of `raw`, bytes of `path` from offset `at`; `None` if it is pure ASCII. A `UserError` if not text."""
     if b"\x00" in raw:
         raise UserError(
             f"data file {path} looks binary (it contains NUL bytes): "
             "pass a UTF-8 text file with one word a line"
         )
     if raw.isascii():
-        text = None
-    else:
-        try:
-            text = raw.decode("utf-8-sig")
-        except UnicodeDecodeError as e:
-            raise UserError(
-                f"data file {path} is not UTF-8 text (byte 0x{raw[e.start]:02x} at offset {e.start}): "
-                "convert it to UTF-8, e.g. with iconv"
-            ) from None
-    return raw, text
+        return None
+    try:
+        return raw.decode("utf-8-sig" if at == 0 else "utf-8")
+    except UnicodeDecodeError as e:
+        raise UserError(
+            f"data file {path} is not UTF-8 text (byte 0x{raw[e.start]:02x} at offset {at + e.start}): "
+            "convert it to UTF-8, e.g. with iconv"
+        ) from None
+
+
+def code_points(raw: bytes, text: str | None) -> np.ndarray:
+    """The code points of a text `decode_data` checked: `uint8` for ASCII (`text` `None`), else `uint32`."""
+    return np.frombuffer(raw, dtype=np.uint8) if text is None else _code_points(text)
 
 
 def _no_words(path) -> UserError:
@@ -712,7 +726,7 @@ class Corpus:
         27
         """
         raw, text = _read_data(path)
-        chars, offsets = pack_lines(np.frombuffer(raw, dtype=np.uint8) if text is None else _code_points(text))
+        chars, offsets = pack_lines(code_points(raw, text))
         if len(offsets) == 1:
             raise _no_words(path)
         corpus = cls.__new__(cls)
@@ -769,23 +783,9 @@ class Corpus:
         >>> len(corpus.known(corpus.split.train + ["zed"]))
         5
         """
-        encoding = "ascii" if self.chars.dtype == np.uint8 else "utf-32-le"
-        width = self.chars.itemsize
         in_split = np.zeros(self.num_words, dtype=bool)
         in_split[self._word_indices[_check_split(split)]] = True
-        text = "\n".encode(encoding) + self.chars.tobytes()
-        out = []
-        for word in words:
-            try:
-                needle = f"\n{word}\n".encode(encoding)
-            except UnicodeEncodeError:
-                continue  # a character no word of an ASCII corpus has
-            at = text.find(needle)
-            while at >= 0 and not (at % width == 0 and in_split[np.searchsorted(self.offsets, at // width)]):
-                at = text.find(needle, at + 1)
-            if at >= 0:
-                out.append(word)
-        return out
+        return _find_known(self.chars, self.offsets, in_split, words)
 
     def split_size(self, split: str) -> int:
         """The number of words in `split`."""
@@ -808,6 +808,24 @@ class Corpus:
         if split not in self._examples:
             self._examples[split] = self.windows(split).numpy()
         return self._examples[split]
+
+
+def _find_known(chars: np.ndarray, offsets: np.ndarray, selected: np.ndarray, words: Iterable[str]) -> list[str]:
+    """Those of `words` that are among the packed words where `selected` is True, by a search of the text."""
+    encoding = "ascii" if chars.dtype == np.uint8 else "utf-32-le"
+    text = "\n".encode(encoding) + chars.tobytes()
+    out = []
+    for word in words:
+        try:
+            needle = f"\n{word}\n".encode(encoding)
+        except UnicodeEncodeError:
+            continue  # a character no word of an ASCII text has
+        at = text.find(needle)
+        while at >= 0 and not (at % chars.itemsize == 0 and selected[np.searchsorted(offsets, at // chars.itemsize)]):
+            at = text.find(needle, at + 1)
+        if at >= 0:
+            out.append(word)
+    return out
 
 
 def _check_split(name: str) -> str:

@@ -24,6 +24,7 @@ from keras_makemore.callbacks import (AtomicCSVLogger, BestModelCheckpoint, Samp
                                       tensorboard_callbacks)
 from keras_makemore.config import StepPlan, TrainConfig, check_model_size, plan_steps
 from keras_makemore.data import Corpus, Windows, load_names
+from keras_makemore.streaming import StreamedCorpus, WindowStream, open_corpus
 from keras_makemore.distribute import is_chief, make_strategy, worker_dir
 from keras_makemore.errors import UserError
 from keras_makemore.evaluation import mean_nll
@@ -48,7 +49,7 @@ class TrainResult:
 
     run_dir: Path
     model: keras.Model
-    corpus: Corpus
+    corpus: Corpus | StreamedCorpus
     history: dict[str, list[float]]
     config: TrainConfig
     chief: bool = True
@@ -101,7 +102,7 @@ def train(
 
     # Data
     data_path = Path(config.data) if config.data else load_names()
-    corpus = Corpus.from_file(data_path, config.block_size, seed=config.split_seed)
+    corpus = open_corpus(data_path, config.block_size, seed=config.split_seed)
     check_model_size(config, corpus.vocab.size)
     plan = plan_steps(config, len(corpus.windows("train")))
     if not resume and chief:
@@ -207,7 +208,7 @@ def _check_replicas(config: TrainConfig, replicas: int) -> None:
 class _LocalValidation(keras.callbacks.Callback):
     """Add `val_loss`, the mean NLL of `model` on (up to `max_examples` of) `windows`, to each epoch's logs."""
 
-    def __init__(self, model: keras.Model, windows: Windows, max_examples: int | None):
+    def __init__(self, model: keras.Model, windows: Windows | WindowStream, max_examples: int | None):
         super().__init__()
         self._network, self._windows, self._max_examples = model, windows, max_examples
 
@@ -216,7 +217,8 @@ class _LocalValidation(keras.callbacks.Callback):
             logs["val_loss"] = mean_nll(self._network, self._windows, max_examples=self._max_examples)
 
 
-def _validation_data(config: TrainConfig, corpus: Corpus, replicas: int) -> tf.data.Dataset | None:
+def _validation_data(config: TrainConfig, corpus: Corpus | StreamedCorpus,
+                     replicas: int) -> tf.data.Dataset | None:
     """Batches of up to 4096 examples (up to `eval_max_examples` in all), read whole by every worker; the first
     splits evenly over the replicas."""
     if config.strategy == "multiworker":
@@ -236,7 +238,7 @@ def _check_new_run_dir(run_dir: Path) -> None:
         raise UserError(f"run_dir {run_dir} already holds a run: choose another run_dir", argument="run_dir")
 
 
-def _start_run_dir(run_dir: Path, config: TrainConfig, corpus: Corpus, data_path: Path, plan: StepPlan) -> None:
+def _start_run_dir(run_dir: Path, config: TrainConfig, corpus: Corpus | StreamedCorpus, data_path: Path, plan: StepPlan) -> None:
     """Create the run directory with its vocabulary and config."""
     _create_run_dir(run_dir)
     corpus.vocab.save(run_dir / rundir.VOCAB_FILE)
@@ -294,8 +296,7 @@ def find_lr_for_config(config: TrainConfig, run_dir: str | os.PathLike | None = 
                         "with strategy 'default' or 'mirrored', then train the cluster with its lr", argument="strategy")
     strategy = make_strategy(config.strategy)
     _check_replicas(config, strategy.num_replicas_in_sync)
-    corpus = Corpus.from_file(Path(config.data) if config.data else load_names(), config.block_size,
-                              seed=config.split_seed)
+    corpus = open_corpus(Path(config.data) if config.data else load_names(), config.block_size, seed=config.split_seed)
     train_windows = corpus.windows("train")
     plan = plan_steps(config, len(train_windows))
     model = compiled_model(config, corpus.vocab.size, plan, strategy)
