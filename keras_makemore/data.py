@@ -14,7 +14,6 @@ import importlib.resources
 import json
 import os
 import random
-import sys
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -387,7 +386,9 @@ def pack_lines(codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     >>> bytes(chars).decode(), offsets.tolist()
     ('emma\nava\n', [0, 5, 9])
     """
-    if len(codes) and codes[-1] != ord("\n"):
+    if not len(codes):
+        return codes, np.zeros(1, dtype=np.int64)
+    if codes[-1] != ord("\n"):
         codes = np.append(codes, np.array(ord("\n"), dtype=codes.dtype))
     newlines = np.flatnonzero(codes == ord("\n"))
     line_starts = np.concatenate([[0], newlines[:-1] + 1]).astype(np.int64)
@@ -397,12 +398,12 @@ def pack_lines(codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     for _ in range(8):
         lead = starts < ends
         lead[lead] = _is_space(codes[starts[lead]])
+        starts += lead
         trail = starts < ends
         trail[trail] = _is_space(codes[ends[trail] - 1])
+        ends -= trail
         if not (lead.any() or trail.any()):
             break
-        starts += lead
-        ends -= trail
     else:
         for i in np.flatnonzero(starts < ends):
             solid = np.flatnonzero(~_is_space(codes[starts[i]:ends[i]]))
@@ -424,10 +425,13 @@ def _is_space(codes: np.ndarray) -> np.ndarray:
     return table[np.minimum(codes.astype(np.int64), len(table) - 1)]
 
 
+_LAST_SPACE = 0x3000  # ideographic space, the highest code point `str.isspace` accepts (tested)
+
+
 @functools.cache
 def _whitespace_table() -> np.ndarray:
     """`table[c]`: whether `chr(c).isspace()`, for every c up to the last whitespace; the last entry is False."""
-    spaces = [c for c in range(sys.maxunicode + 1) if chr(c).isspace()]
+    spaces = [c for c in range(_LAST_SPACE + 1) if chr(c).isspace()]
     table = np.zeros(max(spaces) + 2, dtype=bool)
     table[spaces] = True
     return table
