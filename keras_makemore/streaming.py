@@ -195,14 +195,16 @@ class WindowStream:
         With `max_examples`, each chunk gives its share of them, spread over it
         (the whole file is still read).
         """
-        share = None if max_examples is None else max_examples / len(self)
+        sizes = self.chunk_examples[self.chunk_examples > 0]
+        if max_examples is not None:
+            sizes = np.minimum(sizes, np.maximum(1, np.round(sizes * (max_examples / len(self))).astype(np.int64)))
 
         def generate():
-            for windows in self.chunks():
-                cap = None if share is None else max(1, round(share * len(windows)))
-                yield from windows.batches(batch_size, cap).as_numpy_iterator()
+            for windows, size in zip(self.chunks(), sizes):
+                yield from windows.batches(batch_size, int(size)).as_numpy_iterator()
 
-        return tf.data.Dataset.from_generator(generate, output_signature=_signature(None, self.block_size))
+        return (tf.data.Dataset.from_generator(generate, output_signature=_signature(None, self.block_size))
+                .apply(tf.data.experimental.assert_cardinality(int((-(-sizes // batch_size)).sum()))))
 
     def random_minibatches(self, batch_size: int, seed: int, steps: int, first_step: int = 0) -> tf.data.Dataset:
         """Minibatches of `batch_size` examples drawn with replacement, a chunk at a time, for steps
