@@ -8,7 +8,7 @@ wait for TensorFlow:
 Modules, data flowing one way: `config` (TrainConfig, presets, defaults) and
 `rundir` (the run directory's files) need no TensorFlow; `data`, `model` and
 `engine` (the fast loop inside `model.fit` for any Keras model) are the
-building blocks; `training` is the recipe that joins them; `runs`, `plots`,
+building blocks, with `streaming` for word lists bigger than memory; `training` is the recipe that joins them; `runs`, `plots`,
 `report`, `sweep` and `cli` read and use what it saved.
 """
 
@@ -20,7 +20,8 @@ _EXPORTS = {
     "UserError": "errors",
     "Vocabulary": "data", "Corpus": "data", "Split": "data", "read_words": "data",
     "split_words": "data", "build_examples": "data", "make_dataset": "data", "load_names": "data",
-    "random_minibatches": "data",
+    "random_minibatches": "data", "Windows": "data",
+    "StreamedCorpus": "streaming", "open_corpus": "streaming",
     "build_model": "model",
     "fit": "engine",
     "TrainConfig": "config", "PRESETS": "config", "train": "training",
