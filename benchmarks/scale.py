@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 SIZES = (32_000, 320_000, 3_200_000, 32_000_000)
+ROOT = Path(__file__).resolve().parent.parent  # `python -m keras_makemore` runs this checkout's package
 CHUNK_LINES = 1_000_000
 
 
@@ -54,7 +55,7 @@ def generate(path: Path, lines: int, seed: int = 0) -> None:
 def run(command: list[str], env: dict) -> tuple[float, float, str]:
     """Wall seconds, peak RSS in GB and the output of `command`, timed by GNU time."""
     started = time.perf_counter()
-    done = subprocess.run(["/usr/bin/time", "-v", *command], env=env, capture_output=True, text=True)
+    done = subprocess.run(["/usr/bin/time", "-v", *command], env=env, capture_output=True, text=True, cwd=ROOT)
     wall = time.perf_counter() - started
     if done.returncode:
         raise SystemExit(f"{' '.join(command)} failed:\n{done.stdout}\n{done.stderr[-3000:]}")
@@ -108,7 +109,7 @@ def main() -> None:
     if args.generate:
         generate(Path(args.generate), sizes[0])
         return
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=str(ROOT))
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for lines in sizes:
