@@ -9,7 +9,7 @@ Modules, data flowing one way: `config` (TrainConfig, presets, defaults) and
 `rundir` (the run directory's files) need no TensorFlow; `data`, `models` (one
 module per architecture, a registry and their contract) and
 `engine` (the fast loop inside `model.fit` for any Keras model) are the
-building blocks; `training` is the recipe that joins them; `runs`, `plots`,
+building blocks, with `streaming` for word lists bigger than memory; `training` is the recipe that joins them; `runs`, `plots`,
 `report`, `sweep` and `cli` read and use what it saved.
 """
 
@@ -21,7 +21,8 @@ _EXPORTS = {
     "UserError": "errors",
     "Vocabulary": "data", "Corpus": "data", "Split": "data", "read_words": "data",
     "split_words": "data", "build_examples": "data", "make_dataset": "data", "load_names": "data",
-    "random_minibatches": "data",
+    "random_minibatches": "data", "Windows": "data",
+    "StreamedCorpus": "streaming", "open_corpus": "streaming",
     "build_model": "models.mlp", "get_model_type": "models", "MODEL_NAMES": "models", "ModelType": "models.base",
     "next_token_logits": "models.base",
     "fit": "engine",

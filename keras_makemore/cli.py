@@ -64,7 +64,7 @@ _FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
 _MODEL_FIELDS = ("model", "data", "block_size", "embed_dim", "hidden_units", "layers", "heads", "dropout",
                  "direct_connections", "batch_size",
                  "optimizer", "weight_decay", "xla", "seed", "split_seed", "strategy")
-_SCHEDULE_FIELDS = ("steps", "epochs", "lr", "lr_schedule", "lr_drops", "eval_every")
+_SCHEDULE_FIELDS = ("steps", "epochs", "lr", "lr_schedule", "lr_drops", "eval_every", "eval_max_examples")
 _SWEEP_FIELDS = ("data", "batch_size", "steps", "optimizer", "lr", "lr_schedule", "seed", "split_seed", "eval_every")
 
 
@@ -193,11 +193,11 @@ def _train(args) -> int:
               f"`keras-makemore train --resume {run_dir}`", file=sys.stderr)
         return 130
     run = Run.load(run_dir)
-    losses = evaluate_splits(run.model, result.corpus, ("train", "val"))
+    losses = evaluate_splits(run.model, result.corpus, ("train", "val"), progress=sys.stdout.isatty() and not args.quiet)
     words = sample_words(run.model, run.vocab, run.config.block_size, 10, seed=run.config.seed,
                          max_length=run.max_length)
     print(f"train loss {losses['train'].nll:.4f}  val loss {losses['val'].nll:.4f}")
-    print(f"samples ({novelty(words, result.corpus.split.train):.0%} novel):", *words, sep="\n  ")
+    print(f"samples ({novelty(words, result.corpus.known(words)):.0%} novel):", *words, sep="\n  ")
     print(f"run saved in {run_dir}  (next: keras-makemore sample {run_dir})")
     if args.tensorboard:
         print(f"TensorBoard logs in {run_dir / 'tensorboard'}  (view: tensorboard --logdir {run_dir / 'tensorboard'})")
@@ -268,7 +268,7 @@ def _evaluate(args) -> int:
 
     run = Run.load(args.run_dir)
     corpus = run.corpus_from(args.data) if args.data else run.corpus()
-    losses = evaluate_splits(run.model, corpus)
+    losses = evaluate_splits(run.model, corpus, progress=sys.stdout.isatty() and not args.json)
     verdict = fit_verdict(losses["train"].nll, losses["val"].nll)
     if args.json:
         print(json.dumps({"run_dir": str(run.path), "losses": {k: v.to_json() for k, v in losses.items()},

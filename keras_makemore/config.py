@@ -69,6 +69,9 @@ class TrainConfig:
         seed: seed of the initial weights, dropout and minibatches.
         split_seed: seed of the train/val/test shuffle (42 gives the lecture's split).
         eval_every: steps between validation passes (Keras epochs).
+        eval_max_examples: if set, each validation pass during training
+            reads only this many examples of the val split, spread evenly
+            over it: a quick check on a big corpus. `None` reads all.
         xla: `"on"` compiles each chunk of training steps with XLA, `"off"`
             does not, `"auto"` uses XLA unless the model has dropout or
             several replicas.
@@ -109,6 +112,9 @@ class TrainConfig:
     seed: int = _field(42, "seed of weights, dropout and minibatches", metavar="N")
     split_seed: int = _field(42, "seed of the 80/10/10 split (42: the lecture's)", metavar="N")
     eval_every: int = _field(10_000, "steps between validation passes", metavar="N")
+    eval_max_examples: int | None = _field(
+        None, "validate during training on at most N examples spread over the val split (default: all of it); "
+        "the final losses are over the whole splits", metavar="N")
     xla: str = _field("auto", "compile the training loop with XLA (auto: unless dropout or several replicas)",
                       choices=XLA_MODES)
     strategy: str = _field("default", "tf.distribute strategy: default (one device), mirrored (local GPUs or "
@@ -122,6 +128,8 @@ class TrainConfig:
                f"must be at most {MAX_BLOCK_SIZE} characters of context, got {self.block_size}")
         _check(self.steps >= 1 or self.epochs is not None, "steps", f"must be at least 1, got {self.steps}")
         _check(self.epochs is None or self.epochs >= 1, "epochs", f"must be at least 1, got {self.epochs}")
+        _check(self.eval_max_examples is None or self.eval_max_examples >= 1, "eval_max_examples",
+               f"must be at least 1, got {self.eval_max_examples}")
         for name in ("model", "optimizer", "lr_schedule", "xla", "strategy"):
             choices = self.__dataclass_fields__[name].metadata["choices"]
             _check(getattr(self, name) in choices, name,

@@ -8,7 +8,8 @@ from pathlib import Path
 import keras
 
 from keras_makemore.config import TrainConfig
-from keras_makemore.data import Corpus, Vocabulary, read_words
+from keras_makemore.data import Corpus, Vocabulary
+from keras_makemore.streaming import StreamedCorpus, open_corpus
 from keras_makemore.errors import UserError
 from keras_makemore.models.base import model_shape
 from keras_makemore.rundir import CONFIG_FILE, MODEL_FILE, VOCAB_FILE, read_config
@@ -54,7 +55,7 @@ class Run:
         config.block_size = shape["block_size"]
         return cls(path, config, vocab, model, info)
 
-    def corpus(self) -> Corpus:
+    def corpus(self) -> Corpus | StreamedCorpus:
         """The run's data, split as in training (the data file must still be where it was)."""
         data = self.info.get("data")
         if not data or not Path(data).exists():
@@ -62,8 +63,8 @@ class Run:
                             argument="data")
         return self.corpus_from(data)
 
-    def corpus_from(self, data: str | os.PathLike) -> Corpus:
-        return Corpus(read_words(data), self.config.block_size, seed=self.config.split_seed, vocab=self.vocab)
+    def corpus_from(self, data: str | os.PathLike) -> Corpus | StreamedCorpus:
+        return open_corpus(data, self.config.block_size, seed=self.config.split_seed, vocab=self.vocab)
 
     @property
     def max_length(self) -> int:

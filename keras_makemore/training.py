@@ -2,8 +2,9 @@
 
 Data -> model -> optimizer -> fit -> save. The minibatches are the lecture's,
 `ix = randint(0, n, (batch,))` at every step, drawn by a `tf.data` pipeline
-keyed on `(seed, step)` (`data.random_minibatches`); `engine.fit` runs up to
-1,000 of them per compiled call inside `model.fit`. A resumed run restores the
+keyed on `(seed, step)` and cut from the corpus' flat ids
+(`data.Windows.random_minibatches`); `engine.fit` runs up to 1,000 of them per
+compiled call inside `model.fit`. A resumed run restores the
 last checkpoint first and starts the pipeline at the restored step, so it
 trains on the very minibatches the uninterrupted run would have.
 """
@@ -16,14 +17,14 @@ from pathlib import Path
 from typing import Sequence
 
 import keras
-import numpy as np
 import tensorflow as tf
 
 from keras_makemore import engine, rundir
 from keras_makemore.callbacks import (AtomicCSVLogger, BestModelCheckpoint, SampleWords, StopOnNonFiniteLoss,
                                       tensorboard_callbacks)
 from keras_makemore.config import StepPlan, TrainConfig, config_differences, plan_steps
-from keras_makemore.data import Corpus, load_names, make_dataset, random_minibatches, read_words
+from keras_makemore.data import Corpus, Windows, load_names
+from keras_makemore.streaming import StreamedCorpus, WindowStream, open_corpus
 from keras_makemore.distribute import is_chief, make_strategy, worker_dir
 from keras_makemore.errors import UserError
 from keras_makemore.evaluation import mean_nll
@@ -49,7 +50,7 @@ class TrainResult:
 
     run_dir: Path
     model: keras.Model
-    corpus: Corpus
+    corpus: Corpus | StreamedCorpus
     history: dict[str, list[float]]
     config: TrainConfig
     chief: bool = True
@@ -103,8 +104,8 @@ def train(
     # Data
     data_path = Path(config.data) if config.data else load_names()
     corpus = _corpus(config, data_path)
-    x_train, y_train = training_examples(get_model_type(config.model), corpus, "train")
-    plan = plan_steps(config, len(x_train))
+    train_examples = training_examples(get_model_type(config.model), corpus, "train")
+    plan = plan_steps(config, len(train_examples))
     if not resume and chief:
         _start_run_dir(run_dir, config, corpus, data_path, plan)
 
@@ -115,12 +116,12 @@ def train(
     with worker_dir(run_dir, chief) as out_dir:
         backup = keras.callbacks.BackupAndRestore(str(out_dir / rundir.BACKUP_DIR), double_checkpoint=True)
         first_step = _restore(model, backup) if resume else 0
-        minibatches = random_minibatches(x_train, y_train, config.batch_size, config.seed, plan.total_steps, first_step)
+        minibatches = train_examples.random_minibatches(config.batch_size, config.seed, plan.total_steps, first_step)
         stop_on_nan = StopOnNonFiniteLoss()
         fit_callbacks = [backup, stop_on_nan, *_run_callbacks(config, corpus, run_dir, model, chief, verbose,
                                                              num_samples, tensorboard), *callbacks]
         if verbose != 0 and chief:
-            _print_plan(config, corpus, model, plan, resume, run_dir, len(x_train))
+            _print_plan(config, corpus, model, plan, resume, run_dir, len(train_examples))
         started = time.perf_counter()
         fitted = engine.fit(model, minibatches, epochs=plan.epochs, steps_per_epoch=plan.steps_per_epoch,
                             validation_data=_validation_data(config, corpus, strategy.num_replicas_in_sync),
@@ -159,10 +160,16 @@ def _validate(config: TrainConfig) -> None:
     get_model_type(config.model).check(config)
 
 
-def _corpus(config: TrainConfig, data_path: Path) -> Corpus:
+def _corpus(config: TrainConfig, data_path: Path) -> Corpus | StreamedCorpus:
     """The words of `data_path` split for `config`, with the context of its network; its size checked."""
-    words = read_words(data_path)
-    corpus = Corpus(words, block_size_for(config, words), seed=config.split_seed)
+    corpus = open_corpus(data_path, config.block_size, seed=config.split_seed)
+    block_size = block_size_for(config, corpus.max_word_length)
+    if block_size != corpus.block_size:
+        if isinstance(corpus, StreamedCorpus):
+            raise UserError(f"model {config.model} trains on whole words held in memory, and {data_path} is "
+                            "streamed from disk for its size: use a window model (mlp, wavenet, bigram)",
+                            argument="model")
+        corpus = Corpus.from_file(data_path, block_size, seed=config.split_seed)
     check_model_size(config, corpus.vocab.size, corpus.block_size)
     return corpus
 
@@ -173,7 +180,7 @@ def _run_callbacks(config, corpus, run_dir, model, chief, verbose, num_samples, 
     # Keras' evaluate under MultiWorkerMirroredStrategy fails on (x, y) batches (its strategy.reduce of
     # the first batch takes no tuple), so each worker validates its own copy of the synchronised weights.
     if config.strategy == "multiworker":
-        out.append(_LocalValidation(model, *corpus.examples("val")))
+        out.append(_LocalValidation(model, corpus.windows("val"), config.eval_max_examples))
     if chief:
         out += [BestModelCheckpoint(run_dir / rundir.MODEL_FILE, initial_best=rundir.best_val_loss(run_dir)),
                 AtomicCSVLogger(run_dir / rundir.HISTORY_CSV)]
@@ -209,7 +216,7 @@ def _print_plan(config, corpus, model, plan, resume, run_dir, examples) -> None:
     if resume:
         print(f"resuming the run in {run_dir} from its last checkpoint")
     print(f"training {config.model}: {model.count_params():,} parameters on {examples:,} examples "
-          f"({len(corpus.split.train):,} words) for {plan.total_steps:,} steps of batch {config.batch_size}, "
+          f"({corpus.split_size('train'):,} words) for {plan.total_steps:,} steps of batch {config.batch_size}, "
           f"validating every {plan.steps_per_epoch:,} steps")
     replicas = model.distribute_strategy.num_replicas_in_sync
     if config.strategy != "default":
@@ -228,27 +235,29 @@ def _check_replicas(config: TrainConfig, replicas: int) -> None:
 
 
 class _LocalValidation(keras.callbacks.Callback):
-    """Add `val_loss`, the mean NLL of `model` on `(x, y)`, to each epoch's logs."""
+    """Add `val_loss`, the mean NLL of `model` on (up to `max_examples` of) `windows`, to each epoch's logs."""
 
-    def __init__(self, model: keras.Model, x: np.ndarray, y: np.ndarray):
+    def __init__(self, model: keras.Model, windows: Windows | WindowStream, max_examples: int | None):
         super().__init__()
-        self._network, self._x, self._y = model, x, y
+        self._network, self._windows, self._max_examples = model, windows, max_examples
 
     def on_epoch_end(self, epoch, logs=None):
         if logs is not None:
-            logs["val_loss"] = mean_nll(self._network, self._x, self._y)
+            logs["val_loss"] = mean_nll(self._network, self._windows, max_examples=self._max_examples)
 
 
-def _validation_data(config: TrainConfig, corpus: Corpus, replicas: int) -> tf.data.Dataset | None:
-    """Batches of up to 4096 examples, read whole by every worker; the first splits evenly over the replicas."""
+def _validation_data(config: TrainConfig, corpus: Corpus | StreamedCorpus,
+                     replicas: int) -> tf.data.Dataset | None:
+    """Batches of up to 4096 examples (up to `eval_max_examples` in all), read whole by every worker; the first
+    splits evenly over the replicas."""
     if config.strategy == "multiworker":
         return None  # `_LocalValidation` does it
-    x, y = training_examples(get_model_type(config.model), corpus, "val")
+    examples = training_examples(get_model_type(config.model), corpus, "val")
     # A word model's val loss is the mean over each batch's characters: exact when one batch holds the split.
-    batch_size = max(replicas, min(4096, len(x)) // replicas * replicas)
+    batch_size = max(replicas, min(4096, len(examples)) // replicas * replicas)
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
-    return make_dataset(x, y, batch_size=batch_size, shuffle=False).with_options(options)
+    return examples.batches(batch_size, config.eval_max_examples).with_options(options)
 
 
 def _check_new_run_dir(run_dir: Path) -> None:
@@ -259,12 +268,12 @@ def _check_new_run_dir(run_dir: Path) -> None:
         raise UserError(f"run_dir {run_dir} already holds a run: choose another run_dir", argument="run_dir")
 
 
-def _start_run_dir(run_dir: Path, config: TrainConfig, corpus: Corpus, data_path: Path, plan: StepPlan) -> None:
+def _start_run_dir(run_dir: Path, config: TrainConfig, corpus: Corpus | StreamedCorpus, data_path: Path, plan: StepPlan) -> None:
     """Create the run directory with its vocabulary and config."""
     _create_run_dir(run_dir)
     corpus.vocab.save(run_dir / rundir.VOCAB_FILE)
     rundir.write_config(run_dir, config, plan, data=str(data_path.resolve()), data_sha256=file_sha256(data_path),
-                        vocab_size=corpus.vocab.size, max_word_length=max(map(len, corpus.words)))
+                        vocab_size=corpus.vocab.size, max_word_length=corpus.max_word_length)
 
 
 def _config_to_resume(run_dir: Path, config: TrainConfig | None) -> TrainConfig:
@@ -317,10 +326,10 @@ def find_lr_for_config(config: TrainConfig, run_dir: str | os.PathLike | None = 
     strategy = make_strategy(config.strategy)
     _check_replicas(config, strategy.num_replicas_in_sync)
     corpus = _corpus(config, Path(config.data) if config.data else load_names())
-    x_train, y_train = training_examples(get_model_type(config.model), corpus, "train")
-    plan = plan_steps(config, len(x_train))
+    train_examples = training_examples(get_model_type(config.model), corpus, "train")
+    plan = plan_steps(config, len(train_examples))
     model = compiled_model(config, corpus.vocab.size, corpus.block_size, plan, strategy)
-    minibatches = random_minibatches(x_train, y_train, config.batch_size, config.seed, plan.total_steps)
+    minibatches = train_examples.random_minibatches(config.batch_size, config.seed, plan.total_steps)
     result = find_lr(model, minibatches, **finder_args)
     if run_dir is not None:
         _create_run_dir(Path(run_dir))

@@ -35,7 +35,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_makemore.config import MAX_BLOCK_SIZE, MAX_PARAMETERS, TrainConfig
-from keras_makemore.data import MARKER_ID, Corpus, Vocabulary
+from keras_makemore.data import MARKER_ID, Corpus, Vocabulary, Windows, make_dataset, random_minibatches
 from keras_makemore.errors import UserError
 
 WINDOW, WORD = "window", "word"
@@ -105,13 +105,14 @@ def embedding_table(model: keras.Model) -> np.ndarray:
     return model.get_layer(EMBEDDING_LAYER).get_weights()[0]
 
 
-def block_size_for(config: TrainConfig, words: list[str]) -> int:
-    """The context length of `config`'s network on `words`: its `block_size`, or a word model's `T`."""
+def block_size_for(config: TrainConfig, max_word_length: int) -> int:
+    """The context length of `config`'s network on data whose longest word has `max_word_length` characters:
+    its `block_size`, or a word model's `T`."""
     from keras_makemore.models import get_model_type
 
     if get_model_type(config.model).context == WINDOW:
         return config.block_size
-    length = max(map(len, words)) + 1
+    length = max_word_length + 1
     if length > MAX_BLOCK_SIZE:
         raise UserError(f"model {config.model} sees whole words, and the longest word of the data has "
                         f"{length - 1:,} characters, over the limit of {MAX_BLOCK_SIZE - 1:,}: remove the long "
@@ -143,11 +144,37 @@ def word_sequences(words: list[str], vocab: Vocabulary, length: int) -> tuple[np
     return x, y
 
 
-def training_examples(model_type: ModelType, corpus: Corpus, split: str) -> tuple[np.ndarray, np.ndarray]:
-    """What `model_type` trains on: a window model the corpus' windows, a word model its `word_sequences`."""
+class WordSequences:
+    """A word model's examples of one split, with the methods of `data.Windows` that training reads.
+
+    Args:
+        x, y: `word_sequences` of the split's words.
+    """
+
+    def __init__(self, x: np.ndarray, y: np.ndarray):
+        self.x, self.y = x, y
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def random_minibatches(self, batch_size: int, seed: int, steps: int, first_step: int = 0) -> tf.data.Dataset:
+        """The lecture's minibatches of words; see `data.random_minibatches`."""
+        return random_minibatches(self.x, self.y, batch_size, seed, steps, first_step)
+
+    def batches(self, batch_size: int, max_examples: int | None = None) -> tf.data.Dataset:
+        """The words in order (only `max_examples` of them, spread evenly, if set), for evaluation."""
+        x, y = self.x, self.y
+        if max_examples is not None and max_examples < len(x):
+            keep = np.arange(max_examples) * len(x) // max_examples
+            x, y = x[keep], y[keep]
+        return make_dataset(x, y, batch_size=batch_size, shuffle=False)
+
+
+def training_examples(model_type: ModelType, corpus: Corpus, split: str) -> "Windows | WordSequences":
+    """What `model_type` trains on: a window model the corpus' `Windows`, a word model its `WordSequences`."""
     if model_type.context == WINDOW:
-        return corpus.examples(split)
-    return word_sequences(corpus.split[split], corpus.vocab, corpus.block_size)
+        return corpus.windows(split)
+    return WordSequences(*word_sequences(corpus.split[split], corpus.vocab, corpus.block_size))
 
 
 def loss(model_type: ModelType) -> keras.losses.Loss:
