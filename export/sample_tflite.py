@@ -16,6 +16,7 @@ and words listed in `--exclude FILE` (e.g. the training words) are skipped.
 import argparse
 import itertools
 import math
+import os
 import secrets
 import sys
 from typing import Iterator
@@ -36,7 +37,7 @@ def sample(model_path: str, num_words: int, seed: int, temperature: float = 1.0,
     interpreter = Interpreter(model_path=model_path)
     generate = interpreter.get_signature_runner("generate")
     meta = interpreter.get_signature_runner("decode")(tokens=np.zeros((1, 1), np.int32))
-    vocabulary, width = meta["vocabulary"].tolist(), int(meta["max_length"])
+    vocabulary, width = check_metadata(meta)
     ids = {chr(code): i for i, code in enumerate(vocabulary) if i}
     unknown = [c for c in prefix if c not in ids]
     if unknown:
@@ -64,6 +65,26 @@ def sample(model_path: str, num_words: int, seed: int, temperature: float = 1.0,
         drawn += n
 
 
+MAX_LENGTH = 4096  # the longest words a file may declare (`keras-makemore export` writes at most 256)
+
+
+def check_metadata(meta: dict) -> tuple[list[int], int]:
+    """The file's vocabulary and word length limit, checked: a .tflite file may come from anyone.
+
+    The code points must be the marker (0), then characters (no surrogates)
+    in strictly increasing order, at least one; `max_length` from 1 to 4,096.
+    """
+    vocabulary, width = np.asarray(meta["vocabulary"]), np.asarray(meta["max_length"])
+    chars = vocabulary[1:].astype(np.int64)
+    if (vocabulary.ndim != 1 or vocabulary.dtype.kind not in "iu" or len(vocabulary) < 2 or vocabulary[0] != 0
+            or ((chars < 1) | (chars > 0x10FFFF) | ((chars >= 0xD800) & (chars <= 0xDFFF))).any()
+            or (np.diff(chars) <= 0).any()):
+        raise ValueError("its vocabulary is damaged (code points must be 0, then distinct characters in order)")
+    if width.shape != () or width.dtype.kind not in "iu" or not 1 <= int(width) <= MAX_LENGTH:
+        raise ValueError(f"its max_length must be from 1 to {MAX_LENGTH}, got {width.tolist()}")
+    return vocabulary.tolist(), int(width)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Sample words from a keras-makemore .tflite file.")
     parser.add_argument("model", help="a .tflite file written by `keras-makemore export`")
@@ -80,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     checks = ((0 <= args.num < 2**31, "--num must be from 0 to 2147483647"),
               (args.seed is None or -2**31 <= args.seed < 2**31, "--seed must fit in 32 bits"),
-              (0 < args.temperature < math.inf, "--temperature must be a finite number above 0"),
+              (1e-6 <= args.temperature < math.inf, "--temperature must be a finite number of at least 1e-6"),
               (0 <= args.top_k < 2**31, "--top-k must be 0 (off) or more"),
               (0 < args.top_p <= 1, "--top-p must be above 0 and at most 1"),
               (0 <= args.min_length < 2**31, "--min-length must be 0 or more"),
@@ -97,6 +118,10 @@ def main(argv: list[str] | None = None) -> int:
                            args.min_length, args.max_length, exclude, args.max_draws):
             print(word)
             found += 1
+        sys.stdout.flush()
+    except BrokenPipeError:  # the reader went away (`| head`): stop quietly, as Unix tools do
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except (ValueError, KeyError, OSError) as e:
         print(f"sample_tflite: error: cannot sample from {args.model}: {e}", file=sys.stderr)
         return 2

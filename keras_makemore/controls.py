@@ -15,6 +15,9 @@ from keras_makemore.data import Vocabulary
 from keras_makemore.errors import UserError
 
 INT32_MAX = 2**31 - 1
+# Below it float32 logits / temperature overflow (1e-50 even rounds to 0 in float32, and every word came out
+# empty); at 1e-6 logits up to 1e32 stay finite, and the sampling is greedy already.
+MIN_TEMPERATURE = 1e-6
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,9 +48,9 @@ class SamplingControls:
     max_length: int | None = None
 
     def __post_init__(self):
-        if not _is_number(self.temperature) or not (0 < self.temperature < math.inf):
-            raise UserError(f"temperature must be a finite number above 0, got {self.temperature}: try 1.0",
-                            argument="temperature")
+        if not _is_number(self.temperature) or not (MIN_TEMPERATURE <= self.temperature < math.inf):
+            raise UserError(f"temperature must be a finite number of at least {MIN_TEMPERATURE:g}, got "
+                            f"{self.temperature}: try 1.0", argument="temperature")
         if self.top_k is not None and (not _is_int(self.top_k) or not 1 <= self.top_k <= INT32_MAX):
             raise UserError(f"top_k must be a whole number of at least 1, got {self.top_k}: try 5, or leave it out",
                             argument="top_k")

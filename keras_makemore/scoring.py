@@ -19,8 +19,10 @@ from keras_makemore.data import MARKER_ID, Vocabulary, read_words
 from keras_makemore.errors import UserError
 from keras_makemore.exported import ExportedModel
 from keras_makemore.generation import keras_graph_function
+from keras_makemore.sampling import check_model_inputs
 
-_BATCH = 4096  # words per graph call: 4,096 words of 32 characters are 135,000 contexts
+_CHUNK_TOKENS = 131_072  # padded tokens per graph call, as 4,096 words of 32 characters: one long line pads no more
+MAX_WORD_LENGTH = 4096  # the longest word a Keras model scores, as the longest an exported one may declare
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,9 +67,13 @@ def score_words(model: keras.Model | ExportedModel, vocab: Vocabulary, words: li
     >>> [s.word for s in score_words(build_model(vocab.size), vocab, ["ava", "emma"])]
     ['ava', 'emma']
     """
+    check_model_inputs(model, vocab, block_size)
     words = list(words)
-    for word in words:
+    for i, word in enumerate(words):
         vocab.encode(word)  # a clear error for a character the model never saw
+        if len(word) > MAX_WORD_LENGTH and not isinstance(model, ExportedModel):  # it checks its own limit
+            raise UserError(f"words: word {i + 1} has {len(word):,} characters, more than the {MAX_WORD_LENGTH:,} "
+                            "a model scores", argument="words")
     if isinstance(model, ExportedModel):
         out = model.score(words)
     else:
@@ -109,11 +115,23 @@ _SCORE_SIGNATURE = [tf.TensorSpec([None, None], tf.int32, "words")]
 def _keras_score(model: keras.Model, block_size: int, vocab: Vocabulary, words: list[str]) -> dict[str, np.ndarray]:
     score = keras_graph_function(model, block_size, score_tokens, _SCORE_SIGNATURE)
     parts = []
-    for start in range(0, len(words), _BATCH):
-        chunk = [vocab.encode(w) for w in words[start:start + _BATCH]]
+    for chunk in _chunks_by_tokens(words):
+        chunk = [vocab.encode(w) for w in chunk]
         ids = np.zeros((len(chunk), max(map(len, chunk)) + 1), np.int32)
         for i, encoded in enumerate(chunk):
             ids[i, :len(encoded)] = encoded
         parts.append({k: v.numpy() for k, v in score(ids).items()})
     return {key: np.concatenate([p[key] for p in parts]) if parts else np.zeros(0, np.float32)
             for key in ("log_prob", "nll")}
+
+
+def _chunks_by_tokens(words: list[str]):
+    """Consecutive runs of `words` whose padded size (words x (longest + 1)) stays within `_CHUNK_TOKENS`."""
+    start, longest = 0, 0
+    for i, word in enumerate(words):
+        longest = max(longest, len(word) + 1)
+        if i > start and (i + 1 - start) * longest > _CHUNK_TOKENS:
+            yield words[start:i]
+            start, longest = i, len(word) + 1
+    if start < len(words):
+        yield words[start:]
