@@ -252,26 +252,30 @@ class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
         return sorted(found, reverse=True)
 
     def on_train_begin(self, logs=None):
-        self._load_model()
-
-    def _load_model(self):
         self.skipped = []
         if self.model.optimizer is not None and not self.model.optimizer.built:
             self.model.optimizer.build(self.model.trainable_variables)  # so that its state is loaded too
-        for epoch, path in self.checkpoints():
+        state = [*self.model.variables, *(self.model.optimizer.variables if self.model.optimizer else ())]
+        initial = [v.numpy() for v in state]
+
+        def loads(load, name) -> bool:
             try:
-                self.model.load_weights(path)
+                load()
+                return True
             except Exception as e:  # a damaged file of any kind: fall back to the one before
-                self.skipped.append(f"{path.name} ({type(e).__name__})")
-                continue
-            self.model._initial_epoch = self.restored_epoch = epoch
-            self._good = path
-            return
+                self.skipped.append(f"{name} ({type(e).__name__})")
+                for variable, value in zip(state, initial):  # a file that failed half-way loaded some of it
+                    variable.assign(value)
+                return False
+
+        for epoch, path in self.checkpoints():
+            if loads(lambda: self.model.load_weights(path), path.name):
+                self.model._initial_epoch = self.restored_epoch = epoch
+                self._good = path
+                return
         self.model._initial_epoch = 0
-        try:  # a backup of keras-makemore 0.x: Keras' own files, with their fallback to the `.bkp` copy
-            super().on_train_begin()
-        except Exception as e:
-            self.skipped.append(f"{Path(self._weights_path).name} ({type(e).__name__})")
+        # A backup of keras-makemore 0.x: Keras' own files, with their fallback to the `.bkp` copy.
+        loads(super().on_train_begin, Path(self._weights_path).name)
         self.restored_epoch = self.model._initial_epoch
 
     def _save_model(self):

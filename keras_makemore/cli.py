@@ -193,7 +193,7 @@ def _train(args) -> int:
         if disk is None or not (run_dir / "config.json").exists():
             raise
         print(f"keras-makemore: error: {os.strerror(disk.errno).lower()}{_writing(disk)}: training stopped, and "
-              f"its last checkpoint is intact: free some space, then continue with "
+              f"what it saved is intact: free some space, then continue with "
               f"`keras-makemore train --resume {run_dir}`", file=sys.stderr)
         return 2
     run = Run.load(run_dir)

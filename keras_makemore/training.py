@@ -288,7 +288,7 @@ def _check_data_unchanged(run_dir: Path, data_path: Path) -> None:
     if recorded is not None and file_sha256(data_path) != recorded:
         raise UserError(f"data file {data_path} changed since the run started (its sha256 differs from the one in "
                         f"{rundir.CONFIG_FILE}): a resumed run must train on the same words; put the original file "
-                        "back, or train a new run on the new data", argument="data")
+                        "back, or train a new run on the changed file", argument="data")
 
 
 def file_sha256(path: str | os.PathLike) -> str:
