@@ -128,17 +128,17 @@ def best_val_loss(run_dir: Path, before_epoch: int | None = None) -> float:
 
 
 @contextlib.contextmanager
-def run_lock(run_dir: Path) -> Iterator[None]:
+def run_lock(run_dir: Path) -> Iterator[bool]:
     """Hold an exclusive lock on the run directory (a `flock` on the directory itself) for the block.
 
     A second process training the same run gets a `UserError` at once; the
     lock goes with the process, so a killed run never leaves one behind. A
-    directory that does not exist yet is not locked (nothing can resume it).
+    directory that does not exist yet cannot be locked: the block gets False.
     """
     try:
         fd = os.open(run_dir, os.O_RDONLY)
     except OSError:
-        yield
+        yield False
         return
     try:
         try:
@@ -151,7 +151,7 @@ def run_lock(run_dir: Path) -> Iterator[None]:
             except BlockingIOError:
                 raise UserError(f"run_dir {run_dir} is being trained by another process: wait for it to end, "
                                 "or stop it first", argument="run_dir") from None
-        yield
+        yield True
     finally:
         os.close(fd)
 

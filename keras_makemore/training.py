@@ -8,6 +8,7 @@ last checkpoint first and starts the pipeline at the restored step, so it
 trains on the very minibatches the uninterrupted run would have.
 """
 
+import contextlib
 import dataclasses
 import hashlib
 import os
@@ -90,11 +91,18 @@ def train(
     ```
     """
     run_dir = Path(run_dir)
-    with rundir.run_lock(run_dir):  # a run that does not exist yet is locked once created
-        return _train(config, run_dir, callbacks, verbose, num_samples, resume, tensorboard)
+    # The workers of a cluster share the run directory (only the chief writes it), and cannot resume.
+    shared = config is not None and config.strategy == "multiworker"
+    with contextlib.ExitStack() as locks:
+        def lock() -> bool:
+            return shared or locks.enter_context(rundir.run_lock(run_dir))
+
+        locked = lock()  # False when the directory does not exist yet: then once `_train` creates it
+        return _train(config, run_dir, callbacks, verbose, num_samples, resume, tensorboard,
+                      lock_new_run=lambda: locked or lock())
 
 
-def _train(config, run_dir, callbacks, verbose, num_samples, resume, tensorboard) -> TrainResult:
+def _train(config, run_dir, callbacks, verbose, num_samples, resume, tensorboard, lock_new_run) -> TrainResult:
     if num_samples < 0:
         raise UserError(f"num_samples must be 0 or more, got {num_samples}", argument="num_samples")
     config = _config_to_resume(run_dir, config) if resume else config
@@ -112,6 +120,9 @@ def _train(config, run_dir, callbacks, verbose, num_samples, resume, tensorboard
     x_train, y_train = corpus.examples("train")
     plan = plan_steps(config, len(x_train))
     if not resume and chief:
+        _create_run_dir(run_dir)
+        lock_new_run()
+        _check_new_run_dir(run_dir)  # again, now that no other process can start a run there
         _start_run_dir(run_dir, config, corpus, data_path, plan)
     elif chief:
         _check_data_unchanged(run_dir, data_path)
@@ -247,7 +258,7 @@ def _validation_data(config: TrainConfig, corpus: Corpus, replicas: int) -> tf.d
 
 
 def _check_new_run_dir(run_dir: Path) -> None:
-    if (run_dir / rundir.BACKUP_DIR).exists():
+    if (run_dir / rundir.BACKUP_DIR).exists() and not (run_dir / rundir.HISTORY_JSON).exists():
         raise UserError(f"run_dir {run_dir} holds an interrupted run: continue it with resume=True, "
                         "or choose another run_dir", argument="run_dir")
     if (run_dir / rundir.CONFIG_FILE).exists():
@@ -255,8 +266,7 @@ def _check_new_run_dir(run_dir: Path) -> None:
 
 
 def _start_run_dir(run_dir: Path, config: TrainConfig, corpus: Corpus, data_path: Path, plan: StepPlan) -> None:
-    """Create the run directory with its vocabulary and config."""
-    _create_run_dir(run_dir)
+    """Write the vocabulary and config into the new run directory."""
     corpus.vocab.save(run_dir / rundir.VOCAB_FILE)
     rundir.write_config(run_dir, config, plan, data=str(data_path.resolve()), data_sha256=file_sha256(data_path),
                         vocab_size=corpus.vocab.size, max_word_length=max(map(len, corpus.words)))

@@ -206,11 +206,11 @@ def test_damaged_run_files_are_named(run_copy, case):
 @pytest.mark.slow
 def test_damaged_run_files_in_the_cli(run_copy):
     DAMAGE["max_word_length text"][0](run_copy)
-    for command in (("sample", str(run_copy), "-n", "2"), ("plot", str(run_copy))):
-        _one_line_error(run_cli(*command), "config.json of the run is damaged (max_word_length")
+    _one_line_error(run_cli("sample", str(run_copy), "-n", "2"), "config.json of the run is damaged (max_word_length")
     (run_copy / "history.json").unlink()
     DAMAGE["history.csv garbage"][0](run_copy)
-    _one_line_error(run_cli("train", "--resume", str(run_copy)), "history.csv of the run is damaged")
+    for command in (("plot", str(run_copy)), ("train", "--resume", str(run_copy))):
+        _one_line_error(run_cli(*command), "history.csv of the run is damaged (line 2: loss is not a number)")
 
 
 def test_a_plot_of_a_long_run_needs_no_array_of_every_step(run_copy):
