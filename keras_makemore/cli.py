@@ -156,6 +156,7 @@ def _add_train(sub) -> None:
 def _train(args) -> int:
     from keras_makemore.errors import UserError
     from keras_makemore.evaluation import evaluate_splits
+    from keras_makemore.rundir import CONFIG_FILE
     from keras_makemore.runs import Run
     from keras_makemore.sampling import novelty, sample_words
     from keras_makemore.training import train
@@ -190,8 +191,8 @@ def _train(args) -> int:
         return 130
     except OSError as e:
         disk = _disk_error(e)
-        if disk is None or not (run_dir / "config.json").exists():
-            raise
+        if disk is None or not (run_dir / CONFIG_FILE).exists():
+            raise  # nothing of the run was written yet: the general message says to run the command again
         print(f"keras-makemore: error: {os.strerror(disk.errno).lower()}{_writing(disk)}: training stopped, and "
               f"what it saved is intact: free some space, then continue with "
               f"`keras-makemore train --resume {run_dir}`", file=sys.stderr)
@@ -333,9 +334,9 @@ def _sample(args) -> int:
                         "sample the run directory, or pass --exclude with the training words", argument="new_only")
     exclude = (training if args.new_only else set()) | set(read_words(args.exclude) if args.exclude else ())
     seed = resolve_seed(args.seed)
+    max_length = opened.max_length if args.max_length is None else args.max_length  # 0 is refused, not "unset"
     words = iter_words(opened.model, opened.vocab, opened.block_size, args.num_samples, seed, args.temperature,
-                       args.top_k, args.top_p, args.prefix, args.min_length, opened.max_length if args.max_length is None else args.max_length,
-                       exclude, args.max_draws)
+                       args.top_k, args.top_p, args.prefix, args.min_length, max_length, exclude, args.max_draws)
     found, novel, collected = 0, 0, []
     for word in words:
         found += 1
@@ -609,7 +610,7 @@ def main(argv: list[str] | None = None) -> int:
             sys.stdout.flush()  # a reader that went away shows here, not as a traceback at exit
     except BrokenPipeError:
         _stop_writing_stdout()
-        return 0  # like `yes | head`: the reader has what it wanted
+        return 0  # the reader has what it wanted: not an error
     except UserError as e:
         print(f"keras-makemore: error: {_in_flag_terms(e, args.argument_flags)}", file=sys.stderr)
         return 2
