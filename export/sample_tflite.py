@@ -16,6 +16,7 @@ and words listed in `--exclude FILE` (e.g. the training words) are skipped.
 import argparse
 import itertools
 import math
+import os
 import secrets
 import sys
 from typing import Iterator
@@ -29,7 +30,7 @@ INT32_MAX = 2**31 - 1
 # The controls this script knows: (type, value that turns it off, check, help). Which controls a file takes,
 # and their dtypes, are read from its `generate` signature; keras_makemore.controls.SamplingControls defines them.
 CONTROLS = {
-    "temperature": (float, 1.0, lambda v: 0 < v < math.inf, "softmax temperature, a finite number above 0"),
+    "temperature": (float, 1.0, lambda v: 1e-6 <= v < math.inf, "softmax temperature, a finite number of at least 1e-6"),
     "top_k": (int, 0, lambda v: 0 <= v <= INT32_MAX, "only the K likeliest characters (0: all)"),
     "top_p": (float, 1.0, lambda v: 0 < v <= 1, "nucleus sampling, 0 < P <= 1 (1: all)"),
     "prefix": (str, "", lambda v: True, "start every word with these characters"),
@@ -48,7 +49,7 @@ def sample(model_path: str, num_words: int, seed: int, exclude: frozenset = froz
     interpreter = Interpreter(model_path=model_path)
     generate = interpreter.get_signature_runner("generate")
     meta = interpreter.get_signature_runner("decode")(tokens=np.zeros((1, 1), np.int32))
-    vocabulary, width = meta["vocabulary"].tolist(), int(meta["max_length"])
+    vocabulary, width = check_metadata(meta)
     values = {name: off for name, (_, off, _, _) in CONTROLS.items()} | controls
     ids = {chr(code): i for i, code in enumerate(vocabulary) if i}
     prefix, max_length = values["prefix"], values["max_length"]
@@ -81,6 +82,26 @@ def sample(model_path: str, num_words: int, seed: int, exclude: frozenset = froz
         drawn += n
 
 
+MAX_LENGTH = 4096  # the longest words a file may declare (`keras-makemore export` writes at most 256)
+
+
+def check_metadata(meta: dict) -> tuple[list[int], int]:
+    """The file's vocabulary and word length limit, checked: a .tflite file may come from anyone.
+
+    The code points must be the marker (0), then characters (no surrogates)
+    in strictly increasing order, at least one; `max_length` from 1 to 4,096.
+    """
+    vocabulary, width = np.asarray(meta["vocabulary"]), np.asarray(meta["max_length"])
+    chars = vocabulary[1:].astype(np.int64)
+    if (vocabulary.ndim != 1 or vocabulary.dtype.kind not in "iu" or len(vocabulary) < 2 or vocabulary[0] != 0
+            or ((chars < 1) | (chars > 0x10FFFF) | ((chars >= 0xD800) & (chars <= 0xDFFF))).any()
+            or (np.diff(chars) <= 0).any()):
+        raise ValueError("its vocabulary is damaged (code points must be 0, then distinct characters in order)")
+    if width.shape != () or width.dtype.kind not in "iu" or not 1 <= int(width) <= MAX_LENGTH:
+        raise ValueError(f"its max_length must be from 1 to {MAX_LENGTH}, got {width.tolist()}")
+    return vocabulary.tolist(), int(width)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Sample words from a keras-makemore .tflite file.")
     parser.add_argument("model", help="a .tflite file written by `keras-makemore export`")
@@ -108,6 +129,10 @@ def main(argv: list[str] | None = None) -> int:
         for word in sample(args.model, args.num, seed, exclude, args.max_draws, **controls):
             print(word)
             found += 1
+        sys.stdout.flush()
+    except BrokenPipeError:  # the reader went away (`| head`): stop quietly, as Unix tools do
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except (ValueError, KeyError, OSError) as e:
         print(f"sample_tflite: error: cannot sample from {args.model}: {e}", file=sys.stderr)
         return 2

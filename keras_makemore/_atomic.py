@@ -101,3 +101,30 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
         for leftover in (tmp, old):
             if leftover.exists():
                 shutil.rmtree(leftover)
+
+
+def write_bytes_durably(path: str | os.PathLike, data: bytes) -> None:
+    """Write `data` to a temporary file, `fsync` it, rename it onto `path` and `fsync` the directory.
+
+    Once it returns, the file survives a power cut; if it raises (a full
+    disk), `path` and everything else in its directory are as they were.
+    """
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
+        except OSError as e:  # os.write names no file: name the one being written
+            raise OSError(e.errno, e.strerror, str(path)) from None
+        finally:
+            os.close(fd)
+    if os.name != "posix":
+        return  # only POSIX syncs a directory's entries
+    directory = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)

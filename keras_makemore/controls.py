@@ -23,6 +23,9 @@ if TYPE_CHECKING:
     from keras_makemore.data import Vocabulary
 
 INT32_MAX = 2**31 - 1
+# Below it float32 logits / temperature overflow (1e-50 even rounds to 0 in float32, and every word came out
+# empty); at 1e-6 logits up to 1e32 stay finite, and the sampling is greedy already.
+MIN_TEMPERATURE = 1e-6
 
 
 def _is_int(value) -> bool:
@@ -84,8 +87,8 @@ class SamplingControls:
     """
 
     temperature: float = _control(
-        1.0, "float32", lambda v: _is_number(v) and 0 < v < math.inf, "a finite number above 0: try 1.0",
-        "softmax temperature > 0", "T")
+        1.0, "float32", lambda v: _is_number(v) and MIN_TEMPERATURE <= v < math.inf,
+        f"a finite number of at least {MIN_TEMPERATURE:g}: try 1.0", f"softmax temperature >= {MIN_TEMPERATURE:g}", "T")
     top_k: int | None = _control(
         None, "int32", _whole(1), "a whole number of at least 1: try 5, or leave it out",
         "sample only among the K likeliest characters", "K", off=0)

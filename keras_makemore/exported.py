@@ -16,8 +16,9 @@ import dataclasses
 import hashlib
 import json
 import os
+import stat
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
@@ -29,6 +30,8 @@ from keras_makemore.errors import UserError
 MANIFEST_FILE = "export.json"
 REQUIRED_SIGNATURES = ("next_token", "generate", "score", "decode")
 SCORE_BATCH = 4096  # words per `score` call: 4,096 words of 32 characters are 135,000 contexts
+MAX_LENGTH = 4096  # the longest words an artifact may declare: `export` writes at most 256
+MAX_VOCABULARY = 1 << 20  # more tokens than Unicode has characters cannot be right
 
 
 class ExportedModel:
@@ -72,10 +75,15 @@ class ExportedModel:
             raise UserError(f"{self.path} lacks the signatures {sorted(missing)}: re-export it with `keras-makemore export`")
         with quiet_stderr():  # LiteRT announces its XNNPACK delegate on stderr at the first invoke
             meta = self._signatures["decode"](tokens=np.zeros((1, 1), np.int32))
-        code_points = np.asarray(meta["vocabulary"])
-        self.vocab = Vocabulary(chr(c) for c in code_points[MARKER_ID + 1:])
-        self.block_size = int(meta["block_size"])
-        self.max_length = int(meta["max_length"])
+        self.vocab, self.block_size, self.max_length = check_decode_metadata(meta, self.path)
+        try:
+            logits = self(np.zeros((1, self.block_size), np.int32))
+        except Exception as e:  # the interpreter's or TensorFlow's own error: the file is inconsistent
+            raise UserError(f"{self.path} is damaged: its model does not take contexts of its block_size "
+                            f"{self.block_size} ({type(e).__name__}): export the run again") from None
+        if np.shape(logits) != (1, self.vocab.size):
+            raise UserError(f"{self.path} is damaged: its model gives {np.shape(logits)[-1]} logits per context "
+                            f"but its vocabulary has {self.vocab.size} tokens: export the run again")
 
     def __call__(self, contexts: np.ndarray) -> np.ndarray:
         return self.next_token(contexts)["logits"]
@@ -112,28 +120,111 @@ class ExportedModel:
         its end marker, `nll` the mean negative log-likelihood per token
         (`-log_prob / (len(word) + 1)`).
         """
-        ids = np.zeros((len(words), self.max_length), np.int32)
         for i, word in enumerate(words):
-            encoded = self.vocab.encode(word)
-            if len(encoded) > self.max_length:
-                raise UserError(f"words: {word!r} has {len(encoded)} characters, more than the "
+            if len(word) > self.max_length:  # the word is not echoed: it may be anything from a file
+                raise UserError(f"words: word {i + 1} has {len(word):,} characters, more than the "
                                 f"{self.max_length} this model scores", argument="words")
-            ids[i, :len(encoded)] = encoded
-        return score_in_chunks(lambda start, stop: self._signatures["score"](words=ids[start:stop]), len(ids))
+
+        def score_chunk(start: int, stop: int) -> dict:
+            ids = np.zeros((stop - start, self.max_length), np.int32)
+            for i, word in enumerate(words[start:stop]):
+                ids[i, :len(word)] = self.vocab.encode(word)
+            return self._signatures["score"](words=ids)
+
+        return score_in_chunks(score_chunk, fixed_chunks(len(words)))
 
 
-def score_in_chunks(score: Callable[[int, int], dict], count: int) -> dict[str, np.ndarray]:
-    """`{"log_prob", "nll"}` of `count` words, scored `SCORE_BATCH` at a time by `score(start, stop)`."""
-    parts = [score(start, min(start + SCORE_BATCH, count)) for start in range(0, count, SCORE_BATCH)]
+def fixed_chunks(count: int, size: int = SCORE_BATCH) -> Iterator[tuple[int, int]]:
+    """`(start, stop)` of consecutive chunks of `size` of `count` words."""
+    return ((start, min(start + size, count)) for start in range(0, count, size))
+
+
+def score_in_chunks(score: Callable[[int, int], dict], chunks: Iterable[tuple[int, int]]) -> dict[str, np.ndarray]:
+    """`{"log_prob", "nll"}` of words scored a chunk at a time: `score(start, stop)` for each of `chunks`."""
+    parts = [score(start, stop) for start, stop in chunks]
     return {key: np.concatenate([np.asarray(p[key]) for p in parts]) if parts else np.zeros(0, np.float32)
             for key in ("log_prob", "nll")}
 
 
+def check_decode_metadata(meta: dict, path: Path) -> tuple[Vocabulary, int, int]:
+    """The vocabulary, block size and word length limit that an artifact's `decode` signature returns, checked.
+
+    An artifact may come from anyone: its code points must be characters
+    (not surrogates), in the order keras-makemore writes them (the marker,
+    then strictly increasing, so no duplicates), at least one besides the
+    marker; its sizes must be within the bounds `train` and `export` allow.
+    """
+    from keras_makemore.config import MAX_BLOCK_SIZE
+
+    def damaged(problem):
+        return UserError(f"{path} is damaged or not from `keras-makemore export` ({problem}): export the run again, "
+                         "or use a file you trust")
+
+    vocabulary = np.asarray(meta.get("vocabulary"))
+    if vocabulary.ndim != 1 or vocabulary.dtype.kind not in "iu" or not 2 <= len(vocabulary) <= MAX_VOCABULARY:
+        raise damaged(f"its vocabulary must list 2 to {MAX_VOCABULARY:,} code points, got shape {vocabulary.shape}")
+    code_points = vocabulary.astype(np.int64)
+    if code_points[0] != MARKER_ID:
+        raise damaged(f"token {MARKER_ID} must be the end marker, code point {MARKER_ID}, got {code_points[0]}")
+    chars = code_points[1:]
+    bad = next((c for c in chars if not 1 <= c <= 0x10FFFF or 0xD800 <= c <= 0xDFFF), None)
+    if bad is not None:
+        raise damaged(f"its vocabulary holds {bad}, which is not a character's code point")
+    if (np.diff(chars) <= 0).any():
+        raise damaged("its vocabulary's code points must be distinct and in increasing order")
+    sizes = {}
+    for name, high in (("block_size", MAX_BLOCK_SIZE), ("max_length", MAX_LENGTH)):
+        value = np.asarray(meta.get(name))
+        if value.shape != () or value.dtype.kind not in "iu" or not 1 <= int(value) <= high:
+            raise damaged(f"{name} must be a whole number from 1 to {high:,}, got {value.tolist()}")
+        sizes[name] = int(value)
+    return Vocabulary(chr(c) for c in chars), sizes["block_size"], sizes["max_length"]
+
+
 def saved_model_digests(path: str | os.PathLike) -> dict[str, str]:
-    """The sha256 of every file in the SavedModel directory `path`, by path relative to it."""
+    """The sha256 of every file in the SavedModel directory `path`, by path relative to it.
+
+    Files are read in blocks (a 2 GB file takes 1 MiB of memory). Anything
+    but plain files and directories (a symbolic link, which could point
+    anywhere, a FIFO, which would block, a device) is refused with a `UserError`.
+    """
     path = Path(path)
-    return {p.relative_to(path).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(path.rglob("*")) if p.is_file()}
+    digests = {}
+    for directory, subdirs, files in os.walk(path, onerror=_raise):
+        for name in sorted(subdirs + files):
+            entry = Path(directory, name)
+            mode = entry.lstat().st_mode
+            if stat.S_ISDIR(mode):
+                continue
+            if not stat.S_ISREG(mode):
+                kind = "a symbolic link" if stat.S_ISLNK(mode) else "not a plain file"
+                raise UserError(f"trust_saved_model: {entry} in the SavedModel is {kind}: `keras-makemore export` "
+                                "writes only plain files; export the run again", argument="trust_saved_model")
+            digests[entry.relative_to(path).as_posix()] = _file_sha256(entry)
+    return dict(sorted(digests.items()))
+
+
+def _raise(error: OSError) -> None:
+    raise error
+
+
+def _file_sha256(path: Path) -> str:
+    """The sha256 of plain file `path`, read in blocks; swapped for a link or a FIFO since it was listed, refused."""
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
+    try:
+        fd = os.open(path, flags)
+    except OSError:
+        fd = None
+    if fd is None or not stat.S_ISREG(os.fstat(fd).st_mode):
+        if fd is not None:
+            os.close(fd)
+        raise UserError(f"trust_saved_model: {path} in the SavedModel is not a plain file: export the run again",
+                        argument="trust_saved_model")
+    digest = hashlib.sha256()
+    with os.fdopen(fd, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def check_saved_model_digests(path: Path) -> None:

@@ -205,12 +205,13 @@ def keras_graph_function(model, block_size: int, graph_fn: Callable, input_signa
     training.
     """
     graphs = _KERAS_GRAPHS.setdefault(model, {})
-    if graph_fn not in graphs:
+    key = (graph_fn, block_size)  # a call with another block size must not reuse, or poison, this graph
+    if key not in graphs:
         model_ref = weakref.ref(model)
 
         def logits_fn(context):
             return next_token_logits(model_ref())(context)
 
-        graphs[graph_fn] = tf.function(lambda *inputs: graph_fn(logits_fn, block_size, *inputs),
-                                       input_signature=input_signature)
-    return graphs[graph_fn]
+        graphs[key] = tf.function(lambda *inputs: graph_fn(logits_fn, block_size, *inputs),
+                                  input_signature=input_signature)
+    return graphs[key]

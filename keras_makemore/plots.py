@@ -286,9 +286,10 @@ def plot_run(run_dir: str | os.PathLike, out_dir: str | os.PathLike | None = Non
                         argument="run_dir")
     plan = rundir.step_plan(run.info)
     steps = [(e + 1) * plan.steps_per_epoch for e in history["epoch"]]
-    lr_steps = np.arange(plan.total_steps)
+    # The rate at up to 4,000 steps: a curve as smooth to the eye, and no array of every step of a long run.
+    lr_steps = np.unique(np.linspace(0, plan.total_steps - 1, min(plan.total_steps, 4000)).astype(np.int64))
     schedule = make_lr_schedule(run.config, plan.total_steps)
-    lr_values = np.full(plan.total_steps, schedule) if isinstance(schedule, float) else np.asarray(schedule(lr_steps))
+    lr_values = np.full(len(lr_steps), schedule) if isinstance(schedule, float) else np.asarray(schedule(lr_steps))
     c = run.config
     loss = plot_loss(
         steps, history["loss"], history["val_loss"], out_dir / LOSS_PNG, lr_steps, lr_values,

@@ -1,6 +1,5 @@
 """A Markdown report of one run: settings, size, losses, verdict, samples and plots."""
 
-import json
 import os
 from pathlib import Path
 
@@ -9,7 +8,7 @@ from keras_makemore.evaluation import evaluate_splits, fit_verdict
 from keras_makemore.config import TrainConfig
 from keras_makemore.models import get_model_type
 from keras_makemore.plots import plot_run
-from keras_makemore.rundir import HISTORY_JSON, step_plan
+from keras_makemore.rundir import read_finished_history, step_plan
 from keras_makemore.runs import Run
 from keras_makemore.sampling import sample_words
 
@@ -43,8 +42,7 @@ def write_report(run_dir: str | os.PathLike, num_samples: int = 20, seed: int | 
     words = sample_words(run.model, run.vocab, run.config.block_size, num_samples, seed=seed,
                          max_length=run.max_length)
     known = set(corpus.split.train)
-    history_path = run.path / HISTORY_JSON
-    history = json.loads(history_path.read_text(encoding="utf-8")) if history_path.exists() else {}
+    history = read_finished_history(run.path)
 
     lines = [f"# Run report: {run.path.resolve().name}", ""]
     lines += ["## Settings", "", "| setting | value |", "| --- | --- |"]

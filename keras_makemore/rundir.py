@@ -7,12 +7,13 @@ sha256, the vocabulary size and the step plan), `vocab.json`, `model.keras`
 TensorFlow is imported.
 """
 
+import contextlib
 import csv
 import json
 import math
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from keras_makemore import _atomic
 from keras_makemore.config import StepPlan, TrainConfig
@@ -25,6 +26,7 @@ HISTORY_CSV = "history.csv"
 HISTORY_JSON = "history.json"
 BACKUP_DIR = "backup"
 TENSORBOARD_DIR = "tensorboard"
+MAX_STEPS = 10**9  # a bound for the step counts read from a file: 10^9 steps are years of training
 
 
 def write_config(run_dir: Path, config: TrainConfig, plan: StepPlan, **info: Any) -> None:
@@ -49,12 +51,37 @@ def read_config(run_dir: Path) -> tuple[TrainConfig, dict]:
 
 
 def step_plan(info: dict) -> StepPlan:
-    """The step plan recorded in `config.json`."""
+    """The step plan recorded in `config.json`, checked to be whole and consistent."""
     plan = info.get("step_plan")
     if not isinstance(plan, dict) or set(plan) != set(StepPlan._fields):
         raise UserError("the run's config.json records no step plan: it was written by an older keras-makemore; "
                         "train the run again")
-    return StepPlan(**{k: int(v) for k, v in plan.items()})
+    if not all(type(v) is int and 1 <= v <= MAX_STEPS for v in plan.values()):
+        raise _damaged(CONFIG_FILE, f"step_plan must hold whole numbers from 1 to {MAX_STEPS:,}, got {plan}")
+    plan = StepPlan(**plan)
+    if plan.epochs * plan.steps_per_epoch != plan.total_steps or plan.steps_per_epoch % plan.steps_per_execution:
+        raise _damaged(CONFIG_FILE, f"step_plan does not add up: {plan._asdict()}")
+    return plan
+
+
+def info_int(info: dict, key: str, default: int, low: int, high: int) -> int:
+    """Whole-number field `key` of `config.json`'s `info`, `default` when absent; `UserError` unless in [low, high]."""
+    value = info.get(key, default)
+    if type(value) is not int or not low <= value <= high:
+        raise _damaged(CONFIG_FILE, f"{key} must be a whole number from {low:,} to {high:,}, got {value!r}")
+    return value
+
+
+def info_str(info: dict, key: str) -> str | None:
+    """Text field `key` of `config.json`'s `info`, None when absent; `UserError` if it is not text."""
+    value = info.get(key)
+    if value is not None and not isinstance(value, str):
+        raise _damaged(CONFIG_FILE, f"{key} must be text, got {type(value).__name__}")
+    return value
+
+
+def _damaged(name: str, problem: str) -> UserError:
+    return UserError(f"{name} of the run is damaged ({problem}): retrain the run, or restore the file")
 
 
 def read_csv_rows(path: str | os.PathLike) -> list[dict]:
@@ -62,22 +89,89 @@ def read_csv_rows(path: str | os.PathLike) -> list[dict]:
     path = Path(path)
     if not path.exists():
         return []
-    with open(path, newline="", encoding="utf-8") as f:
-        return [dict(r) for r in csv.DictReader(f)]
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            return [dict(r) for r in csv.DictReader(f)]
+    except (UnicodeDecodeError, csv.Error) as e:
+        raise _damaged(path.name, f"not a UTF-8 CSV file: {type(e).__name__}") from None
 
 
 def read_history(run_dir: Path) -> dict[str, list[float]]:
-    """The history of all sessions of the run, from `history.csv` (Keras' History holds only the last)."""
+    """The history of all sessions of the run, from `history.csv` (Keras' History holds only the last).
+
+    Every row must have an `epoch` (0, 1, 2, ... in order) and a number in
+    each column; a `UserError` names the row and column that do not.
+    """
     rows = read_csv_rows(run_dir / HISTORY_CSV)
-    history = {key: [float(r[key]) for r in rows] for key in (rows[0] if rows else {})}
-    if rows:
-        history["epoch"] = [int(e) for e in history["epoch"]]
+    keys = list(rows[0]) if rows else []
+    if rows and ("epoch" not in keys or None in keys):
+        raise _damaged(HISTORY_CSV, f"its header must start with epoch, got {keys[:4]}")
+    history: dict[str, list] = {key: [] for key in keys}
+    for number, row in enumerate(rows, 2):
+        for key in keys:
+            value = row.get(key)
+            try:
+                parsed = int(value) if key == "epoch" else float(value)
+            except (TypeError, ValueError):
+                raise _damaged(HISTORY_CSV, f"line {number}: {key} is not a number") from None
+            history[key].append(parsed)
+        if history["epoch"][-1] != number - 2:
+            raise _damaged(HISTORY_CSV, f"line {number}: epoch {history['epoch'][-1]} where {number - 2} belongs")
     return history
 
 
-def best_val_loss(run_dir: Path) -> float:
-    """The lowest finite `val_loss` in the run's history, `inf` if none."""
-    return min((v for v in read_history(run_dir).get("val_loss", []) if math.isfinite(v)), default=math.inf)
+def best_val_loss(run_dir: Path, before_epoch: int | None = None) -> float:
+    """The lowest finite `val_loss` in the run's history (of epochs before `before_epoch`), `inf` if none."""
+    history = read_history(run_dir)
+    return min((v for e, v in zip(history.get("epoch", []), history.get("val_loss", []))
+                if math.isfinite(v) and (before_epoch is None or e < before_epoch)), default=math.inf)
+
+
+@contextlib.contextmanager
+def run_lock(run_dir: Path) -> Iterator[bool]:
+    """Hold an exclusive lock on the run directory (a `flock` on the directory itself) for the block.
+
+    A second process training the same run gets a `UserError` at once; the
+    lock goes with the process, so a killed run never leaves one behind. A
+    directory that does not exist yet cannot be locked: the block gets False.
+    """
+    try:
+        fd = os.open(run_dir, os.O_RDONLY)
+    except OSError:
+        yield False
+        return
+    try:
+        try:
+            import fcntl
+        except ImportError:  # Windows: no flock; runs there are not locked
+            fcntl = None
+        if fcntl is not None:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise UserError(f"run_dir {run_dir} is being trained by another process: wait for it to end, "
+                                "or stop it first", argument="run_dir") from None
+        yield True
+    finally:
+        os.close(fd)
+
+
+def read_finished_history(run_dir: Path) -> dict:
+    """`history.json` of a finished run as a dict of lists of numbers (and the training time), `{}` if absent."""
+    path = run_dir / HISTORY_JSON
+    if not path.exists():
+        return {}
+    try:
+        history = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError):
+        raise _damaged(HISTORY_JSON, "not UTF-8 JSON") from None
+    numbers = (int, float)
+    if not isinstance(history, dict) or not all(
+            isinstance(v, numbers) and not isinstance(v, bool) if k == "train_seconds_last_session"
+            else isinstance(v, list) and all(isinstance(x, numbers) and not isinstance(x, bool) for x in v)
+            for k, v in history.items()):
+        raise _damaged(HISTORY_JSON, "it must map each log to a list of numbers")
+    return history
 
 
 def write_history(run_dir: Path, history: dict, train_seconds: float) -> None:

@@ -12,7 +12,7 @@ from keras_makemore.data import Corpus, Vocabulary
 from keras_makemore.streaming import StreamedCorpus, open_corpus
 from keras_makemore.errors import UserError
 from keras_makemore.models.base import model_shape
-from keras_makemore.rundir import CONFIG_FILE, MODEL_FILE, VOCAB_FILE, read_config
+from keras_makemore.rundir import CONFIG_FILE, MODEL_FILE, VOCAB_FILE, info_int, info_str, read_config
 
 
 @dataclasses.dataclass
@@ -57,7 +57,7 @@ class Run:
 
     def corpus(self) -> Corpus | StreamedCorpus:
         """The run's data, split as in training (the data file must still be where it was)."""
-        data = self.info.get("data")
+        data = info_str(self.info, "data")
         if not data or not Path(data).exists():
             raise UserError(f"data file {data} of the run is gone: put it back, or pass another data file",
                             argument="data")
@@ -69,7 +69,7 @@ class Run:
     @property
     def max_length(self) -> int:
         """A default cap on sampled word length: twice the longest training word, within [32, 256]."""
-        return min(256, max(32, 2 * int(self.info.get("max_word_length", 16))))
+        return min(256, max(32, 2 * info_int(self.info, "max_word_length", 16, 1, 10**9)))
 
 
 def run_of_export(path: str | os.PathLike) -> Run | None:

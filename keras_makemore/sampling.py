@@ -20,7 +20,7 @@ import tensorflow as tf
 from keras_makemore.controls import INT32_MAX, SamplingControls, control_keywords, resolve_seed
 from keras_makemore.data import Vocabulary
 from keras_makemore.errors import UserError
-from keras_makemore.exported import ExportedModel
+from keras_makemore.exported import MAX_LENGTH, ExportedModel
 from keras_makemore.generation import generate_tokens, keras_graph_function
 
 DEFAULT_MAX_LENGTH = 64
@@ -66,6 +66,7 @@ def iter_words(
     Returns:
         The words, prefix included, without markers.
     """
+    check_model_inputs(model, vocab, block_size)
     controls = SamplingControls(**controls)
     seed = resolve_seed(seed)
     exclude = frozenset(exclude)
@@ -76,6 +77,9 @@ def iter_words(
         inputs = controls.inputs(vocab, model.max_length)
         rows = lambda first_row, n: model.generate_tokens(seed, first_row, n, inputs)  # noqa: E731
     else:
+        if (controls.max_length or 0) > MAX_LENGTH:  # every row holds max_length tokens
+            raise UserError(f"max_length must be at most {MAX_LENGTH:,}, got {controls.max_length:,}",
+                            argument="max_length")
         inputs = controls.inputs(vocab, controls.max_length or DEFAULT_MAX_LENGTH)
         if isinstance(model, keras.Model):
             generate = keras_graph_function(model, block_size, _generate, _GENERATE_SIGNATURE)
@@ -100,6 +104,27 @@ def sample_words(*args, **kwargs) -> list[str]:
 
 
 sample_words.__signature__ = inspect.signature(iter_words).replace(return_annotation=list[str])
+
+
+def check_model_inputs(model, vocab: Vocabulary, block_size: int | None) -> None:
+    """A `UserError` unless `vocab` is a `Vocabulary` of the model's size and `block_size` its context length."""
+    if not isinstance(vocab, Vocabulary):
+        raise UserError(f"vocab must be a Vocabulary (e.g. Vocabulary.from_words(words)), got {type(vocab).__name__}",
+                        argument="vocab")
+    if isinstance(model, ExportedModel):
+        sizes = {"vocab_size": model.vocab.size, "block_size": model.block_size}
+    else:
+        try:
+            (inputs,), (outputs,) = model.inputs, model.outputs
+            sizes = {"vocab_size": outputs.shape[-1], "block_size": inputs.shape[-1]}
+        except (AttributeError, TypeError, ValueError):
+            return  # a plain callable, or a subclassed model: its shapes are unknown until it is called
+    if sizes["vocab_size"] is not None and sizes["vocab_size"] != vocab.size:
+        raise UserError(f"vocab has {vocab.size} tokens but the model predicts {sizes['vocab_size']}: pass the "
+                        "model's own vocabulary", argument="vocab")
+    if block_size is not None and sizes["block_size"] is not None and sizes["block_size"] != block_size:
+        raise UserError(f"block_size {block_size} is not the model's context length {sizes['block_size']}: "
+                        f"pass {sizes['block_size']}", argument="block_size")
 
 
 def _generate(logits_fn, block_size, seed, first_row, num_words, *controls):

@@ -9,6 +9,7 @@ agree to float32 rounding.
 import dataclasses
 import math
 import os
+from typing import Iterator
 from pathlib import Path
 
 import keras
@@ -19,6 +20,10 @@ from keras_makemore.data import MARKER_ID, Vocabulary, read_words
 from keras_makemore.errors import UserError
 from keras_makemore.exported import ExportedModel, score_in_chunks
 from keras_makemore.generation import keras_graph_function
+from keras_makemore.sampling import check_model_inputs
+
+_CHUNK_TOKENS = 131_072  # padded tokens per graph call, as 4,096 words of 32 characters: one long line pads no more
+MAX_WORD_LENGTH = 4096  # the longest word a Keras model scores, as the longest an exported one may declare
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,9 +68,13 @@ def score_words(model: keras.Model | ExportedModel, vocab: Vocabulary, words: li
     >>> [s.word for s in score_words(build_model(vocab.size), vocab, ["ava", "emma"])]
     ['ava', 'emma']
     """
+    check_model_inputs(model, vocab, block_size)
     words = list(words)
-    for word in words:
+    for i, word in enumerate(words):
         vocab.encode(word)  # a clear error for a character the model never saw
+        if len(word) > MAX_WORD_LENGTH and not isinstance(model, ExportedModel):  # it checks its own limit
+            raise UserError(f"words: word {i + 1} has {len(word):,} characters, more than the {MAX_WORD_LENGTH:,} "
+                            "a model scores", argument="words")
     if isinstance(model, ExportedModel):
         out = model.score(words)
     else:
@@ -114,4 +123,17 @@ def _keras_score(model: keras.Model, block_size: int, vocab: Vocabulary, words: 
             ids[i, :len(encoded)] = encoded
         return score(ids)
 
-    return score_in_chunks(score_chunk, len(words))
+    return score_in_chunks(score_chunk, _chunks_by_tokens(words))
+
+
+def _chunks_by_tokens(words: list[str]) -> Iterator[tuple[int, int]]:
+    """`(start, stop)` of consecutive runs of `words` whose padded size (words x (longest + 1)) stays within
+    `_CHUNK_TOKENS`."""
+    start, longest = 0, 0
+    for i, word in enumerate(words):
+        longest = max(longest, len(word) + 1)
+        if i > start and (i + 1 - start) * longest > _CHUNK_TOKENS:
+            yield start, i
+            start, longest = i, len(word) + 1
+    if start < len(words):
+        yield start, len(words)

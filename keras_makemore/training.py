@@ -9,9 +9,11 @@ last checkpoint first and starts the pipeline at the restored step, so it
 trains on the very minibatches the uninterrupted run would have.
 """
 
+import contextlib
 import dataclasses
 import hashlib
 import os
+import shutil
 import time
 from pathlib import Path
 from typing import Sequence
@@ -20,8 +22,8 @@ import keras
 import tensorflow as tf
 
 from keras_makemore import engine, rundir
-from keras_makemore.callbacks import (AtomicCSVLogger, BestModelCheckpoint, SampleWords, StopOnNonFiniteLoss,
-                                      tensorboard_callbacks)
+from keras_makemore.callbacks import (AtomicBackupAndRestore, AtomicCSVLogger, BestModelCheckpoint, SampleWords,
+                                      StopOnNonFiniteLoss, tensorboard_callbacks)
 from keras_makemore.config import StepPlan, TrainConfig, config_differences, plan_steps
 from keras_makemore.data import Corpus, Windows, load_names
 from keras_makemore.streaming import StreamedCorpus, WindowStream, open_corpus
@@ -91,6 +93,18 @@ def train(
     ```
     """
     run_dir = Path(run_dir)
+    # The workers of a cluster share the run directory (only the chief writes it), and cannot resume.
+    shared = config is not None and config.strategy == "multiworker"
+    with contextlib.ExitStack() as locks:
+        def lock() -> bool:
+            return shared or locks.enter_context(rundir.run_lock(run_dir))
+
+        locked = lock()  # False when the directory does not exist yet: then once `_train` creates it
+        return _train(config, run_dir, callbacks, verbose, num_samples, resume, tensorboard,
+                      lock_new_run=lambda: locked or lock())
+
+
+def _train(config, run_dir, callbacks, verbose, num_samples, resume, tensorboard, lock_new_run) -> TrainResult:
     if num_samples < 0:
         raise UserError(f"num_samples must be 0 or more, got {num_samples}", argument="num_samples")
     config = _config_to_resume(run_dir, config) if resume else config
@@ -107,25 +121,34 @@ def train(
     train_examples = training_examples(get_model_type(config.model), corpus, "train")
     plan = plan_steps(config, len(train_examples))
     if not resume and chief:
+        _create_run_dir(run_dir)
+        lock_new_run()
+        _check_new_run_dir(run_dir)  # again, now that no other process can start a run there
         _start_run_dir(run_dir, config, corpus, data_path, plan)
+    elif chief:
+        _check_data_unchanged(run_dir, data_path)
 
     # Model and optimizer
     model = compiled_model(config, corpus.vocab.size, corpus.block_size, plan, strategy)
 
     # Fit
     with worker_dir(run_dir, chief) as out_dir:
-        backup = keras.callbacks.BackupAndRestore(str(out_dir / rundir.BACKUP_DIR), double_checkpoint=True)
+        # Kept until history.json is written, so that a failure at that last write can still be resumed.
+        backup = AtomicBackupAndRestore(out_dir / rundir.BACKUP_DIR, delete_checkpoint=not chief)
         first_step = _restore(model, backup) if resume else 0
         minibatches = train_examples.random_minibatches(config.batch_size, config.seed, plan.total_steps, first_step)
         stop_on_nan = StopOnNonFiniteLoss()
-        fit_callbacks = [backup, stop_on_nan, *_run_callbacks(config, corpus, run_dir, model, chief, verbose,
-                                                             num_samples, tensorboard), *callbacks]
+        # The checkpoint comes after the CSV log and the best model: a failure at any of those writes leaves the
+        # checkpoint of the epoch before, and the resumed run writes that epoch's row and model again.
+        fit_callbacks = [stop_on_nan, *_run_callbacks(config, corpus, run_dir, model, chief, verbose, num_samples,
+                                                      tensorboard, backup.restored_epoch), backup, *callbacks]
         if verbose != 0 and chief:
-            _print_plan(config, corpus, model, plan, resume, run_dir, len(train_examples))
+            _print_plan(config, corpus, model, plan, resume, run_dir, len(train_examples), backup)
         started = time.perf_counter()
-        fitted = engine.fit(model, minibatches, epochs=plan.epochs, steps_per_epoch=plan.steps_per_epoch,
-                            validation_data=_validation_data(config, corpus, strategy.num_replicas_in_sync),
-                            callbacks=fit_callbacks, verbose=verbose if chief else 0)
+        fitted = (engine.fit(model, minibatches, epochs=plan.epochs, steps_per_epoch=plan.steps_per_epoch,
+                             validation_data=_validation_data(config, corpus, strategy.num_replicas_in_sync),
+                             callbacks=fit_callbacks, verbose=verbose if chief else 0)
+                  if first_step < plan.total_steps else None)  # only the history was left to write
         elapsed = time.perf_counter() - started
 
     # Save
@@ -136,6 +159,7 @@ def train(
         return TrainResult(run_dir, model, corpus, fitted.history, config, chief=False)
     history = rundir.read_history(run_dir)
     rundir.write_history(run_dir, history, elapsed)
+    shutil.rmtree(run_dir / rundir.BACKUP_DIR, ignore_errors=True)
     return TrainResult(run_dir, load_model(run_dir / rundir.MODEL_FILE), corpus, history, config)
 
 
@@ -174,7 +198,7 @@ def _corpus(config: TrainConfig, data_path: Path) -> Corpus | StreamedCorpus:
     return corpus
 
 
-def _run_callbacks(config, corpus, run_dir, model, chief, verbose, num_samples, tensorboard) -> list:
+def _run_callbacks(config, corpus, run_dir, model, chief, verbose, num_samples, tensorboard, first_epoch) -> list:
     """Validation on a cluster; the chief's checkpoint, CSV log and TensorBoard; the progress bar and samples."""
     out = []
     # Keras' evaluate under MultiWorkerMirroredStrategy fails on (x, y) batches (its strategy.reduce of
@@ -182,7 +206,7 @@ def _run_callbacks(config, corpus, run_dir, model, chief, verbose, num_samples, 
     if config.strategy == "multiworker":
         out.append(_LocalValidation(model, corpus.windows("val"), config.eval_max_examples))
     if chief:
-        out += [BestModelCheckpoint(run_dir / rundir.MODEL_FILE, initial_best=rundir.best_val_loss(run_dir)),
+        out += [BestModelCheckpoint(run_dir / rundir.MODEL_FILE, initial_best=rundir.best_val_loss(run_dir, first_epoch)),
                 AtomicCSVLogger(run_dir / rundir.HISTORY_CSV)]
         if tensorboard:
             out += tensorboard_callbacks(run_dir / rundir.TENSORBOARD_DIR, corpus.vocab)
@@ -194,7 +218,7 @@ def _run_callbacks(config, corpus, run_dir, model, chief, verbose, num_samples, 
     return out
 
 
-def _restore(model: keras.Model, backup: keras.callbacks.BackupAndRestore) -> int:
+def _restore(model: keras.Model, backup: AtomicBackupAndRestore) -> int:
     """Load the last checkpoint now, before the minibatches are made; return the step it reached.
 
     `fit` restores it again as it starts (the same files), and resumes from its epoch.
@@ -212,9 +236,14 @@ def _restore(model: keras.Model, backup: keras.callbacks.BackupAndRestore) -> in
     return step
 
 
-def _print_plan(config, corpus, model, plan, resume, run_dir, examples) -> None:
-    if resume:
-        print(f"resuming the run in {run_dir} from its last checkpoint")
+def _print_plan(config, corpus, model, plan, resume, run_dir, examples, backup) -> None:
+    if backup.skipped:
+        print(f"skipped damaged checkpoints in {run_dir / rundir.BACKUP_DIR}: {', '.join(backup.skipped)}")
+    if resume and backup.restored_epoch:
+        print(f"resuming the run in {run_dir} from its checkpoint at step {backup.restored_epoch * plan.steps_per_epoch:,}")
+    elif resume:
+        print(f"the run in {run_dir} has no usable checkpoint (it stopped before its first one): "
+              "training it from step 0")
     print(f"training {config.model}: {model.count_params():,} parameters on {examples:,} examples "
           f"({corpus.split_size('train'):,} words) for {plan.total_steps:,} steps of batch {config.batch_size}, "
           f"validating every {plan.steps_per_epoch:,} steps")
@@ -261,16 +290,16 @@ def _validation_data(config: TrainConfig, corpus: Corpus | StreamedCorpus,
 
 
 def _check_new_run_dir(run_dir: Path) -> None:
-    if (run_dir / rundir.BACKUP_DIR).exists():
+    if (run_dir / rundir.BACKUP_DIR).exists() and not (run_dir / rundir.HISTORY_JSON).exists():
         raise UserError(f"run_dir {run_dir} holds an interrupted run: continue it with resume=True, "
                         "or choose another run_dir", argument="run_dir")
     if (run_dir / rundir.CONFIG_FILE).exists():
         raise UserError(f"run_dir {run_dir} already holds a run: choose another run_dir", argument="run_dir")
 
 
-def _start_run_dir(run_dir: Path, config: TrainConfig, corpus: Corpus | StreamedCorpus, data_path: Path, plan: StepPlan) -> None:
-    """Create the run directory with its vocabulary and config."""
-    _create_run_dir(run_dir)
+def _start_run_dir(run_dir: Path, config: TrainConfig, corpus: Corpus | StreamedCorpus, data_path: Path,
+                   plan: StepPlan) -> None:
+    """Write the vocabulary and config into the new run directory."""
     corpus.vocab.save(run_dir / rundir.VOCAB_FILE)
     rundir.write_config(run_dir, config, plan, data=str(data_path.resolve()), data_sha256=file_sha256(data_path),
                         vocab_size=corpus.vocab.size, max_word_length=corpus.max_word_length)
@@ -292,6 +321,16 @@ def _config_to_resume(run_dir: Path, config: TrainConfig | None) -> TrainConfig:
         raise UserError("a multi-worker run cannot be resumed: its workers' checkpoints are not kept; "
                         "train again into a new run_dir", argument="run_dir")
     return saved
+
+
+def _check_data_unchanged(run_dir: Path, data_path: Path) -> None:
+    """Refuse to resume on data other than the run's: its split, vocabulary and minibatches would all differ."""
+    _, info = rundir.read_config(run_dir)
+    recorded = info.get("data_sha256")
+    if recorded is not None and file_sha256(data_path) != recorded:
+        raise UserError(f"data file {data_path} changed since the run started (its sha256 differs from the one in "
+                        f"{rundir.CONFIG_FILE}): a resumed run must train on the same words; put the original file "
+                        "back, or train a new run on the changed file", argument="data")
 
 
 def file_sha256(path: str | os.PathLike) -> str:

@@ -6,11 +6,13 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 
+import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import run_cli
+from conftest import ROOT, run_cli
 from keras_makemore.errors import UserError
 from keras_makemore.export import export_run
 from keras_makemore.exported import ExportedModel
@@ -196,3 +198,240 @@ def test_export_on_a_full_disk_is_one_line_and_keeps_the_earlier_export(trained_
         assert not (run_dir / "export").exists()
     finally:
         subprocess.run(["umount", str(mount)], check=True)
+
+
+# Issue 25: untrusted .tflite metadata, odd files in a SavedModel, memory from input, pipes, serve.py.
+
+def _patched_tflite(exported_run, tmp_path, replace) -> str:
+    """A copy of the run's .tflite file whose vocabulary table (marker and code points, int32) is `replace`d."""
+    from keras_makemore.runs import Run
+
+    vocab = Run.load(exported_run).vocab
+    table = [0] + [ord(c) for c in vocab.chars]
+    data = (exported_run / "export" / "model.tflite").read_bytes()
+    old = np.array(table, np.int32).tobytes()
+    assert data.count(old) >= 1  # the table of each decode signature
+    patched = tmp_path / "patched.tflite"
+    patched.write_bytes(data.replace(old, np.array(replace(table), np.int32).tobytes()))
+    return str(patched)
+
+
+VOCAB_PATCHES = {
+    "negative code point": (lambda t: t[:1] + [-5] + t[2:], "holds -5, which is not a character's code point"),
+    "beyond Unicode": (lambda t: t[:1] + [0x110000] + t[2:], "holds 1114112, which is not a character's code point"),
+    "surrogate": (lambda t: t[:-1] + [0xD800], "holds 55296, which is not a character's code point"),
+    "duplicates": (lambda t: t[:1] + [t[1]] * (len(t) - 1), "code points must be distinct and in increasing order"),
+    "marker moved": (lambda t: [97] + t[1:], "token 0 must be the end marker, code point 0, got 97"),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", VOCAB_PATCHES)
+def test_a_tflite_file_with_a_damaged_vocabulary_is_refused(exported_run, tmp_path, case):
+    replace, needle = VOCAB_PATCHES[case]
+    model = _patched_tflite(exported_run, tmp_path, replace)
+    for command in (("sample", model, "-n", "3"), ("score", model, "emma")):
+        line = _one_line_error(run_cli(*command), needle, "is damaged or not from `keras-makemore export`")
+        assert line.endswith("export the run again, or use a file you trust")
+    done = subprocess.run([sys.executable, str(ROOT / "export" / "sample_tflite.py"), model, "-n", "3"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines()[-1].startswith(  # after LiteRT's own INFO line
+        f"sample_tflite: error: cannot sample from {model}: its vocabulary is damaged (code points must be 0, then "
+        "distinct characters in order)")
+
+
+@pytest.mark.parametrize("meta, needle", [
+    ({"vocabulary": [0], "block_size": 3, "max_length": 32}, "must list 2 to 1,048,576 code points, got shape (1,)"),
+    ({"vocabulary": [0, 97], "block_size": 3, "max_length": 2**31 - 1}, "max_length must be a whole number from 1 "
+                                                                        "to 4,096, got 2147483647"),
+    ({"vocabulary": [0, 97], "block_size": 3, "max_length": 0}, "max_length must be a whole number from 1"),
+    ({"vocabulary": [0, 97], "block_size": 5000, "max_length": 32}, "block_size must be a whole number from 1 to 1,024"),
+    ({"vocabulary": [0.0, 97.5], "block_size": 3, "max_length": 32}, "must list 2 to 1,048,576 code points"),
+])
+def test_decode_metadata_is_bounded(meta, needle):
+    from keras_makemore.exported import check_decode_metadata
+
+    meta = {k: np.asarray(v, np.float32 if isinstance(v, list) and isinstance(v[0], float) else np.int32)
+            for k, v in meta.items()}
+    with pytest.raises(UserError, match="is damaged or not from") as raised:
+        check_decode_metadata(meta, "m.tflite")
+    assert needle in str(raised.value)
+    sys.path.insert(0, str(ROOT / "export"))
+    try:
+        import sample_tflite
+    finally:
+        sys.path.pop(0)
+    if "block_size" not in needle:  # the script needs no block size
+        with pytest.raises(ValueError):
+            sample_tflite.check_metadata(meta)
+
+
+def test_decode_metadata_of_a_real_export_passes(exported_run):
+    from keras_makemore.runs import Run
+
+    exported = ExportedModel(exported_run / "export" / "model.tflite")
+    run = Run.load(exported_run)
+    assert (exported.vocab, exported.block_size, exported.max_length) == (run.vocab, run.config.block_size,
+                                                                        run.max_length)
+
+
+def _saved_model_copy(exported_run, tmp_path):
+    export_dir = tmp_path / "export"
+    shutil.copytree(exported_run / "export", export_dir)
+    return export_dir / "saved_model"
+
+
+@pytest.mark.parametrize("plant", ["symlinked file", "symlinked directory", "fifo"])
+def test_the_saved_model_check_refuses_links_and_special_files(exported_run, tmp_path, plant):
+    saved_model = _saved_model_copy(exported_run, tmp_path)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret").write_text("x")
+    target = saved_model / "assets" / "planted"
+    target.parent.mkdir(exist_ok=True)
+    if plant == "symlinked file":
+        target.symlink_to(outside / "secret")
+    elif plant == "symlinked directory":
+        target.symlink_to(outside, target_is_directory=True)
+    else:
+        os.mkfifo(target)
+    with pytest.raises(UserError) as raised:
+        ExportedModel(saved_model)  # a FIFO would block a reader forever: this returns
+    kind = "not a plain file" if plant == "fifo" else "a symbolic link"
+    assert f"{target} in the SavedModel is {kind}" in str(raised.value)
+
+
+def test_the_saved_model_digest_is_read_in_blocks(exported_run, tmp_path):
+    from keras_makemore.exported import saved_model_digests
+
+    saved_model = _saved_model_copy(exported_run, tmp_path)
+    big = saved_model / "assets" / "big.bin"
+    big.parent.mkdir(exist_ok=True)
+    with open(big, "wb") as f:
+        f.truncate(3 * (1 << 20) + 5)  # larger than a block, sparse
+    digests = saved_model_digests(saved_model)
+    assert digests["assets/big.bin"] == hashlib.sha256(big.read_bytes()).hexdigest()
+    assert digests == _tree_digest(saved_model)
+
+
+@pytest.mark.slow
+def test_score_file_with_a_very_long_line(exported_run, tmp_path):
+    words = tmp_path / "words.txt"
+    words.write_text("emma\n" * 4095 + "a" * 10_000 + "\nava\n")
+    for model in (str(exported_run), str(exported_run / "export" / "model.tflite")):
+        line = _one_line_error(run_cli("score", model, "--file", str(words)), "word 4096 has 10,000 characters")
+        assert "a" * 50 not in line  # the line itself is never echoed
+
+
+def test_scoring_is_chunked_by_characters_and_agrees_with_scoring_one_by_one(trained_run):
+    from keras_makemore import scoring
+
+    words = ["emma"] * 300 + ["a" * 4000] + ["ava"] * 50
+    chunks = list(scoring._chunks_by_tokens(words))
+    assert sum(chunks, []) == words
+    assert all(len(c) * (max(map(len, c)) + 1) <= scoring._CHUNK_TOKENS for c in chunks)
+    together = scoring.score_words(trained_run.model, trained_run.corpus.vocab, ["emma", "a" * 4000, "ava"])
+    alone = [scoring.score_words(trained_run.model, trained_run.corpus.vocab, [w])[0]
+             for w in ["emma", "a" * 4000, "ava"]]
+    assert [s.word for s in together] == [s.word for s in alone]
+    np.testing.assert_allclose([s.log_prob for s in together], [s.log_prob for s in alone], rtol=1e-5)
+    with pytest.raises(UserError, match="word 2 has 4,097 characters, more than the 4,096 a model scores"):
+        scoring.score_words(trained_run.model, trained_run.corpus.vocab, ["emma", "a" * 4097])
+
+
+def _head(command: list[str], read: int | None = None) -> subprocess.CompletedProcess:
+    """Run `command | head`: read its first 3 lines (or `read` bytes), close the pipe, wait for it."""
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    if read is None:
+        got = [proc.stdout.readline() for _ in range(3)]
+    else:
+        got = [proc.stdout.read(read)]
+    proc.stdout.close()
+    stderr = proc.stderr.read().decode()
+    proc.wait(timeout=300)
+    assert all(got), got
+    return subprocess.CompletedProcess(command, proc.returncode, b"".join(got), stderr)
+
+
+@pytest.mark.slow
+def test_a_reader_that_goes_away_stops_the_output_quietly(exported_run, tmp_path):
+    cli = [sys.executable, "-m", "keras_makemore"]
+    tflite = str(exported_run / "export" / "model.tflite")
+    words = tmp_path / "words.txt"
+    words.write_text("emma\nava\n" * 50_000)
+    for command, read in [
+        (cli + ["sample", str(exported_run), "-n", "100000", "--seed", "0"], None),
+        (cli + ["sample", tflite, "-n", "100000", "--seed", "0"], None),
+        (cli + ["sample", str(exported_run), "-n", "20000", "--seed", "0", "--json"], 20),
+        (cli + ["score", str(exported_run), "--file", str(words)], None),
+        (cli + ["score", tflite, "--file", str(words), "--json"], 20),
+        ([sys.executable, str(ROOT / "export" / "sample_tflite.py"), tflite, "-n", "100000", "--seed", "0"], None),
+    ]:
+        done = _head(command, read)
+        stderr = done.stderr.replace("INFO: Created TensorFlow Lite XNNPACK delegate for CPU.\n", "")  # LiteRT's
+        assert done.returncode == 0 and stderr == "", (command, done.returncode, done.stderr[-2000:])
+
+
+def _serve(model):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("serve", ROOT / "export" / "web" / "serve.py")
+    serve = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(serve)
+    server = serve.serve(model, port=0, quiet=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return serve, server
+
+
+def _get(port: int, path: str, host: str | None = None) -> tuple[int, bytes]:
+    import http.client
+
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    conn.putrequest("GET", path, skip_host=True)
+    conn.putheader("Host", host or f"127.0.0.1:{port}")
+    conn.endheaders()
+    response = conn.getresponse()
+    body = response.read()
+    conn.close()
+    return response.status, body
+
+
+def test_serve_serves_the_page_and_the_model_and_nothing_else(exported_run, tmp_path):
+    tflite = exported_run / "export" / "model.tflite"
+    serve, server = _serve(tflite)
+    port = server.server_address[1]
+    modules = serve.PAGE_DIR / "node_modules"
+    core = modules / "@litertjs" / "core"
+    created = next((p for p in (modules, modules / "@litertjs", core) if not p.exists()), None)
+    core.mkdir(parents=True, exist_ok=True)
+    secret = tmp_path / "secret.txt"
+    secret.write_text("secret")
+    link, other = core / "escape.txt", modules / "other-package.js"
+    link.symlink_to(secret)
+    other.write_text("x")
+    try:
+        assert _get(port, "/")[0] == 200 and b"makemore" in _get(port, "/")[1]
+        assert _get(port, "/index.html", f"localhost:{port}")[0] == 200
+        assert _get(port, "/page.js")[0] == 200
+        assert _get(port, "/model.tflite") == (200, tflite.read_bytes())
+        # Host headers of other names: a DNS-rebinding page on another site
+        assert _get(port, "/model.tflite", "evil.example")[0] == 421
+        assert _get(port, "/", f"evil.example:{port}")[0] == 421
+        # the page folder's other files, its directories, and symbolic links out of it
+        assert _get(port, "/serve.py")[0] == 404
+        assert _get(port, "/package.json")[0] == 404
+        assert _get(port, "/../../../etc/passwd")[0] == 404
+        assert _get(port, "/node_modules/@litertjs/core/escape.txt")[0] == 404
+        assert _get(port, "/node_modules/other-package.js")[0] == 404
+        status, body = _get(port, "/node_modules/@litertjs/core/")
+        assert status == 404 and b"escape.txt" not in body
+        assert _get(port, "/node_modules/")[0] == 404
+    finally:
+        server.shutdown()
+        server.server_close()
+        link.unlink()
+        other.unlink()
+        if created is not None:
+            shutil.rmtree(created)

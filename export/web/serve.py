@@ -5,27 +5,59 @@
     python3 serve.py ../../runs/names/export/model.tflite
     # open http://127.0.0.1:8000/?model=model.tflite&seed=9&n=12
 
-The page folder is served as it is and the model under its own file name,
-so the page's relative URLs work as they will on any static host.
+The page's files and the LiteRT.js packages are served at their paths in the
+page folder and the model under its own file name, so the page's relative URLs
+work as they will on any static host. Nothing else is: no other file, no
+directory listing, no file reached through a symbolic link out of those, and
+no request whose `Host` is not 127.0.0.1 or localhost (a page on another site
+that rebinds its DNS name to 127.0.0.1 cannot read from the server).
 """
 
 import argparse
 import functools
 import http.server
 import sys
+from http import HTTPStatus
 from pathlib import Path
 
 PAGE_DIR = Path(__file__).resolve().parent
+PAGE_FILES = ("index.html", "page.js", "makemore.js")
+PACKAGES = ("node_modules/@litertjs/core", "node_modules/@litertjs/wasm-utils")  # the page's import map
+HOSTS = ("127.0.0.1", "localhost")
 
 
 class _Handler(http.server.SimpleHTTPRequestHandler):
     model: Path | None = None
     quiet = False
 
+    def do_GET(self):
+        if self._host_allowed():
+            super().do_GET()
+
+    def do_HEAD(self):
+        if self._host_allowed():
+            super().do_HEAD()
+
+    def _host_allowed(self) -> bool:
+        host = (self.headers.get("Host") or "").lower()
+        if host.removesuffix(f":{self.server.server_address[1]}") in HOSTS:
+            return True
+        self.send_error(HTTPStatus.MISDIRECTED_REQUEST, "this server answers only to 127.0.0.1 and localhost")
+        return False
+
     def translate_path(self, path):
-        if self.model is not None and path.split("?", 1)[0] == "/" + self.model.name:
+        path = path.split("?", 1)[0].split("#", 1)[0]
+        if self.model is not None and path == "/" + self.model.name:
             return str(self.model)
-        return super().translate_path(path)
+        local = Path(super().translate_path(path))
+        real = local.resolve()  # symbolic links followed, to see where they lead
+        allowed = (real == PAGE_DIR or real in (PAGE_DIR / f for f in PAGE_FILES)
+                   or any(real.is_relative_to((PAGE_DIR / p).resolve()) for p in PACKAGES))
+        return str(real) if allowed else ""  # no such file: 404
+
+    def list_directory(self, path):
+        self.send_error(HTTPStatus.NOT_FOUND, "directories are not listed")
+        return None
 
     def log_message(self, format, *args):
         if not self.quiet:

@@ -1,0 +1,223 @@
+"""Faults of values, the command line, the Python API and damaged run files (issue 25)."""
+
+import json
+import shutil
+import subprocess
+
+import pytest
+
+from conftest import run_cli
+from keras_makemore import rundir
+from keras_makemore.errors import UserError
+
+
+def _one_line_error(result: subprocess.CompletedProcess, *needles: str) -> str:
+    assert result.returncode == 2, (result.returncode, result.stdout[-2000:], result.stderr[-2000:])
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("keras-makemore: error: "), result.stderr[-2000:]
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+    return lines[0]
+
+
+@pytest.fixture
+def run_copy(trained_run, tmp_path):
+    path = tmp_path / "run"
+    shutil.copytree(trained_run.run_dir, path)
+    return path
+
+
+# Values
+
+@pytest.mark.slow
+@pytest.mark.parametrize("flags, needle", [
+    (("--temperature", "1e-50"), "--temperature must be a finite number of at least 1e-06, got 1e-50: try 1.0"),
+    (("--max-length", "0"), "--max-length must be a whole number of at least 1, got 0"),
+    (("--max-length", "2147483647"), "--max-length must be at most 4,096, got 2,147,483,647"),
+])
+def test_sampling_values_out_of_range(trained_run, flags, needle):
+    _one_line_error(run_cli("sample", str(trained_run.run_dir), "-n", "2", *flags), needle)
+
+
+def test_a_tiny_temperature_samples_greedily(trained_run):
+    from keras_makemore.sampling import sample_words
+
+    run = trained_run
+    words = sample_words(run.model, run.corpus.vocab, run.config.block_size, 5, seed=0, temperature=1e-6)
+    assert len(set(words)) == 1 and words[0]  # the likeliest word each time, not an empty one
+    with pytest.raises(UserError, match="at least 1e-06"):
+        sample_words(run.model, run.corpus.vocab, run.config.block_size, 5, seed=0, temperature=1e-50)
+
+
+# The command line
+
+@pytest.mark.slow
+def test_train_out_empty_is_refused(tmp_path):
+    line = _one_line_error(run_cli("train", "--out", "", "--steps", "10", cwd=tmp_path))
+    assert line == "keras-makemore: error: --out must name a directory, got an empty string"
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.slow
+def test_score_reads_words_after_its_options(trained_run, tmp_path):
+    words = tmp_path / "words.txt"
+    words.write_text("ava\n")
+    result = run_cli("score", str(trained_run.run_dir), "--json", "emma")
+    assert result.returncode == 0, result.stderr
+    assert [w["word"] for w in json.loads(result.stdout)["words"]] == ["emma"]
+    result = run_cli("score", str(trained_run.run_dir), "--file", str(words), "emma", "--json")
+    assert result.returncode == 0, result.stderr
+    assert sorted(w["word"] for w in json.loads(result.stdout)["words"]) == ["ava", "emma"]
+
+
+@pytest.mark.parametrize("argv, line", [
+    (["--bogus"], "keras-makemore: error: unrecognized arguments: --bogus (see keras-makemore --help)"),
+    (["score", "RUN", "--bogus"], "keras-makemore: error: score: unrecognized arguments: --bogus "
+                                  "(see keras-makemore score --help)"),
+    (["sample", "RUN", "-n", "many"], "keras-makemore: error: sample: argument -n/--num: invalid int value: 'many' "
+                                      "(see keras-makemore sample --help)"),
+    (["nonsense"], "keras-makemore: error: argument COMMAND: invalid choice: 'nonsense' (choose from 'train', "
+                   "'lr-find', 'evaluate', 'sample', 'score', 'plot', 'sweep', 'report', 'export') "
+                   "(see keras-makemore --help)"),
+])
+def test_argparse_errors_are_one_line_with_the_right_help(argv, line, capsys):
+    from keras_makemore.cli import main
+
+    with pytest.raises(SystemExit) as exited:
+        main(argv)
+    assert exited.value.code == 2
+    assert capsys.readouterr().err.strip() == line
+
+
+def test_version_and_no_command(capsys):
+    from keras_makemore import __version__
+    from keras_makemore.cli import main
+
+    with pytest.raises(SystemExit) as exited:
+        main(["--version"])
+    assert exited.value.code == 0 and capsys.readouterr().out == f"keras-makemore {__version__}\n"
+    assert main([]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: keras-makemore [-h] [--version] COMMAND ...") and "train" in out
+
+
+@pytest.mark.parametrize("message, argument, flags, expected", [
+    ("run_dir r holds an interrupted run: continue it with resume=True, or choose another run_dir", "run_dir",
+     {"run_dir": "--out", "resume": "--resume"},
+     "--out r holds an interrupted run: continue it with --resume, or choose another --out"),
+    ("start_lr must be above 0 and below end_lr, got start_lr=1.0 and end_lr=1e-05: lower start_lr", "start_lr",
+     {"start_lr": "--start-lr", "end_lr": "--end-lr"},
+     "--start-lr must be above 0 and below end_lr, got --start-lr 1.0 and --end-lr 1e-05: lower --start-lr"),
+    ("config.json is corrupt (block_size must be an int)", None, {"block_size": "--block-size"},
+     "config.json is corrupt (block_size must be an int)"),
+])
+def test_cli_messages_speak_in_flags(message, argument, flags, expected):
+    from keras_makemore.cli import _in_flag_terms
+
+    assert _in_flag_terms(UserError(message, argument=argument), flags) == expected
+
+
+# The Python API
+
+def test_a_wrong_block_size_is_refused_and_poisons_nothing(trained_run):
+    from keras_makemore.sampling import sample_words
+    from keras_makemore.scoring import score_words
+
+    run, block = trained_run, trained_run.config.block_size
+    vocab = run.corpus.vocab
+    before = sample_words(run.model, vocab, block, 5, seed=1)
+    with pytest.raises(UserError, match=f"block_size {block + 2} is not the model's context length {block}"):
+        sample_words(run.model, vocab, block + 2, 5, seed=1)
+    with pytest.raises(UserError, match=f"block_size {block + 2} is not the model's context length"):
+        score_words(run.model, vocab, ["emma"], block_size=block + 2)
+    assert sample_words(run.model, vocab, block, 5, seed=1) == before
+
+
+def test_the_graph_cache_is_keyed_by_block_size(trained_run):
+    from keras_makemore.generation import keras_graph_function
+    from keras_makemore.scoring import _SCORE_SIGNATURE, score_tokens
+
+    model = trained_run.model
+    assert keras_graph_function(model, 3, score_tokens, _SCORE_SIGNATURE) is not \
+        keras_graph_function(model, 4, score_tokens, _SCORE_SIGNATURE)
+
+
+def test_a_vocabulary_of_another_size_or_type_is_refused(trained_run):
+    from keras_makemore.data import Vocabulary
+    from keras_makemore.sampling import sample_words
+    from keras_makemore.scoring import score_words
+
+    run = trained_run
+    size = run.corpus.vocab.size
+    smaller = Vocabulary(run.corpus.vocab.chars[:-1])
+    with pytest.raises(ValueError, match=f"vocab has {size - 1} tokens but the model predicts {size}"):
+        sample_words(run.model, smaller, run.config.block_size, 3, seed=0)
+    with pytest.raises(ValueError, match=f"vocab has {size - 1} tokens but the model predicts {size}"):
+        score_words(run.model, smaller, ["a"])
+    with pytest.raises(ValueError, match="vocab must be a Vocabulary .* got str"):
+        sample_words(run.model, "abc", run.config.block_size, 3, seed=0)
+
+
+# Damaged run files: one loader, which names the file and the problem
+
+def _edit_json(path, **changes):
+    info = json.loads(path.read_text())
+    info.update(changes)
+    path.write_text(json.dumps(info))
+
+
+DAMAGE = {
+    "history.csv not UTF-8": (lambda run: (run / "history.csv").write_bytes(b"epoch,loss\n0,\xff\xfe\n"),
+                              "history.csv of the run is damaged (not a UTF-8 CSV file: UnicodeDecodeError)"),
+    "history.csv garbage": (lambda run: (run / "history.csv").write_text("epoch,loss,val_loss\n0,abc,1.0\n"),
+                            "history.csv of the run is damaged (line 2: loss is not a number)"),
+    "history.csv missing column": (lambda run: (run / "history.csv").write_text("epoch,loss,val_loss\n0,2.0\n"),
+                                   "history.csv of the run is damaged (line 2: val_loss is not a number)"),
+    "history.csv no epoch": (lambda run: (run / "history.csv").write_text("loss,val_loss\n2.0,2.1\n"),
+                             "history.csv of the run is damaged (its header must start with epoch"),
+    "total_steps 1e11": (lambda run: _edit_json(run / "config.json", step_plan={
+        "total_steps": 10**11, "epochs": 10**6, "steps_per_epoch": 10**5, "steps_per_execution": 1000}),
+        "config.json of the run is damaged (step_plan must hold whole numbers from 1 to 1,000,000,000"),
+    "step_plan does not add up": (lambda run: _edit_json(run / "config.json", step_plan={
+        "total_steps": 600, "epochs": 7, "steps_per_epoch": 300, "steps_per_execution": 300}),
+        "config.json of the run is damaged (step_plan does not add up"),
+    "max_word_length text": (lambda run: _edit_json(run / "config.json", max_word_length="long"),
+                             "config.json of the run is damaged (max_word_length must be a whole number from 1"),
+    "history.json garbage": (lambda run: (run / "history.json").write_text('{"loss": "x"}'),
+                             "history.json of the run is damaged (it must map each log to a list of numbers)"),
+}
+
+
+@pytest.mark.parametrize("case", DAMAGE)
+def test_damaged_run_files_are_named(run_copy, case):
+    from keras_makemore.plots import plot_run
+    from keras_makemore.report import write_report
+
+    damage, needle = DAMAGE[case]
+    damage(run_copy)
+    with pytest.raises(UserError) as raised:
+        write_report(run_copy, num_samples=2)
+    assert needle in str(raised.value) and str(raised.value).endswith("retrain the run, or restore the file")
+    if not case.startswith(("history.json", "max_word_length")):  # plot reads neither
+        with pytest.raises(UserError, match="of the run is damaged"):
+            plot_run(run_copy)
+
+
+@pytest.mark.slow
+def test_damaged_run_files_in_the_cli(run_copy):
+    DAMAGE["max_word_length text"][0](run_copy)
+    _one_line_error(run_cli("sample", str(run_copy), "-n", "2"), "config.json of the run is damaged (max_word_length")
+    (run_copy / "history.json").unlink()
+    DAMAGE["history.csv garbage"][0](run_copy)
+    for command in (("plot", str(run_copy)), ("train", "--resume", str(run_copy))):
+        _one_line_error(run_cli(*command), "history.csv of the run is damaged (line 2: loss is not a number)")
+
+
+def test_a_plot_of_a_long_run_needs_no_array_of_every_step(run_copy):
+    """A plan of 10^9 steps (the most a file may say) is drawn from 4,000 points of the schedule."""
+    from keras_makemore.plots import plot_run
+
+    _edit_json(run_copy / "config.json", step_plan={"total_steps": 10**9, "epochs": 2, "steps_per_epoch": 5 * 10**8,
+                                                     "steps_per_execution": 1000})
+    embeddings, loss = plot_run(run_copy)
+    assert loss.stat().st_size > 1000
