@@ -1,5 +1,6 @@
 """Keras callbacks usable in any `model.fit` pipeline."""
 
+import io
 import math
 import os
 import re

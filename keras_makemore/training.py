@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Sequence
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from keras_makemore import engine, rundir
