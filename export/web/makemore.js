@@ -11,6 +11,9 @@ import {loadLiteRt, loadAndCompile, Tensor} from '@litertjs/core';
 
 const WASM_DIR = new URL('./node_modules/@litertjs/core/wasm/', import.meta.url).href;
 const SIGNATURES = ['generate_fixed', 'decode_fixed'];
+// generate_fixed's controls and the values that turn them off (keras_makemore.controls.SamplingControls); each
+// input's dtype and shape are read from the file, and an input the page does not know is reported by name.
+const CONTROLS_OFF = {temperature: 1, top_k: 0, top_p: 1, min_length: 0, max_length: 0};
 
 /** A problem with the model file or with the options, worded for the person using the page. */
 export class MakemoreError extends Error {}
@@ -78,8 +81,7 @@ export class WordModel {
 
   /** `count` words for `seed`; the other options as in sample_tflite.py (0 and 1 turn top-k and top-p off). */
   async words({count, seed, temperature = 1, topK = 0, topP = 1, prefix = ''}) {
-    const inputs = {seed, temperature, top_k: topK, top_p: topP, prefix: this.encode(prefix),
-                    min_length: 0, max_length: 0};
+    const inputs = {...CONTROLS_OFF, seed, temperature, top_k: topK, top_p: topP, prefix: this.encode(prefix)};
     const words = [];
     for (let firstRow = 0; words.length < count; firstRow += this.batch) {
       const generated = await this.#run('generate_fixed', {...inputs, first_row: firstRow});
