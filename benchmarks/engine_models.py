@@ -9,7 +9,7 @@ pipeline. Each figure is the fastest of --tries runs, each run in its own
 process, the configurations taking turns so that load on a shared machine hits
 them alike.
 
-    python benchmarks/engine_models.py [--tries 2] [--models mnist_convnet,lstm,...] [--json]
+    python benchmarks/engine_models.py [--tries 2] [--seconds 3] [--models mnist_convnet,char_lstm,...] [--json]
 
 The models (keras.io examples, batch 32):
     mnist_convnet: vision/mnist_convnet (two Conv2D, max pooling, dropout, accuracy), 28x28 images.
@@ -26,9 +26,8 @@ import subprocess
 import sys
 import time
 
-# name: (steps_per_execution, timed chunks)
-MODELS = {"mnist_convnet": (8, 4), "conv1d_text": (8, 4), "char_lstm": (8, 4), "ticket": (32, 8),
-          "lecture_mlp": (1000, 4)}
+# name: steps_per_execution
+MODELS = {"mnist_convnet": 8, "conv1d_text": 8, "char_lstm": 8, "ticket": 32, "lecture_mlp": 1000}
 CONFIGS = ("plain-noxla", "engine-noxla", "plain-xla", "engine-auto", "engine-loop", "engine-step")
 
 
@@ -93,11 +92,11 @@ def _model_and_data(name: str, steps_per_execution: int, jit_compile: bool):
     return model, ds
 
 
-def _measure(name: str, config: str) -> float:
+def _measure(name: str, config: str, seconds: float) -> float:
     """Steps/s of one configuration, after a warm-up fit that traces and compiles."""
     from keras_makemore import engine
 
-    steps_per_execution, chunks = MODELS[name]
+    steps_per_execution = MODELS[name]
     trainer, xla = config.split("-")
     model, ds = _model_and_data(name, steps_per_execution, jit_compile=xla != "noxla")
     if trainer == "plain":
@@ -105,30 +104,35 @@ def _measure(name: str, config: str) -> float:
     else:
         scope = "auto" if xla == "noxla" else xla
         fit = lambda **kwargs: engine.fit(model, ds, verbose=0, xla=scope, **kwargs)  # noqa: E731
-    fit(steps_per_epoch=2 * steps_per_execution)
-    steps = chunks * steps_per_execution
+    fit(steps_per_epoch=steps_per_execution)  # trace and compile
     start = time.perf_counter()
-    fit(steps_per_epoch=steps)
-    return steps / (time.perf_counter() - start)
+    fit(steps_per_epoch=steps_per_execution)
+    # Time about `seconds`: a window of a few chunks is at the mercy of a loaded machine's bursts.
+    chunks = max(2, round(seconds / (time.perf_counter() - start)))
+    start = time.perf_counter()
+    fit(steps_per_epoch=chunks * steps_per_execution)
+    return chunks * steps_per_execution / (time.perf_counter() - start)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tries", type=int, default=2, help="runs of each figure; the fastest is kept")
     parser.add_argument("--models", default=",".join(MODELS), help="comma-separated: " + ", ".join(MODELS))
+    parser.add_argument("--seconds", type=float, default=3.0, help="timed window of each run")
     parser.add_argument("--json", action="store_true", help="print the figures as one JSON object")
     parser.add_argument("--one", nargs=2, metavar=("MODEL", "CONFIG"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
         os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
-        print(json.dumps({"steps_per_s": _measure(*args.one)}))
+        print(json.dumps({"steps_per_s": _measure(*args.one, args.seconds)}))
         return
 
     names = args.models.split(",")
     best = {(m, c): 0.0 for m in names for c in CONFIGS}
     for _ in range(args.tries):
         for key in best:
-            proc = subprocess.run([sys.executable, __file__, "--one", *key], capture_output=True, text=True)
+            proc = subprocess.run([sys.executable, __file__, "--one", *key, "--seconds", str(args.seconds)],
+                                  capture_output=True, text=True)
             if proc.returncode != 0:
                 print(f"# {key} failed: {proc.stderr.strip().splitlines()[-1:]}", file=sys.stderr)
                 continue
@@ -146,7 +150,7 @@ def main() -> None:
         def ratio(a, b):
             return f"{r[a] / r[b]:.2f}x" if r[b] else "n/a"
 
-        print(f"| {m} | {MODELS[m][0]} | {r['plain-noxla']:,.1f} | {r['engine-noxla']:,.1f} | "
+        print(f"| {m} | {MODELS[m]} | {r['plain-noxla']:,.1f} | {r['engine-noxla']:,.1f} | "
               f"{ratio('engine-noxla', 'plain-noxla')} | {r['plain-xla']:,.1f} | {r['engine-auto']:,.1f} | "
               f"{ratio('engine-auto', 'plain-xla')} | {r['engine-loop']:,.1f} | {ratio('engine-loop', 'plain-xla')} | "
               f"{r['engine-step']:,.1f} | {ratio('engine-step', 'plain-xla')} |")
