@@ -53,7 +53,9 @@ def measure(name: str, steps: int | None, out: Path) -> dict:
     command = f"keras-makemore train --model {name}" + (f" --steps {steps}" if steps else "")
     return {"model": name, "preset": preset, "parameters": result.model.count_params(), "steps": config.steps,
             **{split: loss.nll for split, loss in losses.items()}, "seconds": seconds,
-            "tflite_bytes": report.litert_bytes, "words_per_s": words_per_s, "command": command}
+            "tflite_bytes": report.litert_bytes, "words_per_s": words_per_s, "command": command,
+            "val_curve": [[(i + 1) * config.steps // len(result.history["val_loss"]), v]
+                          for i, v in enumerate(result.history["val_loss"])]}
 
 
 def main() -> None:
@@ -70,7 +72,7 @@ def main() -> None:
                 print(json.dumps(rows[-1]), flush=True)
     if args.json:
         return
-    print(f"{os.cpu_count()} CPUs; load average before the last run: {os.getloadavg()[0]:.1f}\n")
+    print(f"{os.cpu_count()} CPUs; load average after the last run: {os.getloadavg()[0]:.1f}\n")
     print("| model | parameters | steps | train | val | test | wall time | .tflite | words/s (.tflite) | command |")
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
     for r in rows:

@@ -132,7 +132,7 @@ def word_sequences(words: list[str], vocab: Vocabulary, length: int) -> tuple[np
     >>> vocab = Vocabulary.from_words(["emma"])
     >>> x, y = word_sequences(["emma"], vocab, 6)
     >>> x.tolist(), y.tolist()
-    ([[0, 1, 3, 3, 2, 0]], [[1, 3, 3, 2, 0, -1]])
+    ([[0, 2, 3, 3, 1, 0]], [[2, 3, 3, 1, 0, -1]])
     """
     x = np.zeros((len(words), length), np.int32)
     y = np.full((len(words), length), IGNORED, np.int32)

@@ -25,7 +25,7 @@ def build_bow(vocab_size: int, length: int, embed_dim: int = 64, hidden_units: i
     Example:
 
     >>> build_bow(27, 16).count_params()
-    11867
+    12827
     """
     init = initializers(seed)
     tokens = keras.Input(shape=(length,), dtype="int32", name="sequence")

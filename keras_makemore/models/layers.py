@@ -16,7 +16,7 @@ class PositionEmbedding(keras.layers.Layer):
     Example:
 
     >>> layer = PositionEmbedding(4)
-    >>> layer(np.zeros((2, 4, 3), "float32")).shape
+    >>> tuple(layer(np.zeros((2, 4, 3), "float32")).shape)
     (2, 4, 3)
     """
 
@@ -67,7 +67,7 @@ class CausalSelfAttention(keras.layers.Layer):
     Example:
 
     >>> layer = CausalSelfAttention(heads=2)
-    >>> layer(np.zeros((1, 5, 8), "float32")).shape
+    >>> tuple(layer(np.zeros((1, 5, 8), "float32")).shape)
     (1, 5, 8)
     """
 

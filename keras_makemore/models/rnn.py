@@ -30,7 +30,7 @@ def build_recurrent(cell: str, vocab_size: int, length: int, embed_dim: int = 64
     Example:
 
     >>> build_recurrent("gru", 27, 16).count_params()
-    26459
+    28251
     """
     init = initializers(seed)
     tokens = keras.Input(shape=(length,), dtype="int32", name="sequence")
