@@ -24,7 +24,6 @@ from keras_makemore.callbacks import (AtomicCSVLogger, BestModelCheckpoint, Samp
                                       tensorboard_callbacks)
 from keras_makemore.config import StepPlan, TrainConfig, check_model_size, plan_steps
 from keras_makemore.data import Corpus, Windows, load_names
-from keras_makemore.streaming import StreamedCorpus, WindowStream, open_corpus
 from keras_makemore.distribute import is_chief, make_strategy, worker_dir
 from keras_makemore.errors import UserError
 from keras_makemore.evaluation import mean_nll
@@ -32,6 +31,7 @@ from keras_makemore.lr_finder import LRFinderResult, find_lr
 from keras_makemore.model import build_model
 from keras_makemore.optimizers import make_optimizer
 from keras_makemore.runs import load_model
+from keras_makemore.streaming import StreamedCorpus, WindowStream, open_corpus
 
 
 @dataclasses.dataclass
@@ -238,7 +238,8 @@ def _check_new_run_dir(run_dir: Path) -> None:
         raise UserError(f"run_dir {run_dir} already holds a run: choose another run_dir", argument="run_dir")
 
 
-def _start_run_dir(run_dir: Path, config: TrainConfig, corpus: Corpus | StreamedCorpus, data_path: Path, plan: StepPlan) -> None:
+def _start_run_dir(run_dir: Path, config: TrainConfig, corpus: Corpus | StreamedCorpus, data_path: Path,
+                   plan: StepPlan) -> None:
     """Create the run directory with its vocabulary and config."""
     _create_run_dir(run_dir)
     corpus.vocab.save(run_dir / rundir.VOCAB_FILE)
