@@ -147,8 +147,7 @@ def _distinct_examples(parts: Iterable[Windows], size: int,
 
 
 def evaluate_splits(model: keras.Model, corpus: Corpus | StreamedCorpus, splits=SPLIT_NAMES,
-                    batch_size: int = EVAL_BATCH_SIZE,
-                    progress: bool = False) -> dict[str, SplitLoss]:
+                    batch_size: int = EVAL_BATCH_SIZE, progress: bool = False) -> dict[str, SplitLoss]:
     """`SplitLoss` of `model` on each named split of `corpus`, over all its examples, streamed in batches.
 
     Example:
