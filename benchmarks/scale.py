@@ -9,6 +9,7 @@ and `evaluate_splits` in another:
     python benchmarks/scale.py                       # all sizes
     python benchmarks/scale.py --lines 2000000       # one size (the issue's 2M-line check)
     python benchmarks/scale.py --generate words.txt --lines 2000000   # only write the corpus
+    python benchmarks/scale.py --prepare words.txt   # only time its preparation, best of 5
 
 Each row prints the command it ran. The figures are in docs/big-corpora.md.
 """
@@ -99,15 +100,34 @@ def measure(path: Path, lines: int, steps: int, work: Path, env: dict) -> dict:
                 rss_budget_gb=1 + 32 * int(chars) / 1e9, command=" ".join(["keras-makemore", *train[3:]]))
 
 
+def prepare(path: Path, repeats: int = 5) -> None:
+    """Print the best time of `Corpus.from_file` and the three splits' windows over `repeats` runs."""
+    from keras_makemore.data import SPLIT_NAMES, Corpus
+
+    best = float("inf")
+    for _ in range(repeats):
+        started = time.perf_counter()
+        corpus = Corpus.from_file(path, 3)
+        for split in SPLIT_NAMES:
+            corpus.windows(split)
+        best = min(best, time.perf_counter() - started)
+    print(f"{path}: {corpus.num_words:,} words, {corpus.split_rule} split: from_file + windows best of {repeats} "
+          f"{best:.3f} s = {corpus.num_words / best / 1e6:.2f}M words/s")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--lines", type=int, action="append", help="corpus size(s) in lines (default: all of SIZES)")
     parser.add_argument("--steps", type=int, default=20_000, help="training steps (default 20000, as in the issue)")
     parser.add_argument("--generate", metavar="FILE", help="only write the corpus of --lines lines to FILE")
+    parser.add_argument("--prepare", metavar="FILE", help="only time preparing FILE in this process, best of 5")
     args = parser.parse_args()
     sizes = args.lines or SIZES
     if args.generate:
         generate(Path(args.generate), sizes[0])
+        return
+    if args.prepare:
+        prepare(Path(args.prepare))
         return
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=str(ROOT))
     rows = []

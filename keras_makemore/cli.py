@@ -208,7 +208,8 @@ def _train(args) -> int:
               f"`keras-makemore train --resume {run_dir}`", file=sys.stderr)
         return 2
     run = Run.load(run_dir)
-    losses = evaluate_splits(run.model, result.corpus, ("train", "val"), progress=sys.stdout.isatty() and not args.quiet)
+    losses = evaluate_splits(run.model, result.corpus, ("train", "val"),
+                             progress=sys.stdout.isatty() and not args.quiet)
     words = sample_words(run.model, run.vocab, run.config.block_size, 10, seed=run.config.seed,
                          max_length=run.max_length)
     print(f"train loss {losses['train'].nll:.4f}  val loss {losses['val'].nll:.4f}")

@@ -700,6 +700,13 @@ class Corpus:
         seed: seed of the train/val/test split (42 gives the lecture's split).
         vocab: reuse a saved vocabulary instead of building one from `words`.
 
+    Attributes:
+        chars, offsets: all words packed (`pack_words`): word `k` is
+            `chars[offsets[k]:offsets[k + 1] - 1]`, for code that wants the
+            words as arrays (a sequence model's per-word ids are
+            `vocab.ids_of` of them).
+        split_rule: `"lecture"` or `"hash"`, the split this corpus used.
+
     Example:
 
     >>> corpus = Corpus(["emma", "olivia", "ava", "isabella", "sophia", "mia", "amelia"], 3)

@@ -148,8 +148,8 @@ def _distinct_examples(parts: Iterable[Windows], size: int,
     return digits[:, :-1], digits[:, -1], counts[pairs].astype(np.float64)
 
 
-def evaluate_splits(model: keras.Model, corpus: "Corpus | StreamedCorpus", splits=SPLIT_NAMES, batch_size: int = EVAL_BATCH_SIZE,
-                    progress: bool = False) -> dict[str, SplitLoss]:
+def evaluate_splits(model: keras.Model, corpus: Corpus | StreamedCorpus, splits=SPLIT_NAMES,
+                    batch_size: int = EVAL_BATCH_SIZE, progress: bool = False) -> dict[str, SplitLoss]:
     """`SplitLoss` of `model` on each named split of `corpus`, over all its examples, streamed in batches.
 
     Example:

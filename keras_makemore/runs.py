@@ -9,10 +9,10 @@ import keras
 
 from keras_makemore.config import TrainConfig
 from keras_makemore.data import Corpus, Vocabulary
-from keras_makemore.streaming import StreamedCorpus, open_corpus
 from keras_makemore.errors import UserError
 from keras_makemore.models.base import model_shape
 from keras_makemore.rundir import CONFIG_FILE, MODEL_FILE, VOCAB_FILE, info_int, info_str, read_config
+from keras_makemore.streaming import StreamedCorpus, open_corpus
 
 
 @dataclasses.dataclass

@@ -27,7 +27,6 @@ from keras_makemore.callbacks import (AtomicBackupAndRestore, AtomicCSVLogger, B
                                       StopOnNonFiniteLoss, tensorboard_callbacks)
 from keras_makemore.config import StepPlan, TrainConfig, config_differences, plan_steps
 from keras_makemore.data import Corpus, Windows, load_names
-from keras_makemore.streaming import StreamedCorpus, WindowStream, open_corpus
 from keras_makemore.distribute import is_chief, make_strategy, worker_dir
 from keras_makemore.errors import UserError
 from keras_makemore.evaluation import mean_nll
@@ -36,6 +35,7 @@ from keras_makemore.models import get_model_type
 from keras_makemore.models.base import block_size_for, check_model_size, loss, training_examples
 from keras_makemore.optimizers import make_optimizer
 from keras_makemore.runs import load_model
+from keras_makemore.streaming import StreamedCorpus, WindowStream, open_corpus
 
 
 @dataclasses.dataclass
