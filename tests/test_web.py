@@ -135,4 +135,4 @@ def test_a_model_url_that_is_not_there_shows_a_readable_error(page):
 
 def test_bad_options_show_a_readable_error(page):
     shown = page(model="model.tflite", temperature=0, prefix="a")
-    assert shown["state"] == "error" and shown["error"] == 'Temperature must be above 0, got "0": try 1'
+    assert shown["state"] == "error" and shown["error"] == 'Temperature must be at least 1e-6, got "0": try 1'
