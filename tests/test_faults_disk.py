@@ -82,7 +82,7 @@ def model_with_state():
     """A compiled model with its optimizer's state: about 420 KB of checkpoint."""
     import keras
 
-    from keras_makemore.model import build_model
+    from keras_makemore.models.mlp import build_model
 
     model = build_model(27, 3, 10, 600, seed=0)
     model.compile(optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
