@@ -64,7 +64,8 @@ def _model_and_data(name: str, steps_per_execution: int, jit_compile: bool):
         data = (keras.utils.to_categorical(rng.integers(0, 60, (n, 40)), 60),
                 keras.utils.to_categorical(rng.integers(0, 60, n), 60))
     elif name == "ticket":
-        title, body, tags = keras.Input((10,), name="title"), keras.Input((100,), name="body"), keras.Input((12,), name="tags")
+        title, body = keras.Input((10,), name="title"), keras.Input((100,), name="body")
+        tags = keras.Input((12,), name="tags")
         features = keras.layers.concatenate([keras.layers.LSTM(128)(keras.layers.Embedding(10000, 64)(title)),
                                              keras.layers.LSTM(32)(keras.layers.Embedding(10000, 64)(body)), tags])
         model = keras.Model({"title": title, "body": body, "tags": tags},

@@ -232,12 +232,12 @@ def _make_train_function(model: keras.Model, adapter: "_KerasAdapter", xla_scope
         return {name: strategy.reduce("MEAN", value, axis=None) for name, value in logs.items()}
 
     if eager:
-        def train_chunk(chunk):
+        def train_chunk_eagerly(chunk):
             for i in range(int(size_of(chunk))):
                 logs = run_step(chunk, i)
             return reduce(logs)
 
-        return lambda iterator: train_chunk(next(iterator))
+        return lambda iterator: train_chunk_eagerly(next(iterator))
 
     @tf.function(jit_compile=xla_scope == "loop", reduce_retracing=True)
     def train_chunk(chunk):
