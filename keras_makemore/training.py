@@ -229,11 +229,10 @@ def _restore(model: keras.Model, backup: AtomicBackupAndRestore) -> int:
         backup.on_train_begin()
     step = int(model.optimizer.iterations.numpy())
     # The checkpoint holds no `SeedGenerator` state, so dropout would draw the first steps' masks again.
-    # Each training step draws once from each generator (state `[seed, steps]`, measured), so set it there.
+    # A `Dropout` layer draws once per training step (its state is `[seed, steps]`, measured): set it there.
     for layer in model._flatten_layers():
-        generator = getattr(layer, "seed_generator", None)
-        if generator is not None:
-            generator.state.assign(np.array([generator._initial_seed, step], generator.state.dtype))
+        if isinstance(layer, keras.layers.Dropout) and layer.seed is not None:
+            layer.seed_generator.state.assign(np.array([layer.seed, step], layer.seed_generator.state.dtype))
     return step
 
 
