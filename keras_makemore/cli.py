@@ -66,7 +66,7 @@ def _learning_rate(text: str) -> float | str:
 _FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
 _MODEL_FIELDS = ("data", "block_size", "embed_dim", "hidden_units", "dropout", "direct_connections", "batch_size",
                  "optimizer", "weight_decay", "xla", "seed", "split_seed", "strategy")
-_SCHEDULE_FIELDS = ("steps", "epochs", "lr", "lr_schedule", "lr_drops", "eval_every")
+_SCHEDULE_FIELDS = ("steps", "epochs", "lr", "lr_schedule", "lr_drops", "eval_every", "early_stop")
 _SWEEP_FIELDS = ("data", "batch_size", "steps", "optimizer", "lr", "lr_schedule", "seed", "split_seed", "eval_every")
 
 

@@ -20,8 +20,8 @@ import numpy as np
 import tensorflow as tf
 
 from keras_makemore import engine, rundir
-from keras_makemore.callbacks import (AtomicCSVLogger, BestModelCheckpoint, SampleWords, StopOnNonFiniteLoss,
-                                      tensorboard_callbacks)
+from keras_makemore.callbacks import (AtomicCSVLogger, BestModelCheckpoint, EarlyStoppingOnValLoss, SampleWords,
+                                      StopOnNonFiniteLoss, tensorboard_callbacks)
 from keras_makemore.config import StepPlan, TrainConfig, check_model_size, plan_steps
 from keras_makemore.data import Corpus, load_names, make_dataset, random_minibatches, read_words
 from keras_makemore.distribute import is_chief, make_strategy, worker_dir
@@ -158,6 +158,10 @@ def _run_callbacks(config, corpus, run_dir, model, chief, verbose, num_samples, 
     # the first batch takes no tuple), so each worker validates its own copy of the synchronised weights.
     if config.strategy == "multiworker":
         out.append(_LocalValidation(model, *corpus.examples("val")))
+    if config.early_stop is not None:
+        earlier = rundir.read_history(run_dir).get("val_loss", []) if chief else []
+        best = load_model(run_dir / rundir.MODEL_FILE).get_weights() if (run_dir / rundir.MODEL_FILE).exists() else None
+        out.append(EarlyStoppingOnValLoss(config.early_stop, earlier, best))
     if chief:
         out += [BestModelCheckpoint(run_dir / rundir.MODEL_FILE, initial_best=rundir.best_val_loss(run_dir)),
                 AtomicCSVLogger(run_dir / rundir.HISTORY_CSV)]
