@@ -503,8 +503,12 @@ def tune(
     budget.save()
     hyperband = config.tuner == "hyperband"
     hypermodel = TrainConfigHyperModel(base, space, config.evals, hyperband=hyperband)
-    tuner = _Tuner(budget, print_fn, oracle=_oracle(config, base.seed, hypermodel), hypermodel=hypermodel,
-                   directory=str(out_dir), project_name=PROJECT, overwrite=False)
+    with contextlib.redirect_stdout(io.StringIO()):  # KerasTuner prints "Reloading Tuner from ..."; we say more
+        tuner = _Tuner(budget, print_fn, oracle=_oracle(config, base.seed, hypermodel), hypermodel=hypermodel,
+                       directory=str(out_dir), project_name=PROJECT, overwrite=False)
+    if tuner.oracle.trials:
+        print_fn(f"continuing the search in {out_dir}: {len(tuner.oracle.trials)} trials started before, "
+                 f"{budget.used:.0f} s of the budget used")
     stopped = "done"
     try:
         search(tuner)
