@@ -211,8 +211,8 @@ class TrainConfigHyperModel(keras_tuner.HyperModel):
         x_train, y_train = corpus.examples("train")
         minibatches = random_minibatches(x_train, y_train, config.batch_size, config.seed, plan.total_steps, first_step)
         stop_on_nan = StopOnNonFiniteLoss()
-        fit_callbacks = [backup, stop_on_nan, *_run_callbacks(config, corpus, run_dir, model, True, 0, 0, False),
-                         *callbacks]
+        fit_callbacks = [stop_on_nan, *_run_callbacks(config, corpus, run_dir, model, True, 0, 0, False), backup,
+                         *callbacks]  # the order of `train`'s: the checkpoint last
         started = time.perf_counter()
         engine.fit(model, minibatches, epochs=epochs, steps_per_epoch=plan.steps_per_epoch,
                    validation_data=_validation_data(config, corpus, 1), callbacks=fit_callbacks, verbose=0)
@@ -351,6 +351,13 @@ class _Tuner(keras_tuner.Tuner):
 
     def run_dir(self, trial_id: str) -> Path:
         return Path(self.get_trial_dir(trial_id)) / RUN_DIR
+
+    def save(self):
+        _atomic.write_json(self._get_tuner_fname(), self.get_state())  # as `_AtomicSaves`
+
+    def on_trial_end(self, trial):
+        super().on_trial_end(trial)
+        self.oracle.save()  # `end_trial` saved it while the trial still counted as running
 
     def _span(self, trial) -> tuple[TrainConfig, int, int]:
         """The trial's config and the epochs it starts from and trains to."""
@@ -531,21 +538,37 @@ def tune(
     return TuneResult(rows, best, best_config, best_dir, stopped, budget.used)
 
 
+class _AtomicSaves:
+    """Oracle state written atomically: KerasTuner writes its JSON files in place, and a search killed while
+    writing one could not be continued. (`Oracle.save` and `Oracle._save_trial` are where it writes them.)"""
+
+    def save(self):
+        _atomic.write_json(self._get_oracle_fname(), self.get_state())
+
+    def _save_trial(self, trial):
+        _atomic.write_json(Path(self._get_trial_dir(trial.trial_id)) / "trial.json", trial.get_state())
+
+
+_ORACLES = {"hyperband": keras_tuner.oracles.HyperbandOracle, "bayesian": keras_tuner.oracles.BayesianOptimizationOracle,
+            "random": keras_tuner.oracles.RandomSearchOracle, "grid": keras_tuner.oracles.GridSearchOracle}
+
+
 def _oracle(config: TuneConfig, seed: int, hypermodel: TrainConfigHyperModel) -> keras_tuner.Oracle:
     hp = keras_tuner.HyperParameters()
     hypermodel.declare_hyperparameters(hp)
-    common = dict(objective=keras_tuner.Objective(OBJECTIVE, "min"), hyperparameters=hp, seed=seed,
+    kwargs = dict(objective=keras_tuner.Objective(OBJECTIVE, "min"), hyperparameters=hp, seed=seed,
                   tune_new_entries=False, allow_new_entries=False)
     if config.tuner == "hyperband":
         # Rounds of 1/3, 1/9, ... of the trial's validation passes; repeated until the budget ends.
-        oracle = keras_tuner.oracles.HyperbandOracle(max_epochs=config.evals, factor=3, hyperband_iterations=None,
-                                                     **common)
+        kwargs |= dict(max_epochs=config.evals, factor=3, hyperband_iterations=None)
     elif config.tuner == "bayesian":
-        oracle = keras_tuner.oracles.BayesianOptimizationOracle(max_trials=config.max_trials or 10_000, **common)
-    elif config.tuner == "random":
-        oracle = keras_tuner.oracles.RandomSearchOracle(**common)
-    else:
-        oracle = keras_tuner.oracles.GridSearchOracle(**common)
+        kwargs |= dict(max_trials=config.max_trials or 10_000)
+    kind = _ORACLES[config.tuner]
+    try:
+        oracle = type(kind.__name__, (_AtomicSaves, kind), {})(**kwargs)
+    except ImportError:  # BayesianOptimization's own dependencies
+        raise UserError(f"tuner {config.tuner!r} needs scipy and scikit-learn: install them with "
+                        "pip install 'keras-makemore[tune]'", argument="tuner") from None
     if config.max_trials:
         oracle.max_trials = config.max_trials
     return oracle
