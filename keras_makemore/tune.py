@@ -184,8 +184,8 @@ class TrainConfigHyperModel(keras_tuner.HyperModel):
         check_model_size(config, corpus.vocab.size)
         return compiled_model(config, corpus.vocab.size, self.plan(config), make_strategy(config.strategy))
 
-    def fit(self, hp: keras_tuner.HyperParameters, model: keras.Model, run_dir: str | os.PathLike, epochs=None,
-            callbacks=(), **kwargs) -> dict:
+    def fit(self, hp: keras_tuner.HyperParameters, model: keras.Model, run_dir: str | os.PathLike,
+            epochs: int | None = None, callbacks=()) -> dict:
         """Train `model` into `run_dir` up to Keras epoch `epochs` (default: the whole run) through `engine.fit`.
 
         A run directory holding a checkpoint is continued from it: the model
@@ -556,8 +556,9 @@ _ORACLES = {"hyperband": keras_tuner.oracles.HyperbandOracle, "bayesian": keras_
 def _oracle(config: TuneConfig, seed: int, hypermodel: TrainConfigHyperModel) -> keras_tuner.Oracle:
     hp = keras_tuner.HyperParameters()
     hypermodel.declare_hyperparameters(hp)
+    # A trial fails only when it diverges before its first validation pass; the budget bounds a run of them.
     kwargs = dict(objective=keras_tuner.Objective(OBJECTIVE, "min"), hyperparameters=hp, seed=seed,
-                  tune_new_entries=False, allow_new_entries=False)
+                  tune_new_entries=False, allow_new_entries=False, max_consecutive_failed_trials=1_000_000)
     if config.tuner == "hyperband":
         # Rounds of 1/3, 1/9, ... of the trial's validation passes; repeated until the budget ends.
         kwargs |= dict(max_epochs=config.evals, factor=3, hyperband_iterations=None)
