@@ -417,6 +417,8 @@ class _Tuner(keras_tuner.Tuner):
             model = self._try_build(hp)
             timer = _Timer(model.steps_per_execution, self.budget.save)
             result = self.hypermodel.fit(hp, model, run_dir, epochs=end, callbacks=[timer])
+            if previous is not None:  # Hyperband continues a trial once: its checkpoint now lives on here
+                shutil.rmtree(self.run_dir(previous) / rundir.BACKUP_DIR, ignore_errors=True)
             self.budget.measure(trial.trial_id, _timing(timer, config, self.hypermodel.parameters(config),
                                                         time.perf_counter() - started)
                                 | {"fit_seconds": round(result["fit_seconds"], 3), "previous": previous})
