@@ -536,7 +536,7 @@ def tune(
         with _atomic.atomic_dir(best_dir) as tmp:
             shutil.copytree(tuner.run_dir(best["trial"]), tmp, ignore=shutil.ignore_patterns(rundir.BACKUP_DIR))
         plot_tune(rows, out_dir / TUNE_PNG, title=f"tune {out_dir.resolve().name}: {config.tuner}, model "
-                                                  f"{config.model}, {budget.used / 60:.1f} of {config.budget}")
+                                                  f"{config.model}, {budget.used / 60:.1f} min of {config.budget}")
     return TuneResult(rows, best, best_config, best_dir, stopped, budget.used)
 
 
@@ -667,9 +667,10 @@ def plot_tune(rows: list[dict], path: str | os.PathLike, title: str = "Search") 
     fig = Figure(figsize=(12, 5.5))
     by_params, by_time = fig.subplots(1, 2, sharey=True)
     best = min(done, key=lambda r: r[OBJECTIVE])
+    steps = [r["steps_trained"] for r in done]
     for ax, key, label in ((by_params, "params", "parameters (log scale)"),
                            (by_time, "train_seconds", "training seconds (all rounds of the run)")):
-        ax.scatter([r[key] for r in done], [r[OBJECTIVE] for r in done], c=[r["steps_trained"] for r in done],
+        ax.scatter([r[key] for r in done], [r[OBJECTIVE] for r in done], c=steps, vmin=min(steps), vmax=max(steps),
                    cmap="viridis", s=36, alpha=0.85)
         ax.plot(best[key], best[OBJECTIVE], marker="*", markersize=18, color="tab:red", linestyle="none",
                 label=f"best val {best[OBJECTIVE]:.4f}: trial {best['trial']}")
