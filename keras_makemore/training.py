@@ -117,10 +117,8 @@ def train(
         first_step = _restore(model, backup) if resume else 0
         minibatches = random_minibatches(x_train, y_train, config.batch_size, config.seed, plan.total_steps, first_step)
         stop_on_nan = StopOnNonFiniteLoss()
-        # The checkpoint is saved after the epoch's history row and best model: a run killed between
-        # the two runs that epoch again (its row is replaced), instead of losing its row for good.
-        fit_callbacks = [stop_on_nan, *_run_callbacks(config, corpus, run_dir, model, chief, verbose, num_samples,
-                                                      tensorboard), backup, *callbacks]
+        fit_callbacks = [backup, stop_on_nan, *_run_callbacks(config, corpus, run_dir, model, chief, verbose,
+                                                             num_samples, tensorboard), *callbacks]
         if verbose != 0 and chief:
             _print_plan(config, corpus, model, plan, resume, run_dir)
         started = time.perf_counter()

@@ -211,8 +211,10 @@ class TrainConfigHyperModel(keras_tuner.HyperModel):
         x_train, y_train = corpus.examples("train")
         minibatches = random_minibatches(x_train, y_train, config.batch_size, config.seed, plan.total_steps, first_step)
         stop_on_nan = StopOnNonFiniteLoss()
+        # The checkpoint is saved after the epoch's history row and best model (`train` saves it first): a
+        # search killed between the two runs that epoch again, instead of losing its row and best model.
         fit_callbacks = [stop_on_nan, *_run_callbacks(config, corpus, run_dir, model, True, 0, 0, False), backup,
-                         *callbacks]  # the order of `train`'s: the checkpoint last
+                         *callbacks]
         started = time.perf_counter()
         engine.fit(model, minibatches, epochs=epochs, steps_per_epoch=plan.steps_per_epoch,
                    validation_data=_validation_data(config, corpus, 1), callbacks=fit_callbacks, verbose=0)
