@@ -160,7 +160,8 @@ def _run_callbacks(config, corpus, run_dir, model, chief, verbose, num_samples, 
         out.append(_LocalValidation(model, *corpus.examples("val")))
     if config.early_stop is not None:
         earlier = rundir.read_history(run_dir).get("val_loss", []) if chief else []
-        best = load_model(run_dir / rundir.MODEL_FILE).get_weights() if (run_dir / rundir.MODEL_FILE).exists() else None
+        saved = run_dir / rundir.MODEL_FILE
+        best = load_model(saved).get_weights() if earlier and saved.exists() else None
         out.append(EarlyStoppingOnValLoss(config.early_stop, earlier, best))
     if chief:
         out += [BestModelCheckpoint(run_dir / rundir.MODEL_FILE, initial_best=rundir.best_val_loss(run_dir)),
