@@ -502,13 +502,17 @@ def tune(
     """
     config.validate()
     out_dir = Path(out_dir)
-    base = dataclasses.replace(base, data=str(Path(base.data or load_names()).resolve()), early_stop=config.early_stop)
+    # A data file is kept by its absolute path (the search may be continued from elsewhere); the packaged
+    # names stay `None`, as in a `train` command without --data.
+    base = dataclasses.replace(base, data=str(Path(base.data).resolve()) if base.data else None,
+                               early_stop=config.early_stop)
     base.validate()
     space = search_space(config, base, fixed)
-    read_words(base.data)  # a missing or unreadable file is the user's error, said here
+    data_path = Path(base.data) if base.data else load_names()
+    read_words(data_path)  # a missing or unreadable file is the user's error, said here
     settings = json.loads(json.dumps({
         "tune": {k: v for k, v in config.to_json().items() if k != "budget"}, "base": base.to_json(),
-        "space": _space_json(space), "data_sha256": file_sha256(base.data)}))
+        "space": _space_json(space), "data_sha256": file_sha256(data_path)}))
     state = _load_state(out_dir, settings)
     budget = _Budget(out_dir / TUNE_JSON, config.budget_seconds(), state)
     budget.save()
@@ -663,6 +667,8 @@ def read_tune_csv(path: str | os.PathLike) -> list[dict]:
 
 def plot_tune(rows: list[dict], path: str | os.PathLike, title: str = "Search") -> Path:
     """Val loss of every finished trial against its parameter count and against its training seconds."""
+    from matplotlib.colors import Normalize
+    from matplotlib.ticker import LogLocator
     from matplotlib.figure import Figure
 
     done = [r for r in rows if r["status"] == "COMPLETED" and math.isfinite(r[OBJECTIVE])]
@@ -670,16 +676,20 @@ def plot_tune(rows: list[dict], path: str | os.PathLike, title: str = "Search") 
     by_params, by_time = fig.subplots(1, 2, sharey=True)
     best = min(done, key=lambda r: r[OBJECTIVE])
     steps = [r["steps_trained"] for r in done]
+    norm = Normalize(min(steps), max(steps))  # one scale for both panels
     for ax, key, label in ((by_params, "params", "parameters (log scale)"),
                            (by_time, "train_seconds", "training seconds (all rounds of the run)")):
-        ax.scatter([r[key] for r in done], [r[OBJECTIVE] for r in done], c=steps, vmin=min(steps), vmax=max(steps),
-                   cmap="viridis", s=36, alpha=0.85)
+        ax.scatter([r[key] for r in done], [r[OBJECTIVE] for r in done], c=steps, norm=norm, cmap="viridis", s=36,
+                   alpha=0.85)
         ax.plot(best[key], best[OBJECTIVE], marker="*", markersize=18, color="tab:red", linestyle="none",
                 label=f"best val {best[OBJECTIVE]:.4f}: trial {best['trial']}")
         ax.set_xlabel(label)
         ax.grid(True, which="both", alpha=0.35)
     by_params.set_xscale("log")
     by_params.xaxis.set_major_formatter(_THOUSANDS)
+    by_params.xaxis.set_minor_locator(LogLocator(subs=(2.0, 5.0)))
+    by_params.xaxis.set_minor_formatter(_THOUSANDS)
+    by_params.tick_params(axis="x", which="minor", labelsize=8)
     by_params.set_ylabel("best val loss of the trial (nats per character)")
     by_params.legend(fontsize=9, loc="best")
     colorbar = fig.colorbar(by_time.collections[0], ax=by_time)
