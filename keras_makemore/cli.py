@@ -484,7 +484,12 @@ def _tune(args) -> int:
                                                      if getattr(args, name) is not None})
     fixed = {name: tuple(getattr(args, name)) for name in _TUNE_ROWS if getattr(args, name) is not None}
     out = Path(args.out_dir or Path("tunes") / time.strftime("%Y%m%d-%H%M%S"))
-    result = tune(config, base, out, fixed)
+    try:
+        result = tune(config, base, out, fixed)
+    except KeyboardInterrupt:
+        print("\nkeras-makemore: search interrupted; continue it by running the same command again",
+              file=sys.stderr)
+        return 130
     why = "the budget ended" if result.stopped == "budget" else "the search is complete"
     print(f"{len(result.rows)} trials in {result.seconds_used / 60:.1f} min of the {config.budget} budget; {why}")
     if result.best is None:

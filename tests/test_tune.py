@@ -112,8 +112,9 @@ def test_search_resumes_after_kill_9_without_redoing_finished_trials(tmp_path, w
 
     # a search that differs in more than its budget is refused
     other = run_cli(*flags[:-1], "20m", "--out", str(out), "--evals", "2")
-    assert other.returncode == 2 and "searched with other settings" in other.stderr and "--out" in other.stderr
-    assert other.stderr.count("\n") == 1
+    assert other.returncode == 2 and other.stderr == (
+        f"keras-makemore: error: --out {out} was searched with other settings (tune.evals 3, now 2): rerun with the "
+        "original settings (only --budget may change), or choose another --out\n")
 
 
 @pytest.mark.slow
@@ -154,7 +155,7 @@ def test_budget_durations(budget, seconds):
     assert TuneConfig(budget=budget).budget_seconds() == seconds
 
 
-@pytest.mark.parametrize("budget", ["", "15 minutes", "0m", "-1m"])
+@pytest.mark.parametrize("budget", ["", "15minutes", "0m", "-1m"])
 def test_a_budget_that_is_no_duration_is_refused(budget):
     with pytest.raises(UserError, match="budget") as e:
         TuneConfig(budget=budget).validate()
