@@ -93,7 +93,8 @@ def _add_config_flag(p, name: str, default=None, default_text: str | None = None
     kinds = typing.get_args(field.type) if isinstance(field.type, types.UnionType) else (field.type,)
     kind = next(k for k in kinds if k is not type(None))
     kwargs = dict(dest=name, default=default, metavar=meta["metavar"],
-                  help=(meta["help"] + (_preset_values(name) if default_text is None else default_text)).replace("%", "%%"))
+                  help=(meta["help"] + (_preset_values(name) if default_text is None else default_text)).replace(
+                      "%", "%%"))
     if kind is bool:
         kwargs.update(action="store_const", const=True)
         del kwargs["metavar"]
@@ -480,8 +481,8 @@ def _tune(args) -> int:
 
     tf.get_logger().setLevel("ERROR")  # one model per trial makes TF warn about retracing; that is expected
     config = TuneConfig(**{name: getattr(args, name) for name in _TUNE_FIELDS})
-    base = TrainConfig.from_preset(config.preset, **{name: getattr(args, name) for name in ("data", "split_seed", "seed")
-                                                     if getattr(args, name) is not None})
+    data_flags = {name: getattr(args, name) for name in ("data", "split_seed", "seed") if getattr(args, name) is not None}
+    base = TrainConfig.from_preset(config.preset, **data_flags)
     fixed = {name: tuple(getattr(args, name)) for name in _TUNE_ROWS if getattr(args, name) is not None}
     out = Path(args.out_dir or Path("tunes") / time.strftime("%Y%m%d-%H%M%S"))
     try:

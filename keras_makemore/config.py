@@ -254,7 +254,8 @@ class TuneConfig:
     tuner: str = _field("hyperband", "the KerasTuner search", choices=TUNERS)
     preset: str = _field(DEFAULT_PRESET, "the preset every trial starts from", choices=tuple(PRESETS))
     evals: int = _field(10, "validation passes per trial", metavar="N")
-    early_stop: int | None = _field(3, "early-stopping patience of each trial, in validation passes", metavar="PATIENCE")
+    early_stop: int | None = _field(3, "early-stopping patience of each trial, in validation passes",
+                                    metavar="PATIENCE")
     max_trials: int | None = _field(None, "stop after N trials (default: when the budget or the search ends)",
                                     metavar="N")
 

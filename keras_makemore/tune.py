@@ -557,8 +557,10 @@ class _AtomicSaves:
         _atomic.write_json(Path(self._get_trial_dir(trial.trial_id)) / "trial.json", trial.get_state())
 
 
-_ORACLES = {"hyperband": keras_tuner.oracles.HyperbandOracle, "bayesian": keras_tuner.oracles.BayesianOptimizationOracle,
-            "random": keras_tuner.oracles.RandomSearchOracle, "grid": keras_tuner.oracles.GridSearchOracle}
+_ORACLES = {"hyperband": keras_tuner.oracles.HyperbandOracle,
+            "bayesian": keras_tuner.oracles.BayesianOptimizationOracle,
+            "random": keras_tuner.oracles.RandomSearchOracle,
+            "grid": keras_tuner.oracles.GridSearchOracle}
 
 
 def _oracle(config: TuneConfig, seed: int, hypermodel: TrainConfigHyperModel) -> keras_tuner.Oracle:

@@ -19,7 +19,7 @@ from keras_makemore import rundir
 from keras_makemore.config import TrainConfig, TuneConfig
 from keras_makemore.errors import UserError
 from keras_makemore.evaluation import evaluate_splits
-from keras_makemore.runs import Run, load_model
+from keras_makemore.runs import Run
 from keras_makemore.training import train
 from test_plots import assert_readable_png
 
