@@ -207,7 +207,10 @@ class TrainConfigHyperModel(keras_tuner.HyperModel):
             _start_run_dir(run_dir, config, corpus, self._data_path, plan)
         backup = keras.callbacks.BackupAndRestore(str(run_dir / rundir.BACKUP_DIR), double_checkpoint=True,
                                                   delete_checkpoint=False)
-        first_step = _restore(model, backup)
+        try:
+            first_step = _restore(model, backup)
+        except OSError as e:  # a checkpoint cut short, by a kill while it was written, with none before it
+            raise _UnreadableCheckpoint(str(e)) from e
         x_train, y_train = corpus.examples("train")
         minibatches = random_minibatches(x_train, y_train, config.batch_size, config.seed, plan.total_steps, first_step)
         stop_on_nan = StopOnNonFiniteLoss()
@@ -237,6 +240,10 @@ def _declare(hp, name: str, values) -> None:
         hp.Choice(name, list(values), ordered=all(isinstance(v, (int, float)) for v in values))
 
 
+class _UnreadableCheckpoint(Exception):
+    """The run directory's checkpoint cannot be read."""
+
+
 class _TrialError(keras_tuner.errors.FatalError):
     """An error inside a trial that must end the search (KerasTuner would record it and go on)."""
 
@@ -259,10 +266,13 @@ def reraise_trial_errors():
 
 def search(tuner: keras_tuner.engine.base_tuner.BaseTuner) -> None:
     """`tuner.search()` without KerasTuner's display, raising the error of a trial as it was raised."""
+    error = None
     try:
         tuner.search(verbose=0)
     except _TrialError as e:
-        raise e.__cause__ from None
+        error, e.__cause__ = e.__cause__, None  # no cycle between the two: the CLI walks the chain
+    if error is not None:
+        raise error
 
 
 class _BudgetSpent(Exception):
@@ -418,7 +428,15 @@ class _Tuner(keras_tuner.Tuner):
             started = time.perf_counter()
             model = self._try_build(hp)
             timer = _Timer(model.steps_per_execution, self.budget.save)
-            result = self.hypermodel.fit(hp, model, run_dir, epochs=end, callbacks=[timer])
+            try:
+                result = self.hypermodel.fit(hp, model, run_dir, epochs=end, callbacks=[timer])
+            except _UnreadableCheckpoint:  # killed while writing its first checkpoint: start the trial again
+                shutil.rmtree(run_dir)
+                how = self._prepare(run_dir, previous) + " (its checkpoint was unreadable)"
+                config, start, end = self._span(trial)
+                model = self._try_build(hp)
+                timer = _Timer(model.steps_per_execution, self.budget.save)
+                result = self.hypermodel.fit(hp, model, run_dir, epochs=end, callbacks=[timer])
             if previous is not None:  # Hyperband continues a trial once: its checkpoint now lives on here
                 shutil.rmtree(self.run_dir(previous) / rundir.BACKUP_DIR, ignore_errors=True)
             self.budget.measure(trial.trial_id, _timing(timer, config, self.hypermodel.parameters(config),

@@ -88,7 +88,9 @@ def test_search_resumes_after_kill_9_without_redoing_finished_trials(tmp_path, w
     again = run_cli(*flags, "--out", str(out))
     assert again.returncode == 0, again.stderr
     assert "continuing the search" in again.stdout and "[trial 0]" not in again.stdout
-    assert "[trial 1]" in again.stdout and "resumed" in again.stdout.split("[trial 1]")[1].split("\n")[0]
+    # trial 1 resumes from its checkpoint (or, killed while writing its first one, starts again)
+    trial_1 = again.stdout.split("[trial 1]")[1].split("\n")[0]
+    assert "resumed from step" in trial_1 or "its checkpoint was unreadable" in trial_1
     assert first_model.stat().st_mtime_ns == stamp
     assert "WARNING" not in again.stderr and again.stderr.count("\n") <= 1
 
