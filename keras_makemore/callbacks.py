@@ -294,3 +294,40 @@ class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
         path = Path(self.backup_dir) / f"epoch-{self._current_epoch:06d}.weights.h5"
         _atomic.write_bytes_durably(path, buffer.getvalue())
         self._good = path
+
+
+class EarlyStoppingOnValLoss(keras.callbacks.EarlyStopping):
+    """`keras.callbacks.EarlyStopping` on `val_loss`, best weights restored, that carries on across a resume.
+
+    A resumed run passes the val losses of its earlier epochs and the weights of
+    the best of them, so that it stops at the epoch, and with the weights, of
+    the uninterrupted run.
+
+    Args:
+        patience: validation passes without a lower val loss before training stops.
+        earlier_val_losses: the val loss of each earlier epoch of the run.
+        earlier_best_weights: the weights (`model.get_weights()`) of the best
+            of those epochs; needed when `earlier_val_losses` is given.
+
+    Example:
+
+    ```python
+    model.fit(ds, epochs=50, validation_data=val, callbacks=[EarlyStoppingOnValLoss(patience=3)])
+    ```
+    """
+
+    def __init__(self, patience: int, earlier_val_losses=(), earlier_best_weights=None):
+        super().__init__(monitor="val_loss", patience=patience, restore_best_weights=True)
+        self._earlier = [(float(v), epoch) for epoch, v in enumerate(earlier_val_losses) if math.isfinite(v)]
+        self._earlier_epochs = len(earlier_val_losses)
+        if self._earlier and earlier_best_weights is None:
+            raise ValueError("earlier_best_weights must be given with earlier_val_losses, got None: pass the "
+                             "weights of the epoch with the lowest val loss")
+        self._earlier_best_weights = earlier_best_weights
+
+    def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
+        if self._earlier:
+            self.best, self.best_epoch = min(self._earlier)
+            self.wait = self._earlier_epochs - 1 - self.best_epoch
+            self.best_weights = self._earlier_best_weights

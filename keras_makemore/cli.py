@@ -17,7 +17,8 @@ import types
 import typing
 from pathlib import Path
 
-from keras_makemore.config import DEFAULT_PRESET, PRESETS, SWEEP_GRID, SWEEP_STEPS, TrainConfig, preset_name
+from keras_makemore.config import (DEFAULT_PRESET, PRESETS, SWEEP_GRID, SWEEP_STEPS, TUNE_MODELS, TUNE_SPACE, LogRange,
+                                   TrainConfig, TuneConfig, preset_name)
 from keras_makemore.controls import SamplingControls
 
 
@@ -65,12 +66,13 @@ _FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
 _MODEL_FIELDS = ("model", "data", "block_size", "embed_dim", "hidden_units", "layers", "heads", "dropout",
                  "direct_connections", "batch_size",
                  "optimizer", "weight_decay", "xla", "seed", "split_seed", "strategy")
-_SCHEDULE_FIELDS = ("steps", "epochs", "lr", "lr_schedule", "lr_drops", "eval_every", "eval_max_examples")
+_SCHEDULE_FIELDS = ("steps", "epochs", "lr", "lr_schedule", "lr_drops", "eval_every", "eval_max_examples",
+                    "early_stop")
 _SWEEP_FIELDS = ("data", "batch_size", "steps", "optimizer", "lr", "lr_schedule", "seed", "split_seed", "eval_every")
 
 
-def _flag(name: str) -> str:
-    return "--" + (_FIELDS[name].metadata["flag"] or name.replace("_", "-"))
+def _flag(name: str, fields=_FIELDS) -> str:
+    return "--" + (fields[name].metadata["flag"] or name.replace("_", "-"))
 
 
 def _preset_values(name: str) -> str:
@@ -93,13 +95,15 @@ def _value_type(field: dataclasses.Field) -> type:
     return next(k for k in kinds if k is not type(None))
 
 
-def _add_config_flag(p, name: str, default=None, default_text: str | None = None, **overrides) -> None:
-    """The flag of `TrainConfig` field `name`, typed, with its help and choices from the field's metadata."""
-    field = _FIELDS[name]
+def _add_config_flag(p, name: str, default=None, default_text: str | None = None, fields=_FIELDS,
+                     **overrides) -> None:
+    """The flag of `TrainConfig` field `name` (or of `fields`), typed, with its help and choices from its metadata."""
+    field = fields[name]
     meta = field.metadata
     kind = _value_type(field)
     kwargs = dict(dest=name, default=default, metavar=meta["metavar"],
-                  help=(meta["help"] + (default_text or _preset_values(name))).replace("%", "%%"))
+                  help=(meta["help"] + (_preset_values(name) if default_text is None else default_text)).replace(
+                      "%", "%%"))
     if kind is bool:
         kwargs.update(action="store_const", const=True)
         del kwargs["metavar"]
@@ -109,7 +113,7 @@ def _add_config_flag(p, name: str, default=None, default_text: str | None = None
         kwargs.update(choices=meta["choices"], metavar=None)
     else:
         kwargs.update(type=kind)
-    p.add_argument(_flag(name), *("--" + alias for alias in meta["aliases"]), **(kwargs | overrides))
+    p.add_argument(_flag(name, fields), *("--" + alias for alias in meta.get("aliases", ())), **(kwargs | overrides))
 
 
 def _add_model_flags(p) -> None:
@@ -454,6 +458,7 @@ def _add_sweep(sub) -> None:
 
 
 def _sweep(args) -> int:
+    _require_keras_tuner("sweep")
     import tensorflow as tf
 
     from keras_makemore.sweep import SWEEP_CSV, SWEEP_PNG, sweep
@@ -466,6 +471,97 @@ def _sweep(args) -> int:
     print(f"best val loss {best['val_loss']:.4f}: {best['cell']} ({best['params']:,} params, {best['verdict']})")
     print(f"table in {out / SWEEP_CSV}, plot in {out / SWEEP_PNG}")
     return 0
+
+
+_TUNE_FIELDS = {f.name: f for f in dataclasses.fields(TuneConfig)}
+_TUNE_ROWS = {**TUNE_SPACE, **{name: values for rows in TUNE_MODELS.values() for name, values in rows.items()}}
+
+
+def _add_tune(sub) -> None:
+    p = sub.add_parser("tune", help="search for the network with the lowest val loss within a time budget",
+                       description="Search TrainConfig's settings with KerasTuner (Hyperband, Bayesian, random or "
+                                   "grid), each trial a real training run through engine.fit into OUT/search/, "
+                                   "scored by its val loss. Write OUT/tune.csv, OUT/tune.png and OUT/best/ (the best "
+                                   "trial's run directory), and print the best as a train command. Run it again "
+                                   "with the same flags to continue it. Needs keras-makemore[tune].")
+    p.add_argument("--out", dest="out_dir", metavar="DIR", help="search directory (default: tunes/<date-time>)")
+    defaults = TuneConfig()
+    for name in _TUNE_FIELDS:
+        value = getattr(defaults, name)
+        _add_config_flag(p, name, default=value, fields=_TUNE_FIELDS,
+                         default_text="" if value is None else f" (default: {value})")
+    for name in ("data", "split_seed", "seed"):
+        _add_config_flag(p, name)
+    for name, values in _TUNE_ROWS.items():
+        searched = (f"{values.low:g}x to {values.high:g}x the preset's, in steps of 2x" if isinstance(values, LogRange)
+                    and values.relative else f"{values.low:g} to {values.high:g} in steps of 2x"
+                    if isinstance(values, LogRange) else " ".join(map(str, values)))
+        _add_config_flag(p, name, nargs="+", help=f"{_FIELDS[name].metadata['help']}: the values to try; one "
+                                                  f"value fixes it (default: {searched})".replace("%", "%%"))
+    p.set_defaults(func=_tune)
+
+
+def _require_keras_tuner(command: str) -> None:
+    from keras_makemore.errors import UserError
+
+    try:
+        import keras_tuner  # noqa: F401
+    except ImportError:
+        raise UserError(f"{command} needs KerasTuner, an optional extra: install it with "
+                        "pip install 'keras-makemore[tune]'") from None
+
+
+def _tune(args) -> int:
+    _require_keras_tuner("tune")
+    import tensorflow as tf
+
+    from keras_makemore.tune import TUNE_CSV, TUNE_PNG, tune
+
+    tf.get_logger().setLevel("ERROR")  # one model per trial makes TF warn about retracing; that is expected
+    config = TuneConfig(**{name: getattr(args, name) for name in _TUNE_FIELDS})
+    data_flags = {name: getattr(args, name) for name in ("data", "split_seed", "seed") if getattr(args, name) is not None}
+    base = TrainConfig.from_preset(config.preset, **data_flags)
+    fixed = {name: tuple(getattr(args, name)) for name in _TUNE_ROWS if getattr(args, name) is not None}
+    out = Path(args.out_dir or Path("tunes") / time.strftime("%Y%m%d-%H%M%S"))
+    try:
+        result = tune(config, base, out, fixed)
+    except KeyboardInterrupt:
+        print("\nkeras-makemore: search interrupted; continue it by running the same command again",
+              file=sys.stderr)
+        return 130
+    why = "the budget ended" if result.stopped == "budget" else "the search is complete"
+    print(f"{len(result.rows)} trials in {result.seconds_used / 60:.1f} min of the {config.budget} budget; {why}")
+    if result.best is None:
+        print(f"no trial finished: give it a larger --budget (table in {out / TUNE_CSV})")
+        return 0
+    best = result.best
+    print(f"best val loss {best['val_loss']:.4f}: trial {best['trial']} ({best['params']:,} params, "
+          f"{best['steps_trained']:,} steps in {best['train_seconds']:.0f} s), run directory {result.best_dir}")
+    if best["steps_trained"] < result.best_config.steps and not (result.best_dir / "history.json").exists():
+        print(f"(Hyperband stopped trial {best['trial']} at step {best['steps_trained']:,}; the command trains all "
+              f"{result.best_config.steps:,})")
+    print("train it with: " + _train_command(result.best_config, config.preset))
+    print(f"table in {out / TUNE_CSV}, plot in {out / TUNE_PNG}")
+    return 0
+
+
+def _train_command(config: TrainConfig, preset: str) -> str:
+    """The `keras-makemore train` command line of `config`: the preset, and a flag for each other value."""
+    import shlex
+
+    words = ["keras-makemore", "train", "--preset", preset]
+    preset_config = TrainConfig.from_preset(preset)
+    for name, field in _FIELDS.items():
+        value = getattr(config, name)
+        if value == getattr(preset_config, name) or value is None or value is False:
+            continue
+        if value is True:
+            words.append(_flag(name))
+        elif isinstance(value, list):
+            words += [w for step, rate in value for w in (_flag(name), f"{step}:{rate!r}")]
+        else:
+            words += [_flag(name), str(value)]
+    return shlex.join(words)
 
 
 def _add_report(sub) -> None:
@@ -537,6 +633,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_score(sub)
     _add_plot(sub)
     _add_sweep(sub)
+    _add_tune(sub)
     _add_report(sub)
     _add_export(sub)
     for command in sub.choices.values():

@@ -7,6 +7,7 @@ default changes in one place. No TensorFlow is imported.
 
 import dataclasses
 import math
+import re
 import types
 import typing
 from typing import Any, NamedTuple
@@ -72,6 +73,8 @@ class TrainConfig:
         eval_max_examples: if set, each validation pass during training
             reads only this many examples of the val split, spread evenly
             over it: a quick check on a big corpus. `None` reads all.
+        early_stop: stop after this many validation passes without a lower
+            val loss, keeping the best weights (`None`: train every step).
         xla: `"on"` compiles each chunk of training steps with XLA, `"off"`
             does not, `"auto"` uses XLA unless the model has dropout or
             several replicas.
@@ -115,6 +118,8 @@ class TrainConfig:
     eval_max_examples: int | None = _field(
         None, "validate during training on at most N examples spread over the val split (default: all of it); "
         "the final losses are over the whole splits", metavar="N")
+    early_stop: int | None = _field(None, "stop after PATIENCE validation passes without a lower val loss, keeping "
+                                    "the best weights", metavar="PATIENCE")
     xla: str = _field("auto", "compile the training loop with XLA (auto: unless dropout or several replicas)",
                       choices=XLA_MODES)
     strategy: str = _field("default", "tf.distribute strategy: default (one device), mirrored (local GPUs or "
@@ -130,6 +135,8 @@ class TrainConfig:
         _check(self.epochs is None or self.epochs >= 1, "epochs", f"must be at least 1, got {self.epochs}")
         _check(self.eval_max_examples is None or self.eval_max_examples >= 1, "eval_max_examples",
                f"must be at least 1, got {self.eval_max_examples}")
+        _check(self.early_stop is None or self.early_stop >= 1, "early_stop",
+               f"must be at least 1 validation pass, got {self.early_stop}")
         for name in ("model", "optimizer", "lr_schedule", "xla", "strategy"):
             choices = self.__dataclass_fields__[name].metadata["choices"]
             _check(getattr(self, name) in choices, name,
@@ -241,6 +248,95 @@ def preset_name(preset: str | None, model: str | None) -> str:
 # The grid and step budget of `keras-makemore sweep` when none is given; every other setting is TrainConfig's.
 SWEEP_GRID = {"hidden_units": (50, 100, 200), "embed_dim": (2, 10), "block_size": (3,)}
 SWEEP_STEPS = 30_000
+
+
+class LogRange(NamedTuple):
+    """A search range for `keras-makemore tune`: `low` to `high` in steps of 2x.
+
+    Args:
+        low, high: the ends of the range; with `relative`, factors of the
+            base config's value (the preset's learning rate, say).
+        relative: whether `low` and `high` multiply the base value.
+    """
+
+    low: float
+    high: float
+    relative: bool = False
+
+
+# The search space of `keras-makemore tune`: TrainConfig field -> the values to try (a tuple) or a `LogRange`.
+# `TUNE_SPACE` holds the fields every model type has; `TUNE_MODELS` each model type's own fields. `--model`
+# takes the names of `TUNE_MODELS` (or `all`, which adds the model type itself to the search): a model type
+# joins the search by adding its rows here. `steps` is the run length; Hyperband takes its largest value.
+TUNE_SPACE: dict[str, tuple | LogRange] = {
+    "block_size": (3, 4, 5, 6, 8),
+    "embed_dim": (8, 10, 16, 24, 32),
+    "lr": LogRange(0.25, 4.0, relative=True),
+    "batch_size": (32, 64, 128, 256),
+    "steps": (5_000, 10_000, 20_000, 40_000),
+}
+TUNE_MODELS: dict[str, dict[str, tuple | LogRange]] = {
+    "mlp": {"hidden_units": (100, 200, 300, 500, 800)},
+}
+TUNERS = ("hyperband", "bayesian", "random", "grid")
+
+
+@dataclasses.dataclass
+class TuneConfig:
+    """How `keras-makemore tune` searches; what it trains is a `TrainConfig` per trial.
+
+    Args:
+        model: a model type of `TUNE_MODELS`, or `"all"` to search over them.
+        budget: wall-clock time of the whole search, e.g. `"15m"`, `"1h30m"`,
+            `"90s"`; trials that would not end within it are not started.
+        tuner: the KerasTuner search, one of `TUNERS`.
+        preset: the `TrainConfig` preset every trial starts from.
+        evals: validation passes per trial (Hyperband's rounds are counted in them).
+        early_stop: each trial's early-stopping patience, in validation passes.
+        max_trials: stop after this many trials (`None`: when the budget or the search ends).
+
+    Example:
+
+    >>> TuneConfig(budget="1h30m").budget_seconds()
+    5400.0
+    """
+
+    model: str = _field("mlp", "the model type to tune; all: search over the model types too",
+                        choices=(*TUNE_MODELS, "all"))
+    budget: str = _field("15m", "wall-clock budget of the whole search, e.g. 15m, 1h30m, 90s; trials that cannot "
+                         "end within it are not started", metavar="TIME")
+    tuner: str = _field("hyperband", "the KerasTuner search", choices=TUNERS)
+    preset: str = _field(DEFAULT_PRESET, "the preset every trial starts from", choices=tuple(PRESETS))
+    evals: int = _field(10, "validation passes per trial", metavar="N")
+    early_stop: int | None = _field(3, "early-stopping patience of each trial, in validation passes",
+                                    metavar="PATIENCE")
+    max_trials: int | None = _field(None, "stop after N trials (default: when the budget or the search ends)",
+                                    metavar="N")
+
+    def validate(self) -> None:
+        """Raise a `UserError` naming the first field that cannot search."""
+        for name in ("model", "tuner", "preset"):
+            choices = self.__dataclass_fields__[name].metadata["choices"]
+            _check(getattr(self, name) in choices, name,
+                   f"must be one of {', '.join(choices)}, got {getattr(self, name)!r}")
+        self.budget_seconds()
+        _check(self.evals >= 1, "evals", f"must be at least 1, got {self.evals}")
+        for name in ("early_stop", "max_trials"):
+            value = getattr(self, name)
+            _check(value is None or value >= 1, name, f"must be at least 1, got {value}")
+
+    def budget_seconds(self) -> float:
+        """`budget` in seconds."""
+        parts = re.fullmatch(r"(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s?)?", self.budget.strip())
+        _check(bool(self.budget.strip()) and parts is not None, "budget",
+               f"must be a duration such as 15m, 1h30m or 90s, got {self.budget!r}")
+        hours, minutes, seconds = (float(p or 0) for p in parts.groups())
+        total = 3600 * hours + 60 * minutes + seconds
+        _check(total > 0, "budget", f"must be longer than 0 seconds, got {self.budget!r}")
+        return total
+
+    def to_json(self) -> dict:
+        return dataclasses.asdict(self)
 
 
 class StepPlan(NamedTuple):

@@ -1,22 +1,26 @@
 """A grid of hyperparameters, one real training run per cell, summarised in a CSV and a plot.
 
-Each cell (block size x embedding size x hidden units) is a `train()` run in
-its own subdirectory, with the same seed, data and step budget as every other
-cell. A cell that finished leaves a `cell.json` with its results; a sweep
-started again over the same directory reuses those, resumes a cell that was
+The grid is searched by KerasTuner's `GridSearch` oracle. Each cell (block
+size x embedding size x hidden units) is a `train()` run in its own
+subdirectory, with the same seed, data and step budget as every other cell.
+A cell that finished leaves a `cell.json` with its results; a sweep started
+again over the same directory reuses those, resumes a cell that was
 interrupted after a checkpoint, and trains the rest.
 """
 
 import csv
 import dataclasses
-import itertools
+import io
 import json
+import math
 import os
 import shutil
+import tempfile
 from pathlib import Path
 from typing import Callable, Sequence
 
 import keras
+import keras_tuner
 
 from keras_makemore import _atomic
 from keras_makemore.config import TrainConfig, config_differences
@@ -27,6 +31,7 @@ from keras_makemore.plots import plot_sweep
 from keras_makemore.rundir import BACKUP_DIR, CONFIG_FILE, HISTORY_JSON, read_config, step_plan
 from keras_makemore.runs import Run
 from keras_makemore.training import train
+from keras_makemore.tune import reraise_trial_errors, search
 
 SWEEP_CSV = "sweep.csv"
 SWEEP_PNG = "sweep.png"
@@ -68,20 +73,46 @@ def sweep(
     """
     out_dir = Path(out_dir)
     base = dataclasses.replace(base, data=str(Path(base.data or load_names()).resolve()))
-    cells = list(itertools.product(*(list(dict.fromkeys(axis)) for axis in (block_sizes, embed_dims, hidden_units))))
-    rows = []
-    for number, (block_size, embed_dim, hidden) in enumerate(cells, 1):
-        config = dataclasses.replace(base, block_size=block_size, embed_dim=embed_dim, hidden_units=hidden)
-        config.validate()
-        name = f"block{block_size}-embed{embed_dim}-hidden{hidden}"
-        row, how = _run_cell(config, out_dir / name)
-        rows.append(row)
-        _atomic.write_csv(out_dir / SWEEP_CSV, COLUMNS, rows)
-        print_fn(f"[{number}/{len(cells)}] {name}: {how}; {row['params']:,} params, train {row['train_loss']:.4f}, "
-                 f"val {row['val_loss']:.4f}, {row['verdict']}, {row['wall_seconds']:.1f} s")
+    axes = {"block_size": block_sizes, "embed_dim": embed_dims, "hidden_units": hidden_units}
+    grid = keras_tuner.HyperParameters()
+    for name, values in axes.items():  # GridSearch varies the last axis fastest: hidden units, as the lesson does
+        grid.Choice(name, list(dict.fromkeys(values)), ordered=True)
+    cells = math.prod(len(set(values)) for values in axes.values())
+    oracle = keras_tuner.oracles.GridSearchOracle(objective=keras_tuner.Objective("val_loss", "min"),
+                                                  hyperparameters=grid, allow_new_entries=False)
+    # The cells' own directories are the sweep's state (a cell resumes from its checkpoint), so
+    # KerasTuner's oracle is built afresh each time, in a directory of its own.
+    with tempfile.TemporaryDirectory(prefix="sweep-oracle-") as oracle_dir:
+        grid_tuner = _GridTuner(base, out_dir, cells, print_fn, oracle=oracle, directory=oracle_dir,
+                                project_name="grid")
+        search(grid_tuner)
+    rows = grid_tuner.rows
     plot_sweep(rows, out_dir / SWEEP_PNG, title=f"Sweep {out_dir.resolve().name}: {base.steps:,} steps per cell, "
                                                  f"{base.optimizer}, seed {base.seed}")
     return rows
+
+
+class _GridTuner(keras_tuner.engine.base_tuner.BaseTuner):
+    """KerasTuner's runner of trials, one grid cell each: a `train()` run in `out_dir/<cell>`."""
+
+    def __init__(self, base: TrainConfig, out_dir: Path, cells: int, print_fn, **kwargs):
+        super().__init__(**kwargs)
+        self.base, self.out_dir, self.cells, self.print_fn = base, out_dir, cells, print_fn
+        self.rows: list[dict] = []
+
+    def run_trial(self, trial, *args, **kwargs):
+        with reraise_trial_errors():
+            values = trial.hyperparameters.values
+            config = dataclasses.replace(self.base, **values)
+            config.validate()
+            name = f"block{config.block_size}-embed{config.embed_dim}-hidden{config.hidden_units}"
+            row, how = _run_cell(config, self.out_dir / name)
+            self.rows.append(row)
+            _write_csv(self.out_dir / SWEEP_CSV, self.rows)
+            self.print_fn(f"[{len(self.rows)}/{self.cells}] {name}: {how}; {row['params']:,} params, "
+                          f"train {row['train_loss']:.4f}, val {row['val_loss']:.4f}, {row['verdict']}, "
+                          f"{row['wall_seconds']:.1f} s")
+            return {"val_loss": row["val_loss"]}
 
 
 def _run_cell(config: TrainConfig, cell_dir: Path) -> tuple[dict, str]:

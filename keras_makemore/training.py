@@ -23,8 +23,9 @@ import numpy as np
 import tensorflow as tf
 
 from keras_makemore import engine, rundir
-from keras_makemore.callbacks import (AtomicBackupAndRestore, AtomicCSVLogger, BestModelCheckpoint, SampleWords,
-                                      StopOnNonFiniteLoss, tensorboard_callbacks)
+from keras_makemore.callbacks import (AtomicBackupAndRestore, AtomicCSVLogger, BestModelCheckpoint,
+                                      EarlyStoppingOnValLoss, SampleWords, StopOnNonFiniteLoss,
+                                      tensorboard_callbacks)
 from keras_makemore.config import StepPlan, TrainConfig, config_differences, plan_steps
 from keras_makemore.data import Corpus, Windows, load_names
 from keras_makemore.distribute import is_chief, make_strategy, worker_dir
@@ -206,6 +207,11 @@ def _run_callbacks(config, corpus, run_dir, model, chief, verbose, num_samples, 
     # the first batch takes no tuple), so each worker validates its own copy of the synchronised weights.
     if config.strategy == "multiworker":
         out.append(_LocalValidation(model, corpus.windows("val"), config.eval_max_examples))
+    if config.early_stop is not None:
+        earlier = rundir.read_history(run_dir).get("val_loss", []) if chief else []
+        saved = run_dir / rundir.MODEL_FILE
+        best = load_model(saved).get_weights() if earlier and saved.exists() else None
+        out.append(EarlyStoppingOnValLoss(config.early_stop, earlier, best))
     if chief:
         out += [BestModelCheckpoint(run_dir / rundir.MODEL_FILE, initial_best=rundir.best_val_loss(run_dir, first_epoch)),
                 AtomicCSVLogger(run_dir / rundir.HISTORY_CSV)]

@@ -1,0 +1,718 @@
+"""`tune()`: a KerasTuner search for the `TrainConfig` with the lowest val loss within a wall-clock budget.
+
+The search space is a table, `TrainConfig` field -> values (`config.TUNE_SPACE`
+and `config.TUNE_MODELS`). `TrainConfigHyperModel` turns a trial's
+hyperparameters into a `TrainConfig`, builds its network as `train` does, and
+its `fit` trains it through `engine.fit` into a normal run directory
+(`DIR/search/trial_N/run/`), with `train`'s checkpoint, history and early
+stopping. Hyperband continues a trial of an earlier round from that trial's
+last checkpoint, weights and optimizer, and starts the minibatch stream at the
+step it reached, as `train(resume=True)` does: a trial trained to the end is
+the very run `train` makes of its config.
+
+KerasTuner keeps its oracle in `DIR/search/`; `tune.json` keeps the settings,
+the seconds spent and the measured speeds. Run again over the same directory,
+the search continues: finished trials are kept, an interrupted trial resumes
+from its last checkpoint, and the budget counts the time already spent. A trial
+is started only if its estimated time (its steps at the speed measured on this
+machine, validation and compilation included) fits in what is left.
+"""
+
+import contextlib
+import dataclasses
+import io
+import csv
+import json
+import math
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Callable
+
+import keras
+import keras_tuner
+import numpy as np
+
+from keras_makemore import _atomic, engine, rundir
+from keras_makemore.callbacks import EarlyStoppingOnValLoss, StopOnNonFiniteLoss
+from keras_makemore.config import (TUNE_MODELS, TUNE_SPACE, LogRange, TrainConfig, TuneConfig, check_model_size,
+                                   count_parameters, plan_steps)
+from keras_makemore.data import Corpus, load_names, random_minibatches, read_words
+from keras_makemore.distribute import make_strategy
+from keras_makemore.errors import UserError
+from keras_makemore.plots import _save, _THOUSANDS
+from keras_makemore.training import (_restore, _run_callbacks, _start_run_dir, _validation_data, compiled_model,
+                                     file_sha256)
+
+TUNE_CSV = "tune.csv"
+TUNE_PNG = "tune.png"
+TUNE_JSON = "tune.json"
+BEST_DIR = "best"
+PROJECT = "search"
+RUN_DIR = "run"
+OBJECTIVE = "val_loss"
+
+
+@dataclasses.dataclass
+class TuneResult:
+    """What `tune` returns.
+
+    Args:
+        rows: one row per trial, as in `tune.csv`.
+        best: the best trial's row (`None` if no trial finished).
+        best_config: the `TrainConfig` of the best trial.
+        best_dir: the copy of its run directory, `out_dir/best`.
+        stopped: why the search ended: `"done"` (the tuner tried everything
+            it wanted, or `max_trials`) or `"budget"`.
+        seconds_used: the search's wall-clock seconds, all sessions.
+    """
+
+    rows: list[dict]
+    best: dict | None
+    best_config: TrainConfig | None
+    best_dir: Path | None
+    stopped: str
+    seconds_used: float
+
+
+def search_space(config: TuneConfig, base: TrainConfig, fixed: dict | None = None) -> dict:
+    """The search space of `config.model` as a table, field -> values or `LogRange`; `fixed` overrides rows.
+
+    Args:
+        config: the search's settings (its `model`).
+        base: the settings of every trial (a relative range multiplies their value).
+        fixed: field -> a value (that field is not searched) or a tuple of values to try.
+
+    Returns:
+        `{"shared": rows, "models": {model: rows}}`, every `LogRange` resolved
+        to absolute values.
+    """
+    models = list(TUNE_MODELS) if config.model == "all" else [config.model]
+    fixed = dict(fixed or {})
+    known = set(TUNE_SPACE).union(*(TUNE_MODELS[m] for m in models))
+    for name in fixed:
+        if name not in known:
+            raise UserError(f"{name} is not searched for model {config.model}: fix it in the preset, or choose a "
+                            f"field of {', '.join(sorted(known))}", argument=name)
+
+    def rows(table):
+        out = {}
+        for name, values in table.items():
+            values = fixed.get(name, values)
+            if isinstance(values, LogRange) and values.relative:
+                values = LogRange(values.low * getattr(base, name), values.high * getattr(base, name))
+            elif not isinstance(values, LogRange):
+                values = tuple(dict.fromkeys(values if isinstance(values, (tuple, list)) else (values,)))
+            out[name] = values
+        return out
+
+    return {"shared": rows(TUNE_SPACE), "models": {m: rows(TUNE_MODELS[m]) for m in models}}
+
+
+class TrainConfigHyperModel(keras_tuner.HyperModel):
+    """A KerasTuner `HyperModel` over `TrainConfig`: hyperparameters in, a trained run directory out.
+
+    Args:
+        base: the settings of every trial that the space does not set.
+        space: the table of `search_space`.
+        evals: validation passes per trial.
+        hyperband: the run length is Hyperband's (the largest `steps`), not a
+            hyperparameter.
+
+    Example:
+
+    ```python
+    hypermodel = TrainConfigHyperModel(TrainConfig(), search_space(TuneConfig(), TrainConfig()), evals=10)
+    hp = keras_tuner.HyperParameters()
+    hypermodel.declare_hyperparameters(hp)
+    model = hypermodel.build(hp)
+    best_val = hypermodel.fit(hp, model, run_dir="runs/one-trial")["val_loss"]
+    ```
+    """
+
+    def __init__(self, base: TrainConfig, space: dict, evals: int, hyperband: bool = False):
+        super().__init__()
+        self.base, self.space, self.evals, self.hyperband = base, space, evals, hyperband
+        self._corpora: dict[int, Corpus] = {}
+        self._data_path = Path(base.data) if base.data else load_names()
+
+    def declare_hyperparameters(self, hp: keras_tuner.HyperParameters) -> None:
+        """Declare every row of the space, a model type's own rows under its `model` condition."""
+        for name, values in self.space["shared"].items():
+            if not (self.hyperband and name == "steps"):
+                _declare(hp, name, values)
+        models = list(self.space["models"])
+        if len(models) > 1:
+            hp.Choice("model", models)
+        for model, rows in self.space["models"].items():
+            scope = hp.conditional_scope("model", [model]) if len(models) > 1 else contextlib.nullcontext()
+            with scope:
+                for name, values in rows.items():
+                    _declare(hp, name, values)
+
+    def config(self, hp: keras_tuner.HyperParameters) -> TrainConfig:
+        """The trial's `TrainConfig`: `base`, with every active hyperparameter of the space."""
+        names = set(self.space["shared"]).union(*self.space["models"].values())
+        values = {name: hp.values[name] for name in names if name in hp.values and hp.is_active(name)}
+        if self.hyperband:
+            values["steps"] = max(self.space["shared"]["steps"])
+        # `model` joins TrainConfig with the model registry; until then the space holds the MLP alone.
+        values["eval_every"] = max(1, values.get("steps", self.base.steps) // self.evals)
+        if self.hyperband:
+            values["steps"] = values["eval_every"] * self.evals  # exactly `evals` rounds
+        config = dataclasses.replace(self.base, **values)
+        config.validate()
+        return config
+
+    def corpus(self, config: TrainConfig) -> Corpus:
+        if config.block_size not in self._corpora:
+            self._corpora[config.block_size] = Corpus(read_words(self._data_path), config.block_size,
+                                                      seed=config.split_seed)
+        return self._corpora[config.block_size]
+
+    def plan(self, config: TrainConfig):
+        return plan_steps(config, len(self.corpus(config).examples("train")[0]))
+
+    def parameters(self, config: TrainConfig) -> int:
+        return count_parameters(config, self.corpus(config).vocab.size)
+
+    def build(self, hp: keras_tuner.HyperParameters) -> keras.Model:
+        """The trial's network, compiled as `train` compiles it."""
+        config = self.config(hp)
+        corpus = self.corpus(config)
+        check_model_size(config, corpus.vocab.size)
+        return compiled_model(config, corpus.vocab.size, self.plan(config), make_strategy(config.strategy))
+
+    def fit(self, hp: keras_tuner.HyperParameters, model: keras.Model, run_dir: str | os.PathLike,
+            epochs: int | None = None, callbacks=()) -> dict:
+        """Train `model` into `run_dir` up to Keras epoch `epochs` (default: the whole run) through `engine.fit`.
+
+        A run directory holding a checkpoint is continued from it: the model
+        and optimizer are restored and the minibatches start at the step it
+        reached. The run is finished (`history.json`, no checkpoint) when it
+        reaches its last step, stops early or diverges; otherwise its
+        checkpoint stays for a later round.
+
+        Returns:
+            `{"val_loss": the lowest val loss of the run, "fit_seconds": the
+            seconds in engine.fit}`.
+        """
+        run_dir = Path(run_dir)
+        config = self.config(hp)
+        corpus = self.corpus(config)
+        plan = self.plan(config)
+        epochs = plan.epochs if epochs is None else min(epochs, plan.epochs)
+        if not (run_dir / rundir.CONFIG_FILE).exists():
+            _start_run_dir(run_dir, config, corpus, self._data_path, plan)
+        backup = keras.callbacks.BackupAndRestore(str(run_dir / rundir.BACKUP_DIR), double_checkpoint=True,
+                                                  delete_checkpoint=False)
+        try:
+            first_step = _restore(model, backup)
+        except OSError as e:  # a checkpoint cut short, by a kill while it was written, with none before it
+            raise _UnreadableCheckpoint(str(e)) from e
+        x_train, y_train = corpus.examples("train")
+        minibatches = random_minibatches(x_train, y_train, config.batch_size, config.seed, plan.total_steps, first_step)
+        stop_on_nan = StopOnNonFiniteLoss()
+        # The checkpoint is saved after the epoch's history row and best model (`train` saves it first): a
+        # search killed between the two runs that epoch again, instead of losing its row and best model.
+        fit_callbacks = [stop_on_nan, *_run_callbacks(config, corpus, run_dir, model, True, 0, 0, False), backup,
+                         *callbacks]
+        started = time.perf_counter()
+        engine.fit(model, minibatches, epochs=epochs, steps_per_epoch=plan.steps_per_epoch,
+                   validation_data=_validation_data(config, corpus, 1), callbacks=fit_callbacks, verbose=0)
+        seconds = time.perf_counter() - started
+        stopped_early = any(isinstance(c, EarlyStoppingOnValLoss) and c.stopped_epoch for c in fit_callbacks)
+        if epochs == plan.epochs or stopped_early or stop_on_nan.bad_step is not None:
+            shutil.rmtree(run_dir / rundir.BACKUP_DIR, ignore_errors=True)
+            rundir.write_history(run_dir, rundir.read_history(run_dir), seconds)
+        best = rundir.best_val_loss(run_dir)
+        if not math.isfinite(best):
+            raise keras_tuner.errors.FailedTrialError(
+                f"lr {config.lr} made training diverge near step {stop_on_nan.bad_step}")
+        return {OBJECTIVE: best, "fit_seconds": seconds}
+
+
+def _declare(hp, name: str, values) -> None:
+    if isinstance(values, LogRange):
+        hp.Float(name, values.low, values.high, step=2, sampling="log")
+    else:
+        hp.Choice(name, list(values), ordered=all(isinstance(v, (int, float)) for v in values))
+
+
+class _UnreadableCheckpoint(Exception):
+    """The run directory's checkpoint cannot be read."""
+
+
+class _TrialError(keras_tuner.errors.FatalError):
+    """An error inside a trial that must end the search (KerasTuner would record it and go on)."""
+
+
+@contextlib.contextmanager
+def reraise_trial_errors():
+    """Let a trial's exceptions end the search, except KerasTuner's `FailedTrialError` (a diverged trial).
+
+    KerasTuner marks a trial that raises as invalid and goes on; a user's error
+    (a missing data file) or a bug would then be hidden in its trial.json. Use
+    it around the body of `run_trial`, and `search` to run the tuner.
+    """
+    try:
+        yield
+    except keras_tuner.errors.FailedTrialError:
+        raise
+    except Exception as e:
+        raise _TrialError(str(e)) from e
+
+
+def search(tuner: keras_tuner.engine.base_tuner.BaseTuner) -> None:
+    """`tuner.search()` without KerasTuner's display, raising the error of a trial as it was raised."""
+    error = None
+    try:
+        tuner.search(verbose=0)
+    except _TrialError as e:
+        error, e.__cause__ = e.__cause__, None  # no cycle between the two: the CLI walks the chain
+    if error is not None:
+        raise error
+
+
+class _BudgetSpent(Exception):
+    def __init__(self, message: str):
+        super().__init__(message)
+
+
+class _Budget:
+    """The search's clock and its speed measurements, kept in `tune.json` across sessions."""
+
+    def __init__(self, path: Path, seconds: float, state: dict):
+        self.path, self.seconds = path, seconds
+        self.state = state
+        self._since = time.monotonic()
+
+    @property
+    def used(self) -> float:
+        return self.state["seconds_used"] + time.monotonic() - self._since
+
+    def save(self) -> None:
+        self.state["seconds_used"] = round(self.used, 3)
+        self._since = time.monotonic()
+        _atomic.write_json(self.path, self.state)
+
+    def measure(self, trial_id: str, timing: dict) -> None:
+        self.state["trials"][trial_id] = timing
+        self.save()
+
+    def estimate(self, work: float, params: int, steps: int, evals: int) -> float | None:
+        """Seconds for `steps` steps and `evals` validation passes, from the speeds measured so far."""
+        timings = [t for t in self.state["trials"].values() if t.get("step_seconds")]
+        if not timings:
+            return None
+        per_step = _scaled(work, [(t["work"], t["step_seconds"]) for t in timings])
+        per_eval = _scaled(params, [(t["params"], t["eval_seconds"]) for t in timings if t.get("eval_seconds")])
+        fixed = max(t["fixed_seconds"] for t in timings)
+        return steps * per_step + evals * per_eval + fixed
+
+
+def _scaled(x: float, points: list[tuple[float, float]]) -> float:
+    """y at `x`, interpolated between measured points; flat below them, proportional above them."""
+    if not points:
+        return 0.0
+    xs, ys = zip(*sorted(points))
+    if x > xs[-1]:
+        return ys[-1] * x / xs[-1]
+    return float(np.interp(x, xs, ys))
+
+
+class _Timer(keras.callbacks.Callback):
+    """Time the training steps (the first compiled call of each session excluded) and the validation passes."""
+
+    def __init__(self, steps_per_call: int, on_epoch: Callable[[], None]):
+        super().__init__()
+        self.steps_per_call, self.on_epoch = steps_per_call, on_epoch
+        self.step_seconds = self.steps = self.eval_seconds = self.evals = 0
+        self.first_call_seconds = None
+        self._last = None
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self._last = time.perf_counter()
+
+    def on_train_batch_end(self, batch, logs=None):
+        seconds = time.perf_counter() - self._last
+        if self.first_call_seconds is None:
+            self.first_call_seconds = seconds
+        else:
+            self.step_seconds += seconds
+            self.steps += self.steps_per_call
+
+    def on_test_begin(self, logs=None):
+        self._last = time.perf_counter()
+
+    def on_test_end(self, logs=None):
+        self.eval_seconds += time.perf_counter() - self._last
+        self.evals += 1
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.on_epoch()
+
+
+class _Tuner(keras_tuner.Tuner):
+    """Runs each trial into its own run directory, within the budget, and reports it in one line."""
+
+    def __init__(self, budget: _Budget, print_fn, **kwargs):
+        super().__init__(**kwargs)
+        self.budget, self.print_fn = budget, print_fn
+
+    def run_dir(self, trial_id: str) -> Path:
+        return Path(self.get_trial_dir(trial_id)) / RUN_DIR
+
+    def save(self):
+        _atomic.write_json(self._get_tuner_fname(), self.get_state())  # as `_AtomicSaves`
+
+    def on_trial_end(self, trial):
+        super().on_trial_end(trial)
+        self.oracle.save()  # `end_trial` saved it while the trial still counted as running
+
+    def _span(self, trial) -> tuple[TrainConfig, int, int]:
+        """The trial's config and the epochs it starts from and trains to."""
+        hp = trial.hyperparameters
+        config = self.hypermodel.config(hp)
+        plan = self.hypermodel.plan(config)
+        start = hp.values.get("tuner/initial_epoch", 0) if "tuner/trial_id" in hp.values else 0
+        done = self._epochs_done(trial.trial_id)
+        return config, max(start, done), min(hp.values.get("tuner/epochs", plan.epochs), plan.epochs)
+
+    def _epochs_done(self, trial_id: str) -> int:
+        return len(rundir.read_history(self.run_dir(trial_id)).get("val_loss", []))
+
+    def on_trial_begin(self, trial):
+        config, start, end = self._span(trial)
+        plan = self.hypermodel.plan(config)
+        params = self.hypermodel.parameters(config)
+        if not self.budget.state["trials"]:
+            self._probe(trial.hyperparameters)
+        estimate = 0.0 if end <= start else self.budget.estimate(
+            config.batch_size * params, params, (end - start) * plan.steps_per_epoch, end - start)
+        left = self.budget.seconds - self.budget.used
+        if estimate > left:
+            raise _BudgetSpent(f"trial {trial.trial_id} would take about {estimate:.0f} s and {max(0, left):.0f} s "
+                               "of the budget are left")
+        super().on_trial_begin(trial)
+
+    def _probe(self, hp) -> None:
+        """Measure the speed of the first trial's network on a few hundred steps, before starting it."""
+        config = self.hypermodel.config(hp)
+        corpus = self.hypermodel.corpus(config)
+        chunk = min(100, self.hypermodel.plan(config).steps_per_execution)
+        plan = plan_steps(dataclasses.replace(config, steps=3 * chunk, eval_every=3 * chunk), 1)._replace(
+            steps_per_execution=chunk)
+        keras.backend.clear_session()
+        started = time.perf_counter()
+        model = compiled_model(config, corpus.vocab.size, plan, make_strategy(config.strategy))
+        timer = _Timer(chunk, lambda: None)
+        x, y = corpus.examples("train")
+        engine.fit(model, random_minibatches(x, y, config.batch_size, config.seed, plan.total_steps), epochs=1,
+                   steps_per_epoch=plan.steps_per_epoch, validation_data=_validation_data(config, corpus, 1),
+                   callbacks=[timer], verbose=0)
+        self.budget.measure("probe", _timing(timer, config, self.hypermodel.parameters(config),
+                                             time.perf_counter() - started))
+
+    def run_trial(self, trial, *args, **kwargs):
+        with reraise_trial_errors():
+            hp = trial.hyperparameters
+            config, start, end = self._span(trial)
+            run_dir = self.run_dir(trial.trial_id)
+            previous = hp.values.get("tuner/trial_id")
+            how = self._prepare(run_dir, previous)
+            if (run_dir / rundir.HISTORY_JSON).exists():
+                self._report(trial, config, "done before")
+                return {OBJECTIVE: rundir.best_val_loss(run_dir)}
+            started = time.perf_counter()
+            model = self._try_build(hp)
+            timer = _Timer(model.steps_per_execution, self.budget.save)
+            try:
+                result = self.hypermodel.fit(hp, model, run_dir, epochs=end, callbacks=[timer])
+            except _UnreadableCheckpoint:  # killed while writing its first checkpoint: start the trial again
+                shutil.rmtree(run_dir)
+                how = self._prepare(run_dir, previous) + " (its checkpoint was unreadable)"
+                config, start, end = self._span(trial)
+                model = self._try_build(hp)
+                timer = _Timer(model.steps_per_execution, self.budget.save)
+                result = self.hypermodel.fit(hp, model, run_dir, epochs=end, callbacks=[timer])
+            if previous is not None:  # Hyperband continues a trial once: its checkpoint now lives on here
+                shutil.rmtree(self.run_dir(previous) / rundir.BACKUP_DIR, ignore_errors=True)
+            self.budget.measure(trial.trial_id, _timing(timer, config, self.hypermodel.parameters(config),
+                                                        time.perf_counter() - started)
+                                | {"fit_seconds": round(result["fit_seconds"], 3), "previous": previous})
+            self._report(trial, config, how, first_step=start * self.hypermodel.plan(config).steps_per_epoch)
+            return {OBJECTIVE: result[OBJECTIVE]}
+
+    def _prepare(self, run_dir: Path, previous: str | None) -> str:
+        """Make the trial's run directory ready to train; say how the trial starts."""
+        if (run_dir / rundir.BACKUP_DIR).exists() or (run_dir / rundir.HISTORY_JSON).exists():
+            return "resumed"
+        if run_dir.exists():  # stopped before its first checkpoint: nothing to keep
+            shutil.rmtree(run_dir)
+        if previous is None:
+            return "trained"
+        with _atomic.atomic_dir(run_dir) as tmp:
+            shutil.copytree(self.run_dir(previous), tmp)
+        return f"continued trial {previous}"
+
+    def _report(self, trial, config: TrainConfig, how: str, first_step: int = 0) -> None:
+        run_dir = self.run_dir(trial.trial_id)
+        steps = self._epochs_done(trial.trial_id) * self.hypermodel.plan(config).steps_per_epoch
+        where = f" from step {first_step:,}" if first_step else ""
+        self.print_fn(f"[trial {trial.trial_id}] {_describe(config, self.hypermodel.space)}: {how}{where}, "
+                      f"{steps:,} steps, val {rundir.best_val_loss(run_dir):.4f}, "
+                      f"{self.budget.used:.0f} s of the budget used")
+
+    def load_model(self, trial):
+        from keras_makemore.runs import load_model
+
+        return load_model(self.run_dir(trial.trial_id) / rundir.MODEL_FILE)
+
+
+def _timing(timer: _Timer, config: TrainConfig, params: int, wall: float) -> dict:
+    return {"work": config.batch_size * params, "params": params,
+            "step_seconds": timer.step_seconds / timer.steps if timer.steps else None,
+            "eval_seconds": timer.eval_seconds / timer.evals if timer.evals else None,
+            "fixed_seconds": round(max(0.0, wall - timer.step_seconds - timer.eval_seconds), 3)}
+
+
+def _describe(config: TrainConfig, space: dict) -> str:
+    names = list(space["shared"]) + [n for rows in space["models"].values() for n in rows if n not in space["shared"]]
+    return ", ".join(f"{name} {_text(getattr(config, name))}" for name in names if hasattr(config, name))
+
+
+def _text(value) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def tune(
+    config: TuneConfig,
+    base: TrainConfig,
+    out_dir: str | os.PathLike,
+    fixed: dict | None = None,
+    print_fn: Callable[[str], None] = print,
+) -> TuneResult:
+    """Search for the `TrainConfig` with the lowest val loss within `config.budget`, into `out_dir`.
+
+    Args:
+        config: the search: model type, budget, tuner, trials' validation passes and patience.
+        base: every setting the space does not search (data, split, seed,
+            optimizer, ...); its preset's lr is the centre of the lr range.
+        out_dir: the search directory; run again over it, the search continues.
+        fixed: field -> a value not to search, or a tuple of values to try
+            instead of the table's (see `search_space`).
+        print_fn: where each trial's one-line report goes.
+
+    Returns:
+        A `TuneResult`. `out_dir` holds `tune.csv` (a row per trial),
+        `tune.png` (val loss against parameters and against training seconds),
+        `best/` (the best trial's run directory, for `sample`, `export`, ...)
+        and KerasTuner's own files in `search/`.
+
+    Example:
+
+    ```python
+    result = tune(TuneConfig(budget="15m"), TrainConfig.from_preset("lecture"), "tunes/first")
+    print(result.best_config)
+    ```
+    """
+    config.validate()
+    out_dir = Path(out_dir)
+    # A data file is kept by its absolute path (the search may be continued from elsewhere); the packaged
+    # names stay `None`, as in a `train` command without --data.
+    base = dataclasses.replace(base, data=str(Path(base.data).resolve()) if base.data else None,
+                               early_stop=config.early_stop)
+    base.validate()
+    space = search_space(config, base, fixed)
+    data_path = Path(base.data) if base.data else load_names()
+    read_words(data_path)  # a missing or unreadable file is the user's error, said here
+    settings = json.loads(json.dumps({
+        "tune": {k: v for k, v in config.to_json().items() if k != "budget"}, "base": base.to_json(),
+        "space": _space_json(space), "data_sha256": file_sha256(data_path)}))
+    state = _load_state(out_dir, settings)
+    budget = _Budget(out_dir / TUNE_JSON, config.budget_seconds(), state)
+    budget.save()
+    hyperband = config.tuner == "hyperband"
+    hypermodel = TrainConfigHyperModel(base, space, config.evals, hyperband=hyperband)
+    with contextlib.redirect_stdout(io.StringIO()):  # KerasTuner prints "Reloading Tuner from ..."; we say more
+        tuner = _Tuner(budget, print_fn, oracle=_oracle(config, base.seed, hypermodel), hypermodel=hypermodel,
+                       directory=str(out_dir), project_name=PROJECT, overwrite=False)
+    if tuner.oracle.trials:
+        print_fn(f"continuing the search in {out_dir}: {len(tuner.oracle.trials)} trials started before, "
+                 f"{budget.used:.0f} s of the budget used")
+    stopped = "done"
+    try:
+        search(tuner)
+    except _BudgetSpent as e:
+        stopped = "budget"
+        print_fn(f"budget: {e}; stopping (a larger --budget continues the search)")
+    budget.save()
+    rows = _rows(tuner, space)
+    _write_csv(out_dir / TUNE_CSV, rows)
+    done = [r for r in rows if r["status"] == "COMPLETED"]
+    best = min(done, key=lambda r: r[OBJECTIVE], default=None)
+    best_config = best_dir = None
+    if best is not None:
+        best_config = hypermodel.config(tuner.oracle.get_trial(best["trial"]).hyperparameters)
+        best_dir = out_dir / BEST_DIR
+        with _atomic.atomic_dir(best_dir) as tmp:
+            shutil.copytree(tuner.run_dir(best["trial"]), tmp, ignore=shutil.ignore_patterns(rundir.BACKUP_DIR))
+        plot_tune(rows, out_dir / TUNE_PNG, title=f"tune {out_dir.resolve().name}: {config.tuner}, model "
+                                                  f"{config.model}, {budget.used / 60:.1f} min of {config.budget}")
+    return TuneResult(rows, best, best_config, best_dir, stopped, budget.used)
+
+
+class _AtomicSaves:
+    """Oracle state written atomically: KerasTuner writes its JSON files in place, and a search killed while
+    writing one could not be continued. (`Oracle.save` and `Oracle._save_trial` are where it writes them.)"""
+
+    def save(self):
+        _atomic.write_json(self._get_oracle_fname(), self.get_state())
+
+    def _save_trial(self, trial):
+        _atomic.write_json(Path(self._get_trial_dir(trial.trial_id)) / "trial.json", trial.get_state())
+
+
+_ORACLES = {"hyperband": keras_tuner.oracles.HyperbandOracle,
+            "bayesian": keras_tuner.oracles.BayesianOptimizationOracle,
+            "random": keras_tuner.oracles.RandomSearchOracle,
+            "grid": keras_tuner.oracles.GridSearchOracle}
+
+
+def _oracle(config: TuneConfig, seed: int, hypermodel: TrainConfigHyperModel) -> keras_tuner.Oracle:
+    hp = keras_tuner.HyperParameters()
+    hypermodel.declare_hyperparameters(hp)
+    # A trial fails only when it diverges before its first validation pass; the budget bounds a run of them.
+    kwargs = dict(objective=keras_tuner.Objective(OBJECTIVE, "min"), hyperparameters=hp, seed=seed,
+                  tune_new_entries=False, allow_new_entries=False, max_consecutive_failed_trials=1_000_000)
+    if config.tuner == "hyperband":
+        # Rounds of 1/3, 1/9, ... of the trial's validation passes; repeated until the budget ends.
+        kwargs |= dict(max_epochs=config.evals, factor=3, hyperband_iterations=None)
+    elif config.tuner == "bayesian":
+        kwargs |= dict(max_trials=config.max_trials or 10_000)
+    kind = _ORACLES[config.tuner]
+    try:
+        oracle = type(kind.__name__, (_AtomicSaves, kind), {})(**kwargs)
+    except ImportError:  # BayesianOptimization's own dependencies
+        raise UserError(f"tuner {config.tuner!r} needs scipy and scikit-learn: install them with "
+                        "pip install 'keras-makemore[tune]'", argument="tuner") from None
+    if config.max_trials:
+        oracle.max_trials = config.max_trials
+    return oracle
+
+
+def _space_json(space: dict) -> dict:
+    def rows(table):
+        return {k: ({"log_range": [v.low, v.high]} if isinstance(v, LogRange) else list(v)) for k, v in table.items()}
+    return {"shared": rows(space["shared"]), "models": {m: rows(t) for m, t in space["models"].items()}}
+
+
+def _load_state(out_dir: Path, settings: dict) -> dict:
+    """`tune.json` of an earlier session (a `UserError` if it searched otherwise), or a new one."""
+    path = out_dir / TUNE_JSON
+    if not path.exists():
+        if (out_dir / PROJECT).exists():
+            raise UserError(f"out_dir {out_dir} holds a search without its {TUNE_JSON}: choose another out_dir",
+                            argument="out_dir")
+        return {"settings": settings, "seconds_used": 0.0, "trials": {}}
+    state = json.loads(path.read_text(encoding="utf-8"))
+    if state["settings"] != settings:
+        old, new = _flatten(state["settings"]), _flatten(settings)
+        differences = [f"{k} {old.get(k)!r}, now {new.get(k)!r}" for k in sorted(set(old) | set(new))
+                       if old.get(k) != new.get(k)]
+        raise UserError(f"out_dir {out_dir} was searched with other settings ({'; '.join(differences)}): rerun "
+                        "with the original settings (only --budget may change), or choose another out_dir",
+                        argument="out_dir")
+    return state
+
+
+def _flatten(obj, prefix: str = "") -> dict:
+    """`{"a": {"b": 1}}` -> `{"a.b": 1}`."""
+    if not isinstance(obj, dict):
+        return {prefix.rstrip("."): obj}
+    return {k: v for key, value in obj.items() for k, v in _flatten(value, f"{prefix}{key}.").items()}
+
+
+def _rows(tuner: _Tuner, space: dict) -> list[dict]:
+    """One row per trial that started: its hyperparameters, size, steps trained, best val loss, seconds."""
+    timings = tuner.budget.state["trials"]
+    rows = []
+    for trial_id, trial in sorted(tuner.oracle.trials.items()):
+        run_dir = tuner.run_dir(trial_id)
+        if not run_dir.exists():  # created, not started: the budget ended first
+            continue
+        hp = trial.hyperparameters
+        config = tuner.hypermodel.config(hp)
+        previous = hp.values.get("tuner/trial_id")
+        seconds, link = 0.0, trial_id
+        while link is not None:  # the run's training time: this trial's, and the rounds it continues
+            seconds += (timings.get(link) or {}).get("fit_seconds", 0.0)
+            link = (timings.get(link) or {}).get("previous")
+        row = {"trial": trial_id, "status": trial.status, "continues": previous or ""}
+        if "model" in hp.values:
+            row["model"] = hp.values["model"]
+        for name in list(space["shared"]) + [n for rows_ in space["models"].values() for n in rows_]:
+            row[name] = getattr(config, name) if name in hp.values and hp.is_active(name) or name == "steps" else ""
+        row |= {"params": tuner.hypermodel.parameters(config),
+                "steps_trained": tuner._epochs_done(trial_id) * tuner.hypermodel.plan(config).steps_per_epoch,
+                OBJECTIVE: round(rundir.best_val_loss(run_dir), 6),
+                "train_seconds": round(seconds, 1)}
+        rows.append(row)
+    return rows
+
+
+def _write_csv(path: Path, rows: list[dict]) -> None:
+    fields = list(dict.fromkeys(["trial", "status", "continues", "model", *(k for r in rows for k in r)]))
+    if not any("model" in r for r in rows):
+        fields.remove("model")
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=fields, lineterminator="\n", restval="")
+    writer.writeheader()
+    writer.writerows(rows)
+    _atomic.write_text(path, text.getvalue())
+
+
+def read_tune_csv(path: str | os.PathLike) -> list[dict]:
+    """The rows of a `tune.csv`, numbers as numbers."""
+    def number(text):
+        for kind in (int, float):
+            with contextlib.suppress(ValueError):
+                return kind(text)
+        return text
+    return [{k: (v if k in ("trial", "continues") else number(v)) for k, v in row.items()}
+            for row in rundir.read_csv_rows(path)]
+
+
+def plot_tune(rows: list[dict], path: str | os.PathLike, title: str = "Search") -> Path:
+    """Val loss of every finished trial against its parameter count and against its training seconds."""
+    from matplotlib.colors import Normalize
+    from matplotlib.ticker import LogLocator
+    from matplotlib.figure import Figure
+
+    done = [r for r in rows if r["status"] == "COMPLETED" and math.isfinite(r[OBJECTIVE])]
+    fig = Figure(figsize=(12, 5.5))
+    by_params, by_time = fig.subplots(1, 2, sharey=True)
+    best = min(done, key=lambda r: r[OBJECTIVE])
+    steps = [r["steps_trained"] for r in done]
+    norm = Normalize(min(steps), max(steps))  # one scale for both panels
+    for ax, key, label in ((by_params, "params", "parameters (log scale)"),
+                           (by_time, "train_seconds", "training seconds (all rounds of the run)")):
+        ax.scatter([r[key] for r in done], [r[OBJECTIVE] for r in done], c=steps, norm=norm, cmap="viridis", s=36,
+                   alpha=0.85)
+        ax.plot(best[key], best[OBJECTIVE], marker="*", markersize=18, color="tab:red", linestyle="none",
+                label=f"best val {best[OBJECTIVE]:.4f}: trial {best['trial']}")
+        ax.set_xlabel(label)
+        ax.grid(True, which="both", alpha=0.35)
+    by_params.set_xscale("log")
+    by_params.xaxis.set_major_formatter(_THOUSANDS)
+    by_params.xaxis.set_minor_locator(LogLocator(subs=(2.0, 5.0)))
+    by_params.xaxis.set_minor_formatter(_THOUSANDS)
+    by_params.tick_params(axis="x", which="minor", labelsize=8)
+    by_params.set_ylabel("best val loss of the trial (nats per character)")
+    by_params.legend(fontsize=9, loc="best")
+    colorbar = fig.colorbar(by_time.collections[0], ax=by_time)
+    colorbar.set_label("steps trained")
+    fig.suptitle(title)
+    return _save(fig, path)
