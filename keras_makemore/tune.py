@@ -36,14 +36,17 @@ import numpy as np
 
 from keras_makemore import _atomic, engine, rundir
 from keras_makemore.callbacks import EarlyStoppingOnValLoss, StopOnNonFiniteLoss
-from keras_makemore.config import (TUNE_MODELS, TUNE_SPACE, LogRange, TrainConfig, TuneConfig, check_model_size,
-                                   count_parameters, plan_steps)
-from keras_makemore.data import Corpus, load_names, random_minibatches, read_words
+from keras_makemore.callbacks import AtomicBackupAndRestore
+from keras_makemore.config import TUNE_MODELS, TUNE_SPACE, LogRange, TrainConfig, TuneConfig, plan_steps
+from keras_makemore.data import Corpus, load_names, read_words
 from keras_makemore.distribute import make_strategy
 from keras_makemore.errors import UserError
 from keras_makemore.plots import _save, _THOUSANDS
-from keras_makemore.training import (_restore, _run_callbacks, _start_run_dir, _validation_data, compiled_model,
-                                     file_sha256)
+from keras_makemore.models import get_model_type
+from keras_makemore.models.base import count_parameters, training_examples
+from keras_makemore.streaming import StreamedCorpus
+from keras_makemore.training import (_corpus, _restore, _run_callbacks, _start_run_dir, _validation_data,
+                                     compiled_model, file_sha256)
 
 TUNE_CSV = "tune.csv"
 TUNE_PNG = "tune.png"
@@ -134,7 +137,7 @@ class TrainConfigHyperModel(keras_tuner.HyperModel):
     def __init__(self, base: TrainConfig, space: dict, evals: int, hyperband: bool = False):
         super().__init__()
         self.base, self.space, self.evals, self.hyperband = base, space, evals, hyperband
-        self._corpora: dict[int, Corpus] = {}
+        self._corpora: dict[tuple[str, int], Corpus | StreamedCorpus] = {}
         self._data_path = Path(base.data) if base.data else load_names()
 
     def declare_hyperparameters(self, hp: keras_tuner.HyperParameters) -> None:
@@ -165,24 +168,30 @@ class TrainConfigHyperModel(keras_tuner.HyperModel):
         config.validate()
         return config
 
-    def corpus(self, config: TrainConfig) -> Corpus:
-        if config.block_size not in self._corpora:
-            self._corpora[config.block_size] = Corpus(read_words(self._data_path), config.block_size,
-                                                      seed=config.split_seed)
-        return self._corpora[config.block_size]
+    def corpus(self, config: TrainConfig) -> Corpus | StreamedCorpus:
+        """The data split for `config`'s network (its size checked), read once per kind of context."""
+        key = (get_model_type(config.model).context, config.block_size)
+        if key not in self._corpora:
+            self._corpora[key] = _corpus(config, self._data_path)
+        return self._corpora[key]
+
+    def examples(self, config: TrainConfig):
+        """What `config`'s network trains on: `data.Windows`, or a word model's sequences."""
+        return training_examples(get_model_type(config.model), self.corpus(config), "train")
 
     def plan(self, config: TrainConfig):
-        return plan_steps(config, len(self.corpus(config).examples("train")[0]))
+        return plan_steps(config, len(self.examples(config)))
 
     def parameters(self, config: TrainConfig) -> int:
-        return count_parameters(config, self.corpus(config).vocab.size)
+        corpus = self.corpus(config)
+        return count_parameters(config, corpus.vocab.size, corpus.block_size)
 
     def build(self, hp: keras_tuner.HyperParameters) -> keras.Model:
         """The trial's network, compiled as `train` compiles it."""
         config = self.config(hp)
         corpus = self.corpus(config)
-        check_model_size(config, corpus.vocab.size)
-        return compiled_model(config, corpus.vocab.size, self.plan(config), make_strategy(config.strategy))
+        return compiled_model(config, corpus.vocab.size, corpus.block_size, self.plan(config),
+                              make_strategy(config.strategy))
 
     def fit(self, hp: keras_tuner.HyperParameters, model: keras.Model, run_dir: str | os.PathLike,
             epochs: int | None = None, callbacks=()) -> dict:
@@ -204,19 +213,18 @@ class TrainConfigHyperModel(keras_tuner.HyperModel):
         plan = self.plan(config)
         epochs = plan.epochs if epochs is None else min(epochs, plan.epochs)
         if not (run_dir / rundir.CONFIG_FILE).exists():
+            run_dir.mkdir(parents=True, exist_ok=True)
             _start_run_dir(run_dir, config, corpus, self._data_path, plan)
-        backup = keras.callbacks.BackupAndRestore(str(run_dir / rundir.BACKUP_DIR), double_checkpoint=True,
-                                                  delete_checkpoint=False)
-        try:
-            first_step = _restore(model, backup)
-        except OSError as e:  # a checkpoint cut short, by a kill while it was written, with none before it
-            raise _UnreadableCheckpoint(str(e)) from e
-        x_train, y_train = corpus.examples("train")
-        minibatches = random_minibatches(x_train, y_train, config.batch_size, config.seed, plan.total_steps, first_step)
+        # A checkpoint cut short by a kill is skipped (the one before it, or none, is restored).
+        backup = AtomicBackupAndRestore(run_dir / rundir.BACKUP_DIR, delete_checkpoint=False)
+        first_step = _restore(model, backup)
+        minibatches = self.examples(config).random_minibatches(config.batch_size, config.seed, plan.total_steps,
+                                                               first_step)
         stop_on_nan = StopOnNonFiniteLoss()
         # The checkpoint is saved after the epoch's history row and best model (`train` saves it first): a
         # search killed between the two runs that epoch again, instead of losing its row and best model.
-        fit_callbacks = [stop_on_nan, *_run_callbacks(config, corpus, run_dir, model, True, 0, 0, False), backup,
+        fit_callbacks = [stop_on_nan, *_run_callbacks(config, corpus, run_dir, model, True, 0, 0, False, backup.restored_epoch),
+                         backup,
                          *callbacks]
         started = time.perf_counter()
         engine.fit(model, minibatches, epochs=epochs, steps_per_epoch=plan.steps_per_epoch,
@@ -238,10 +246,6 @@ def _declare(hp, name: str, values) -> None:
         hp.Float(name, values.low, values.high, step=2, sampling="log")
     else:
         hp.Choice(name, list(values), ordered=all(isinstance(v, (int, float)) for v in values))
-
-
-class _UnreadableCheckpoint(Exception):
-    """The run directory's checkpoint cannot be read."""
 
 
 class _TrialError(keras_tuner.errors.FatalError):
@@ -406,10 +410,11 @@ class _Tuner(keras_tuner.Tuner):
             steps_per_execution=chunk)
         keras.backend.clear_session()
         started = time.perf_counter()
-        model = compiled_model(config, corpus.vocab.size, plan, make_strategy(config.strategy))
+        model = compiled_model(config, corpus.vocab.size, corpus.block_size, plan, make_strategy(config.strategy))
         timer = _Timer(chunk, lambda: None)
-        x, y = corpus.examples("train")
-        engine.fit(model, random_minibatches(x, y, config.batch_size, config.seed, plan.total_steps), epochs=1,
+        minibatches = self.hypermodel.examples(config).random_minibatches(config.batch_size, config.seed,
+                                                                          plan.total_steps)
+        engine.fit(model, minibatches, epochs=1,
                    steps_per_epoch=plan.steps_per_epoch, validation_data=_validation_data(config, corpus, 1),
                    callbacks=[timer], verbose=0)
         self.budget.measure("probe", _timing(timer, config, self.hypermodel.parameters(config),
@@ -428,15 +433,7 @@ class _Tuner(keras_tuner.Tuner):
             started = time.perf_counter()
             model = self._try_build(hp)
             timer = _Timer(model.steps_per_execution, self.budget.save)
-            try:
-                result = self.hypermodel.fit(hp, model, run_dir, epochs=end, callbacks=[timer])
-            except _UnreadableCheckpoint:  # killed while writing its first checkpoint: start the trial again
-                shutil.rmtree(run_dir)
-                how = self._prepare(run_dir, previous) + " (its checkpoint was unreadable)"
-                config, start, end = self._span(trial)
-                model = self._try_build(hp)
-                timer = _Timer(model.steps_per_execution, self.budget.save)
-                result = self.hypermodel.fit(hp, model, run_dir, epochs=end, callbacks=[timer])
+            result = self.hypermodel.fit(hp, model, run_dir, epochs=end, callbacks=[timer])
             if previous is not None:  # Hyperband continues a trial once: its checkpoint now lives on here
                 shutil.rmtree(self.run_dir(previous) / rundir.BACKUP_DIR, ignore_errors=True)
             self.budget.measure(trial.trial_id, _timing(timer, config, self.hypermodel.parameters(config),
