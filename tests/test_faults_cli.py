@@ -77,7 +77,7 @@ def test_score_reads_words_after_its_options(trained_run, tmp_path):
     (["sample", "RUN", "-n", "many"], "keras-makemore: error: sample: argument -n/--num: invalid int value: 'many' "
                                       "(see keras-makemore sample --help)"),
     (["nonsense"], "keras-makemore: error: argument COMMAND: invalid choice: 'nonsense' (choose from 'train', "
-                   "'lr-find', 'evaluate', 'sample', 'score', 'plot', 'sweep', 'report', 'export') "
+                   "'lr-find', 'evaluate', 'sample', 'score', 'plot', 'sweep', 'tune', 'report', 'export') "
                    "(see keras-makemore --help)"),
 ])
 def test_argparse_errors_are_one_line_with_the_right_help(argv, line, capsys):
