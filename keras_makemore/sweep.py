@@ -10,7 +10,6 @@ interrupted after a checkpoint, and trains the rest.
 
 import csv
 import dataclasses
-import io
 import json
 import math
 import os
@@ -108,7 +107,7 @@ class _GridTuner(keras_tuner.engine.base_tuner.BaseTuner):
             name = f"block{config.block_size}-embed{config.embed_dim}-hidden{config.hidden_units}"
             row, how = _run_cell(config, self.out_dir / name)
             self.rows.append(row)
-            _write_csv(self.out_dir / SWEEP_CSV, self.rows)
+            _atomic.write_csv(self.out_dir / SWEEP_CSV, list(COLUMNS), self.rows)
             self.print_fn(f"[{len(self.rows)}/{self.cells}] {name}: {how}; {row['params']:,} params, "
                           f"train {row['train_loss']:.4f}, val {row['val_loss']:.4f}, {row['verdict']}, "
                           f"{row['wall_seconds']:.1f} s")

@@ -21,7 +21,6 @@ machine, validation and compilation included) fits in what is left.
 import contextlib
 import dataclasses
 import io
-import csv
 import json
 import math
 import os
@@ -664,11 +663,7 @@ def _write_csv(path: Path, rows: list[dict]) -> None:
     fields = list(dict.fromkeys(["trial", "status", "continues", "model", *(k for r in rows for k in r)]))
     if not any("model" in r for r in rows):
         fields.remove("model")
-    text = io.StringIO()
-    writer = csv.DictWriter(text, fieldnames=fields, lineterminator="\n", restval="")
-    writer.writeheader()
-    writer.writerows(rows)
-    _atomic.write_text(path, text.getvalue())
+    _atomic.write_csv(path, fields, rows)
 
 
 def read_tune_csv(path: str | os.PathLike) -> list[dict]:
