@@ -328,7 +328,7 @@ def test_scoring_is_chunked_by_characters_and_agrees_with_scoring_one_by_one(tra
     from keras_makemore import scoring
 
     words = ["emma"] * 300 + ["a" * 4000] + ["ava"] * 50
-    chunks = list(scoring._chunks_by_tokens(words))
+    chunks = [words[start:stop] for start, stop in scoring._chunks_by_tokens(words)]
     assert sum(chunks, []) == words
     assert all(len(c) * (max(map(len, c)) + 1) <= scoring._CHUNK_TOKENS for c in chunks)
     together = scoring.score_words(trained_run.model, trained_run.corpus.vocab, ["emma", "a" * 4000, "ava"])

@@ -183,6 +183,9 @@ def loss(model_type: ModelType) -> keras.losses.Loss:
     return keras.losses.SparseCategoricalCrossentropy(from_logits=True, ignore_class=ignore)
 
 
+# Called inside traced functions too (sampling, scoring, evaluation): the registry lookup behind it imports a
+# module, which AutoGraph cannot convert and would warn about on stderr.
+@tf.autograph.experimental.do_not_convert
 def next_token_logits(model: keras.Model) -> Callable[[tf.Tensor], tf.Tensor]:
     """`context -> logits`: int32 windows `[batch, block_size]` to next-token logits `[batch, V]`, in inference mode.
 
