@@ -55,3 +55,35 @@ def run_cli(*args: str, cwd=None, env=None, timeout=300) -> subprocess.Completed
     full_env.update(env or {})
     return subprocess.run([sys.executable, "-m", "keras_makemore", *args], cwd=cwd, env=full_env,
                           capture_output=True, text=True, timeout=timeout)
+
+
+def mounted_tmpfs(tmp_path: Path, size: str):
+    """Mount a tmpfs of `size` (e.g. "1m") in `tmp_path`, yield its path, unmount it; skip where that is not allowed."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root (CI runs as root)")
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mount)], capture_output=True,
+                          text=True)
+    if done.returncode:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=True)
+
+
+def fill_disk(disk: Path, leave: int = 0) -> Path:
+    """Fill `disk` until at most `leave` bytes are free; return the filler file."""
+    filler = disk / "filler"
+    with open(filler, "ab", buffering=0) as f:
+        while True:
+            st = os.statvfs(disk)
+            free = st.f_bavail * st.f_frsize
+            if free <= leave:
+                break
+            try:
+                f.write(b"\0" * min(65536, max(4096, free - leave)))
+            except OSError:
+                break
+    return filler

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import ROOT, run_cli
+from conftest import ROOT, fill_disk, mounted_tmpfs, run_cli
 from keras_makemore import rundir
 from keras_makemore.config import TrainConfig
 
@@ -30,34 +30,7 @@ TINY = ("--block-size", "3", "--hidden", "24", "--embed-dim", "4", "--batch-size
 @pytest.fixture
 def small_disk(tmp_path):
     """A 3 MiB tmpfs, mounted for the test and unmounted after it."""
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root (CI runs as root)")
-    mount = tmp_path / "disk"
-    mount.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mount)], capture_output=True,
-                          text=True)
-    if done.returncode:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
-    try:
-        yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=True)
-
-
-def _fill(disk: Path, leave: int = 0) -> Path:
-    """Fill `disk` until at most `leave` bytes are free; return the filler file."""
-    filler = disk / "filler"
-    with open(filler, "ab", buffering=0) as f:
-        while True:
-            st = os.statvfs(disk)
-            free = st.f_bavail * st.f_frsize
-            if free <= leave:
-                break
-            try:
-                f.write(b"\0" * min(65536, max(4096, free - leave)))
-            except OSError:
-                break
-    return filler
+    yield from mounted_tmpfs(tmp_path, "3m")
 
 
 def _one_line_error(result: subprocess.CompletedProcess) -> str:
@@ -101,7 +74,7 @@ def test_a_full_disk_at_the_backup_write_keeps_the_checkpoint_before(small_disk,
     size = first.stat().st_size
     assert size > 200_000
     before = first.read_bytes()
-    _fill(small_disk, leave=size - 4096)  # the next checkpoint misses by a few KB
+    fill_disk(small_disk, leave=size - 4096)  # the next checkpoint misses by a few KB
     with pytest.raises(OSError) as raised:
         backup.on_epoch_end(1)
     assert raised.value.errno == errno.ENOSPC and raised.value.filename.endswith("epoch-000002.weights.h5")
@@ -145,7 +118,7 @@ def test_a_disk_filled_by_another_process_during_training_resumes_to_the_same_we
             except OSError:
                 pass
             time.sleep(0.005)
-        _fill(small_disk)
+        fill_disk(small_disk)
 
     thread = threading.Thread(target=filler, daemon=True)
     thread.start()
@@ -185,7 +158,7 @@ def test_a_failure_at_the_final_history_write_is_resumed_without_training_again(
 
     def fail_then_write(run_dir, *args):
         if disk == "full":
-            _fill(small_disk)
+            fill_disk(small_disk)
         else:
             subprocess.run(["mount", "-o", "remount,ro", str(small_disk)], check=True)
         write_history(run_dir, *args)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import run_cli
+from conftest import fill_disk, mounted_tmpfs, run_cli
 
 pytestmark = pytest.mark.slow  # runs the CLI in subprocesses
 
@@ -93,26 +93,7 @@ def test_a_model_naming_code_is_refused_and_never_runs(tmp_path, run_dir, module
 @pytest.fixture
 def small_disk(tmp_path):
     """A 1 MiB tmpfs, mounted for the test and unmounted after it."""
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root (CI runs as root)")
-    mount = tmp_path / "disk"
-    mount.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)], capture_output=True, text=True)
-    if done.returncode:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
-    try:
-        yield mount
-    finally:
-        subprocess.run(["umount", str(mount)], check=True)
-
-
-def _fill(directory: Path) -> None:
-    with open(directory / "filler", "wb", buffering=0) as f:
-        try:
-            while True:
-                f.write(b"\0" * 4096)
-        except OSError:
-            pass
+    yield from mounted_tmpfs(tmp_path, "1m")
 
 
 FULL_DISK = ("keras-makemore: error: no space left on device", "free some space or write elsewhere, then run the "
@@ -140,7 +121,7 @@ def test_report_and_plot_on_a_full_disk_leave_the_run_intact(small_disk, run_dir
         if f.is_file():
             (copy / f.name).write_bytes(f.read_bytes())
     before = _digests(copy)
-    _fill(small_disk)
+    fill_disk(small_disk)
     line = _one_line_error(run_cli(command, str(copy)))
     assert line.startswith(FULL_DISK[0]) and line.endswith(FULL_DISK[1])
     assert _digests(copy) == before
