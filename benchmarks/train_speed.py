@@ -35,12 +35,14 @@ from keras_makemore.data import load_names
 DEFAULT_DATA = load_names()
 
 
-def _lecture_arrays(data: str, repeat: int):
+def _lecture_corpus(data: str, repeat: int):
     from keras_makemore.data import Corpus, read_words
 
-    words = read_words(data)
-    words = words * repeat
-    corpus = Corpus(words, block_size=3, seed=42)
+    return Corpus(read_words(data) * repeat, block_size=3, seed=42)
+
+
+def _lecture_arrays(data: str, repeat: int):
+    corpus = _lecture_corpus(data, repeat)
     return corpus.vocab.size, *corpus.examples("train")
 
 
@@ -50,7 +52,7 @@ def _measure_keras(method: str, steps: int, data: str, repeat: int, hidden: int)
 
     from keras_makemore import engine
     from keras_makemore.config import TrainConfig, plan_steps
-    from keras_makemore.data import make_dataset, random_minibatches
+    from keras_makemore.data import make_dataset
     from keras_makemore.models.mlp import build_model
     from keras_makemore.training import compiled_model
 
@@ -74,9 +76,10 @@ def _measure_keras(method: str, steps: int, data: str, repeat: int, hidden: int)
         # the same extra (measured: the step schedule takes 10,700 steps/s down to 8,800).
         config = TrainConfig(hidden_units=hidden, batch_size=32, steps=10**9, eval_every=1000, lr_schedule="constant",
                              xla="off" if method == "cli-noxla" else "auto")
-        plan = plan_steps(config, len(x))
-        model = compiled_model(config, vocab_size, plan, tf.distribute.get_strategy())
-        ds = random_minibatches(x, y, 32, seed=0, steps=plan.total_steps)
+        windows = _lecture_corpus(data, repeat).windows("train")
+        plan = plan_steps(config, len(windows))
+        model = compiled_model(config, vocab_size, 3, plan, tf.distribute.get_strategy())
+        ds = windows.random_minibatches(32, seed=0, steps=plan.total_steps)
         fit = lambda *args, **kwargs: engine.fit(model, *args, **kwargs)  # noqa: E731
     warm_up = 2 * model.steps_per_execution
     fit(ds, steps_per_epoch=warm_up, epochs=1, verbose=0)  # trace and compile
@@ -91,19 +94,19 @@ def _measure_best_preset(xla: bool, steps: int, data: str) -> dict:
 
     from keras_makemore import engine
     from keras_makemore.config import TrainConfig, plan_steps
-    from keras_makemore.data import Corpus, random_minibatches, read_words
+    from keras_makemore.data import Corpus, read_words
     from keras_makemore.training import compiled_model
 
     config = TrainConfig.from_preset("best", data=data, xla="on" if xla else "off", eval_every=steps)
     corpus = Corpus(read_words(data), config.block_size, seed=42)
-    x, y = corpus.examples("train")
-    plan = plan_steps(config, len(x))
-    model = compiled_model(config, corpus.vocab.size, plan, tf.distribute.get_strategy())
-    batches = random_minibatches(x, y, config.batch_size, config.seed, plan.total_steps)
+    windows = corpus.windows("train")
+    plan = plan_steps(config, len(windows))
+    model = compiled_model(config, corpus.vocab.size, corpus.block_size, plan, tf.distribute.get_strategy())
+    batches = windows.random_minibatches(config.batch_size, config.seed, plan.total_steps)
     engine.fit(model, batches, steps_per_epoch=plan.steps_per_epoch, epochs=1, verbose=0)  # trace and warm up
     start = time.perf_counter()
     engine.fit(model, batches, steps_per_epoch=plan.steps_per_epoch, epochs=1, verbose=0)
-    return {"seconds": time.perf_counter() - start, "examples": len(x)}
+    return {"seconds": time.perf_counter() - start, "examples": len(windows)}
 
 
 def _measure_handwritten(steps: int, data: str, repeat: int, hidden: int) -> dict:
