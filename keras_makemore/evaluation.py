@@ -10,7 +10,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_makemore.data import SPLIT_NAMES, Corpus, Windows
-from keras_makemore.models.base import next_token_logits
+from keras_makemore.models.base import IGNORED, is_word_model, model_type_of, next_token_logits, training_examples
 from keras_makemore.streaming import StreamedCorpus, WindowStream
 
 # Relative train/val gaps that separate the verdicts; see `fit_verdict`.
@@ -161,11 +161,56 @@ def evaluate_splits(model: keras.Model, corpus: Corpus | StreamedCorpus, splits=
     >>> losses["train"].examples, round(losses["train"].nll, 1)
     (34, 2.5)
     """
+    # A word model reads each word once, every position at a time, when no word is longer than its context: the
+    # same losses as one pass per window (its last `block_size` tokens), which took 12x as long on the
+    # transformer preset (train and val: 62.6 s against the 36.5 s of a 200-step run).
+    per_word = (is_word_model(model) and isinstance(corpus, Corpus)
+                and corpus.max_word_length < corpus.block_size)
     out = {}
     for name in splits:
         windows = corpus.windows(name)
-        out[name] = SplitLoss(mean_nll(model, windows, batch_size=batch_size, progress=progress), len(windows))
+        if per_word:
+            words = training_examples(model_type_of(model), corpus, name).batches(
+                max(1, batch_size // corpus.block_size))
+            nll = _summed_over_words(model, words, len(windows), progress)
+        else:
+            nll = mean_nll(model, windows, batch_size=batch_size, progress=progress)
+        out[name] = SplitLoss(nll, len(windows))
     return out
+
+
+def _summed_over_words(model: keras.Model, words: tf.data.Dataset, count: int, progress: bool) -> float:
+    """Mean NLL of a word model over every predicted position of `words`' `(inputs, targets)` rows."""
+    summed_nll = _summed_word_nll(model)
+    bar = keras.utils.Progbar(count, unit_name="example") if progress else None
+    total, seen = 0.0, 0
+    for inputs, targets in words:
+        batch_total, batch_seen = summed_nll(inputs, targets)
+        total, seen = total + float(batch_total), seen + int(batch_seen)
+        if bar is not None:
+            bar.update(seen)
+    return total / max(1, seen)
+
+
+def _summed_word_nll(model: keras.Model):
+    """A compiled function of word rows `(inputs, targets)`: the sum of the losses of the scored positions
+    (float64) and their number."""
+    if model not in _SUMMED_WORD_NLL:
+        network = weakref.ref(model)
+
+        @tf.function(reduce_retracing=True)
+        def summed_nll(inputs, targets):
+            scored = tf.not_equal(targets, IGNORED)
+            losses = tf.nn.sparse_softmax_cross_entropy_with_logits(tf.where(scored, targets, 0),
+                                                                    network()(inputs, training=False))
+            return (tf.reduce_sum(tf.where(scored, tf.cast(losses, tf.float64), 0.0)),
+                    tf.reduce_sum(tf.cast(scored, tf.int64)))
+
+        _SUMMED_WORD_NLL[model] = summed_nll
+    return _SUMMED_WORD_NLL[model]
+
+
+_SUMMED_WORD_NLL = weakref.WeakKeyDictionary()
 
 
 def fit_verdict(train_loss: float, val_loss: float) -> str:

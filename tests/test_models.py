@@ -15,6 +15,7 @@ from test_web import chromium  # noqa: F401  (the fixture: Chromium, node and th
 from keras_makemore.config import PRESETS, TrainConfig, preset_name
 from keras_makemore.data import Corpus, read_words
 from keras_makemore.errors import UserError
+from keras_makemore.evaluation import evaluate_splits, mean_nll
 from keras_makemore.models import MODEL_NAMES, REGISTRY, get_model_type
 from keras_makemore.models.base import (WINDOW, WORD, block_size_for, count_parameters, model_type_of,
                                         next_token_logits, word_sequences)
@@ -97,6 +98,19 @@ def test_a_word_model_reads_a_window_as_the_word_so_far(name, words_path):
     np.testing.assert_allclose(np.asarray(next_token_logits(model)(x)), whole, atol=1e-5)
     assert (targets[targets >= 0] == y).all()
 
+
+
+@pytest.mark.parametrize("name", ["bow", "rnn", "gru", "transformer"])
+def test_a_word_model_is_evaluated_once_per_word_with_the_losses_of_every_window(name, words_path):
+    """`evaluate_splits` reads each word once; the mean equals one pass per window (`mean_nll` on the windows)."""
+    config = tiny_config(name, words_path)
+    words = read_words(words_path)
+    corpus = Corpus(words, block_size_for(config, max(map(len, words))))
+    model = get_model_type(name).build(config, corpus.vocab.size, corpus.block_size)
+    losses = evaluate_splits(model, corpus, ("train", "val"))
+    for split, loss in losses.items():
+        assert loss.examples == len(corpus.windows(split))
+        assert loss.nll == pytest.approx(mean_nll(model, corpus.windows(split)), rel=1e-12)
 
 def test_model_settings_are_checked():
     from keras_makemore.training import _validate
