@@ -29,15 +29,14 @@ import functools
 import json
 import os
 import re
-import resource
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from _peers import ROOT, display, json_lines, timed_run, train_with_probe
+
 PEER_SCRIPT = Path(__file__).resolve().parent / "lecture_torch.py"
 
 
@@ -48,25 +47,6 @@ def ours_command(steps: int, run_dir: str) -> list[str]:
 
 def peer_command(steps: int, data: str) -> list[str]:
     return [sys.executable, str(PEER_SCRIPT.relative_to(ROOT)), data, "--steps", str(steps)]
-
-
-def _env() -> dict:
-    """This checkout's keras_makemore first on the path, TensorFlow's C++ logs off."""
-    path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
-    return dict(os.environ, PYTHONPATH=path, TF_CPP_MIN_LOG_LEVEL="3")
-
-
-def timed_run(cmd: list[str]) -> dict:
-    """Run `cmd` to its end; its wall and CPU seconds, and its stdout. Raises if it fails."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    start = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=_env(), cwd=ROOT)
-    wall = time.perf_counter() - start
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    if proc.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return {"wall_s": wall, "cpu_s": cpu, "stdout": proc.stdout}
 
 
 def val_loss_of(stdout: str) -> float:
@@ -132,8 +112,6 @@ def breakdown(argv: list[str]) -> dict:
         def on_train_batch_end(self, batch, logs=None):
             chunk_ends.append(time.perf_counter())
 
-    fit = engine.fit
-    engine.fit = lambda model, dataset, **kw: fit(model, dataset, **dict(kw, callbacks=[*kw["callbacks"], ChunkTimes()]))
     timers.patch("data", training, "_corpus")
     timers.patch("data", training, "training_examples")
     timers.patch("model build + compile", training, "compiled_model")
@@ -146,9 +124,7 @@ def breakdown(argv: list[str]) -> dict:
     timers.patch("saving (checkpoints, CSV, history, reload)", training, "load_model")
     timers.patch("final evaluation (train, val)", evaluation, "evaluate_splits")
     timers.patch("sampling", sampling, "sample_words")
-    code = cli.main(argv)
-    if code:
-        raise RuntimeError(f"train failed with exit code {code}")
+    train_with_probe(argv, ChunkTimes())
     total = time.perf_counter() - start
     timers.seconds["other"] = total - sum(timers.seconds.values())
     chunks = [b - a for a, b in zip(chunk_ends, chunk_ends[1:])]
@@ -162,7 +138,7 @@ def _breakdown_run(steps: int, run_dir: str) -> dict:
     argv = ours_command(steps, run_dir)[3:]
     cmd = [sys.executable, __file__, "--breakdown-of", json.dumps(argv)]
     result = timed_run(cmd)
-    inside = json.loads(result["stdout"].strip().splitlines()[-1])
+    inside = json_lines(result["stdout"])[-1]
     inside["process_wall_s"], inside["process_cpu_s"] = result["wall_s"], result["cpu_s"]
     inside["val_loss"] = val_loss_of(result["stdout"])
     return inside
@@ -173,7 +149,7 @@ def check_same_split(peer_stdout: str, data: str) -> None:
     from keras_makemore.data import Corpus, read_words
 
     corpus = Corpus(read_words(data), block_size=3, seed=42)
-    peer = json.loads(peer_stdout.strip().splitlines()[-1])
+    peer = json_lines(peer_stdout)[-1]
     ours = {"train_examples": len(corpus.windows("train")), "val_examples": len(corpus.windows("val"))}
     if any(peer[k] != v for k, v in ours.items()):
         raise RuntimeError(f"the PyTorch script's split differs from keras-makemore's: {peer} against {ours}")
@@ -202,9 +178,8 @@ def measure(pairs: int, steps: int, data: str) -> dict:
     rows = {}
     for side, results in runs.items():
         rows[side] = {
-            "command": " ".join(Path(a).name if a == sys.executable else a for a in
-                                (ours_command(steps, "DIR") if side == "keras-makemore"
-                                 else peer_command(steps, "NAMES_TXT"))),
+            "command": display(ours_command(steps, "DIR") if side == "keras-makemore"
+                               else peer_command(steps, "NAMES_TXT")),
             "median_wall_s": statistics.median(r["wall_s"] for r in results),
             "median_cpu_s": statistics.median(r["cpu_s"] for r in results),
             "runs": results,
