@@ -38,6 +38,7 @@ import argparse
 import hashlib
 import json
 import os
+import re
 import shlex
 import sys
 import tempfile
@@ -135,14 +136,20 @@ def measure(args, data: str) -> dict:
         raise RuntimeError("makemore_torch.py's train or val words differ from keras-makemore's split")
     with tempfile.TemporaryDirectory(prefix="vs_makemore-") as tmp:
         argv = ours_argv(str(Path(tmp) / "run"), args.eval_every, args.ours_flags)
-        ours_run = timed_run([sys.executable, __file__, "--seconds", f"{args.seconds:g}", "--ours-run", json.dumps(argv)])
+        ours_run = timed_run([sys.executable, __file__, "--seconds", f"{args.seconds:g}",
+                              "--ours-run", json.dumps(argv)])
+    # `train` ends by evaluating its best checkpoint on the whole splits (`evaluation.evaluate_splits`): the
+    # same metric as the curve's, which the table shows beside the curve's best as a check.
+    final = re.search(r"train loss (\d+\.\d+)  val loss (\d+\.\d+)", ours_run["stdout"])
     sides = {
         "pytorch (makemore.py)": _side(peer_records, peer_run["wall_s"], peer_run["cpu_s"],
                                        display(peer_command("NAMES_TXT", args.seconds, args.peer_eval_every,
                                                             args.peer_loader))),
         "keras-makemore": _side(json_lines(ours_run["stdout"]), ours_run["wall_s"], ours_run["cpu_s"],
-                                "python -m keras_makemore " + " ".join(ours_argv("DIR", args.eval_every, args.ours_flags))),
+                                display(["python", "-m", "keras_makemore",
+                                         *ours_argv("DIR", args.eval_every, args.ours_flags)])),
     }
+    sides["keras-makemore"]["evaluate"] = {"train": float(final[1]), "val": float(final[2])}
     return {"seconds": args.seconds, "cores": os.cpu_count(), "sides": sides,
             "load_average_before": load_before, "load_average_after": os.getloadavg()}
 
@@ -169,7 +176,7 @@ def print_tables(result: dict, points: int) -> None:
               f"{best['val_loss']:.4f} ({best['seconds']:.0f}) | {last['val_loss']:.4f} ({last['seconds']:.0f}) | "
               f"{s['process_wall_s']:.0f} | {s['process_cpu_s']:.0f} |")
     names = list(sides)
-    print(f"\nAt the same wall times (the last validation by then; steps/s = its steps / its seconds):\n")
+    print("\nAt the same wall times (the last validation by then; steps/s = its steps / its seconds):\n")
     print("| wall s | " + " | ".join(f"{n}: val | best | steps | steps/s" for n in names) + " |")
     print("| ---: | " + " | ".join("---: | ---: | ---: | ---:" for _ in names) + " |")
     ends = max(s["curve"][-1]["seconds"] for s in sides.values())  # the last val passes end after the budget
@@ -180,6 +187,10 @@ def print_tables(result: dict, points: int) -> None:
             cells.append("- | - | - | -" if r is None else
                          f"{r['val_loss']:.4f} | {r['best']:.4f} | {r['steps']:,} | {r['steps'] / r['seconds']:.1f}")
         print(f"| {t:.0f}{' (end)' if t == ends else ''} | " + " | ".join(cells) + " |")
+    ours = sides["keras-makemore"]
+    print(f"\nkeras-makemore's best checkpoint, evaluated by `train` at its end (`evaluate_splits`): train "
+          f"{ours['evaluate']['train']:.4f}, val {ours['evaluate']['val']:.4f} (the curve's best: "
+          f"{min(r['val_loss'] for r in ours['curve']):.4f}). Its process wall time includes that evaluation.")
     torch_side = sides[names[0]]
     print(f"\ntorch {torch_side.get('torch')}, {torch_side.get('threads')} threads, loader {torch_side.get('loader')}. "
           f"Load average before/after: {', '.join(f'{x:.2f}' for x in result['load_average_before'])} / "

@@ -170,6 +170,7 @@ def measure(pairs: int, steps: int, data: str) -> dict:
                 result = timed_run(cmd)
                 if side == "pytorch" and pair == 0:
                     check_same_split(result["stdout"], data)
+                    peer = {k: json_lines(result["stdout"])[-1][k] for k in ("torch", "threads")}
                 result["val_loss"] = val_loss_of(result.pop("stdout"))
                 runs[side].append(result)
                 print(f"# pair {pair + 1}: {side} {result['wall_s']:.1f} s wall, {result['cpu_s']:.1f} s CPU, "
@@ -187,7 +188,7 @@ def measure(pairs: int, steps: int, data: str) -> dict:
     return {"steps": steps, "pairs": pairs, "cores": os.cpu_count(), "rows": rows,
             "wall_ratio": rows["pytorch"]["median_wall_s"] / rows["keras-makemore"]["median_wall_s"],
             "cpu_ratio": rows["pytorch"]["median_cpu_s"] / rows["keras-makemore"]["median_cpu_s"],
-            "breakdown": parts, "load_average_before": load_before, "load_average_after": os.getloadavg()}
+            "breakdown": parts, "peer": peer, "load_average_before": load_before, "load_average_after": os.getloadavg()}
 
 
 def print_tables(result: dict) -> None:
@@ -199,7 +200,9 @@ def print_tables(result: dict) -> None:
         vals = ", ".join(f"{r['val_loss']:.4f}" for r in row["runs"])
         print(f"| {side} | `{row['command']}` | {row['median_wall_s']:.1f} | {row['median_cpu_s']:.1f} | {vals} |")
     print(f"\nPyTorch's median over ours: wall {result['wall_ratio']:.2f}x, CPU {result['cpu_ratio']:.2f}x "
-          f"(above 1: keras-makemore takes less). Load average before/after: "
+          f"(above 1: keras-makemore takes less); torch {result['peer']['torch']}, "
+          f"{result['peer']['threads']} threads. "
+          f"Load average before/after: "
           f"{', '.join(f'{x:.2f}' for x in result['load_average_before'])} / "
           f"{', '.join(f'{x:.2f}' for x in result['load_average_after'])}.\n")
     parts = result["breakdown"]
