@@ -90,7 +90,7 @@ class _Timers:
 
 
 def breakdown(argv: list[str]) -> dict:
-    """Run `keras_makemore.cli.main(argv)` here, timing its stages; the chunk times of its `fit`."""
+    """Run `keras_makemore.cli.main(argv)` here, timing its stages; the start and chunk times of its `fit`."""
     start = time.perf_counter()
     from keras_makemore import cli
 
@@ -116,6 +116,13 @@ def breakdown(argv: list[str]) -> dict:
     timers.patch("data", training, "training_examples")
     timers.patch("model build + compile", training, "compiled_model")
     timers.patch("training", engine, "fit")
+    timed_fit = engine.fit
+
+    def fit(*args, **kwargs):
+        chunk_ends[:] = [time.perf_counter()]
+        return timed_fit(*args, **kwargs)
+
+    engine.fit = fit
     timers.patch("validation during training", keras.Model, "evaluate")
     for owner in (callbacks.BestModelCheckpoint, callbacks.AtomicCSVLogger, callbacks.AtomicBackupAndRestore):
         timers.patch("saving (checkpoints, CSV, history, reload)", owner, "on_epoch_end")
@@ -127,8 +134,9 @@ def breakdown(argv: list[str]) -> dict:
     train_with_probe(argv, ChunkTimes())
     total = time.perf_counter() - start
     timers.seconds["other"] = total - sum(timers.seconds.values())
-    chunks = [b - a for a, b in zip(chunk_ends, chunk_ends[1:])]
+    chunks = [b - a for a, b in zip(chunk_ends[1:], chunk_ends[2:])]
     return {"seconds": {s: timers.seconds[s] for s in STAGES}, "total_s": total,
+            "fit_setup_s": chunk_ends[1] - chunk_ends[0],
             "first_chunk_s": chunks[0] if chunks else None,
             "median_chunk_s": statistics.median(chunks[1:]) if len(chunks) > 1 else None, "chunks": len(chunks)}
 
@@ -214,7 +222,8 @@ def print_tables(result: dict) -> None:
     print(f"| **in-process total** | **{parts['total_s']:.2f}** | 100% |")
     print(f"\nThe process took {parts['process_wall_s']:.2f} s wall ({parts['process_cpu_s']:.1f} s CPU): "
           f"{parts['process_wall_s'] - parts['total_s']:.2f} s more for the interpreter's start and exit. "
-          f"Training ran {parts['chunks']} chunks: the first (tracing, XLA compilation and its steps) took "
+          f"Training: {parts['fit_setup_s']:.2f} s in `fit` before its first step (the pipeline, the callbacks' "
+          f"start), then {parts['chunks']} chunks: the first (tracing, XLA compilation and its steps) took "
           f"{parts['first_chunk_s']:.2f} s, the median of the others {parts['median_chunk_s']:.3f} s.")
 
 
