@@ -219,7 +219,8 @@ def main() -> None:
     model = GPT(len(chars) + 1, max_word_length + 1)
     optimizer = torch.optim.AdamW(model.parameters(), lr=5e-4, betas=(0.9, 0.99), weight_decay=0.01, eps=1e-8)
     data_iter = batches(train_dataset, args.batch_size, args.loader)
-    emit(event="start", parameters=sum(p.numel() for p in model.parameters()), torch=torch.__version__,
+    emit(event="start", parameters=sum(p.numel() for p in model.parameters()), batch_size=args.batch_size,
+         torch=torch.__version__,
          threads=torch.get_num_threads(), loader=args.loader, train_words=words_sha256(train_words),
          val_words=words_sha256(val_words), since_process_start=time.perf_counter() - process_start)
 

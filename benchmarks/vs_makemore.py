@@ -45,7 +45,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _peers import ROOT, display, json_lines, timed_run, train_with_probe
+from _peers import ROOT, display, json_lines, load_warning, timed_run, train_with_probe
 
 PEER_SCRIPT = Path(__file__).resolve().parent / "makemore_torch.py"
 
@@ -123,10 +123,12 @@ def _side(records: list[dict], wall: float, cpu: float, command: str) -> dict:
             "train_s": end["seconds"], "eval_s": end["eval_seconds"],
             "steps_per_s": end["steps"] / end["seconds"],
             "steps_per_s_without_eval": end["steps"] / (end["seconds"] - end["eval_seconds"]),
-            **{k: start[k] for k in ("torch", "threads", "loader") if k in start}}
+            **{k: start[k] for k in ("batch_size", "torch", "threads", "loader") if k in start}}
 
 
 def measure(args, data: str) -> dict:
+    from keras_makemore.rundir import read_config
+
     load_before = os.getloadavg()
     peer_cmd = peer_command(data, args.seconds, args.peer_eval_every, args.peer_loader)
     peer_run = timed_run(peer_cmd)
@@ -138,6 +140,7 @@ def measure(args, data: str) -> dict:
         argv = ours_argv(str(Path(tmp) / "run"), args.eval_every, args.ours_flags)
         ours_run = timed_run([sys.executable, __file__, "--seconds", f"{args.seconds:g}",
                               "--ours-run", json.dumps(argv)])
+        ours_batch = read_config(Path(tmp) / "run")[0].batch_size
     # `train` ends by evaluating its best checkpoint on the whole splits (`evaluation.evaluate_splits`): the
     # same metric as the curve's, which the table shows beside the curve's best as a check.
     final = re.search(r"train loss (\d+\.\d+)  val loss (\d+\.\d+)", ours_run["stdout"])
@@ -149,6 +152,7 @@ def measure(args, data: str) -> dict:
                                 display(["python", "-m", "keras_makemore",
                                          *ours_argv("DIR", args.eval_every, args.ours_flags)])),
     }
+    sides["keras-makemore"]["batch_size"] = ours_batch
     sides["keras-makemore"]["evaluate"] = {"train": float(final[1]), "val": float(final[2])}
     return {"seconds": args.seconds, "cores": os.cpu_count(), "sides": sides,
             "load_average_before": load_before, "load_average_after": os.getloadavg()}
@@ -163,16 +167,18 @@ def at(curve: list[dict], t: float) -> dict | None:
 
 
 def print_tables(result: dict, points: int) -> None:
+    load_warning(result["load_average_before"])
     seconds, sides = result["seconds"], result["sides"]
     print(f"## Transformer, val loss against wall time: {seconds:g} s budget each, one after the other, "
           f"{result['cores']} cores\n")
-    print("| side | command | parameters | s before training | steps | steps/s | steps/s without val | "
-          "best val (at s) | last val (at s) | process wall s | process CPU s |")
-    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    print("| side | command | parameters | s before training | batch | steps | steps/s | steps/s without val | "
+          "words/s | best val (at s) | last val (at s) | process wall s | process CPU s |")
+    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for name, s in sides.items():
         best, last = min(s["curve"], key=lambda r: r["val_loss"]), s["curve"][-1]
-        print(f"| {name} | `{s['command']}` | {s['parameters']:,} | {s['setup_s']:.1f} | {s['steps']:,} | "
-              f"{s['steps_per_s']:.1f} | {s['steps_per_s_without_eval']:.1f} | "
+        print(f"| {name} | `{s['command']}` | {s['parameters']:,} | {s['setup_s']:.1f} | {s['batch_size']} | "
+              f"{s['steps']:,} | {s['steps_per_s']:.1f} | {s['steps_per_s_without_eval']:.1f} | "
+              f"{s['steps_per_s'] * s['batch_size']:,.0f} | "
               f"{best['val_loss']:.4f} ({best['seconds']:.0f}) | {last['val_loss']:.4f} ({last['seconds']:.0f}) | "
               f"{s['process_wall_s']:.0f} | {s['process_cpu_s']:.0f} |")
     names = list(sides)

@@ -35,7 +35,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _peers import ROOT, display, json_lines, timed_run, train_with_probe
+from _peers import ROOT, display, json_lines, load_warning, timed_run, train_with_probe
 
 PEER_SCRIPT = Path(__file__).resolve().parent / "lecture_torch.py"
 
@@ -200,6 +200,7 @@ def measure(pairs: int, steps: int, data: str) -> dict:
 
 
 def print_tables(result: dict) -> None:
+    load_warning(result["load_average_before"])
     print(f"## The lecture's whole process, {result['steps']:,} steps: median of {result['pairs']} alternating "
           f"pairs, {result['cores']} cores\n")
     print("| side | command | wall s | CPU s | val loss (each run) |")
