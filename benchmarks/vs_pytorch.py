@@ -12,8 +12,9 @@ wall seconds, and CPU seconds (user + system) from `getrusage(RUSAGE_CHILDREN)`.
 - the peer: `python benchmarks/lecture_torch.py NAMES_TXT --steps N`, the
   lecture's loop with torch's default threads (it saves nothing).
 
-The two run one after the other in `--pairs` pairs, the order swapped every
-pair, never at the same time; the table gives the median of each and their
+After one untimed run of each (100 steps: the libraries read into the page
+cache, the peer's split checked against ours), the two run one after the other
+in `--pairs` pairs, the order swapped every pair, never at the same time; the table gives the median of each and their
 ratio, the val loss of each, and where the time of one more run of ours goes
 (import, data, model, training, validation, saving, final evaluation),
 measured in-process by timers wrapped around `train`'s own functions.
@@ -169,16 +170,15 @@ def measure(pairs: int, steps: int, data: str) -> dict:
     with tempfile.TemporaryDirectory(prefix="vs_pytorch-") as tmp:
         # Untimed, so that neither side's first timed run pays for reading its libraries from disk.
         timed_run(ours_command(100, str(Path(tmp) / "warm-up")))
-        timed_run(peer_command(100, data))
+        warm_up = timed_run(peer_command(100, data))
+        check_same_split(warm_up["stdout"], data)
+        peer = {k: json_lines(warm_up["stdout"])[-1][k] for k in ("torch", "threads")}
         for pair in range(pairs):
             order = ["keras-makemore", "pytorch"] if pair % 2 == 0 else ["pytorch", "keras-makemore"]
             for side in order:
                 cmd = (ours_command(steps, str(Path(tmp) / f"run{pair}")) if side == "keras-makemore"
                        else peer_command(steps, data))
                 result = timed_run(cmd)
-                if side == "pytorch" and pair == 0:
-                    check_same_split(result["stdout"], data)
-                    peer = {k: json_lines(result["stdout"])[-1][k] for k in ("torch", "threads")}
                 result["val_loss"] = val_loss_of(result.pop("stdout"))
                 runs[side].append(result)
                 print(f"# pair {pair + 1}: {side} {result['wall_s']:.1f} s wall, {result['cpu_s']:.1f} s CPU, "
