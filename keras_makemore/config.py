@@ -344,8 +344,8 @@ class TuneConfig:
                    f"must be one of {', '.join(choices)}, got {getattr(self, name)!r}")
         if self.preset is not None:
             made_for = TrainConfig.from_preset(self.preset).model
-            _check(made_for in self.models(), "preset", f"{self.preset} is a preset of model {made_for}, which "
-                   f"model {self.model} does not search: search --model {made_for} or all, or drop the preset")
+            _check(made_for in self.models(), "preset", f"{self.preset} was made for model {made_for}, which model "
+                   f"{self.model} does not search: search model {made_for} or all, or leave the preset out")
         self.budget_seconds()
         _check(self.evals >= 1, "evals", f"must be at least 1, got {self.evals}")
         for name in ("early_stop", "max_trials"):

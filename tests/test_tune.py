@@ -247,7 +247,7 @@ def test_an_explicit_preset_is_the_base_of_the_model_type_it_was_made_for():
     assert bases["transformer"] == TrainConfig.from_preset("transformer", split_seed=7)
     assert TuneConfig(model="gru").base_configs() == {"gru": TrainConfig.from_preset("gru")}
     assert TuneConfig(model="mlp").base_configs()["mlp"] == TrainConfig.from_preset("lecture")
-    with pytest.raises(UserError, match="best is a preset of model mlp, which model gru does not search") as e:
+    with pytest.raises(UserError, match="preset best was made for model mlp, which model gru does not search") as e:
         TuneConfig(model="gru", preset="best").validate()
     assert e.value.argument == "preset"
 
