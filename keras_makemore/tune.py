@@ -426,11 +426,22 @@ class _Timer(keras.callbacks.Callback):
 
 
 class _Tuner(keras_tuner.Tuner):
-    """Runs each trial into its own run directory, within the budget, and reports it in one line."""
+    """Runs each trial into its own run directory, within the budget, and reports it in one line.
+
+    A trial that would not end within the budget is not started. If a cheaper
+    trial was seen in this session, it is skipped (KerasTuner counts it as
+    failed) and the search goes on: over several model types the costs of the
+    trials differ a hundredfold, and a large draw must not end the search while
+    smaller ones fit. Otherwise, or after `MAX_SKIPS` skips in a row, the
+    search ends.
+    """
+
+    MAX_SKIPS = 20
 
     def __init__(self, budget: _Budget, print_fn, **kwargs):
         super().__init__(**kwargs)
         self.budget, self.print_fn = budget, print_fn
+        self._cheapest, self._skips, self._skipped = math.inf, 0, {}
 
     def run_dir(self, trial_id: str) -> Path:
         return Path(self.get_trial_dir(trial_id)) / RUN_DIR
@@ -463,10 +474,24 @@ class _Tuner(keras_tuner.Tuner):
         estimate = 0.0 if end <= start else self.budget.estimate(
             config.model, config.batch_size * params, params, (end - start) * plan.steps_per_epoch, end - start)
         left = self.budget.seconds - self.budget.used
+        self._cheapest = min(self._cheapest, estimate)
         if estimate > left:
-            raise _BudgetSpent(f"trial {trial.trial_id} would take about {estimate:.0f} s and {max(0, left):.0f} s "
-                               "of the budget are left")
+            why = f"it would take about {estimate:.0f} s and {max(0, left):.0f} s of the budget are left"
+            self._skips += 1
+            if estimate <= self._cheapest or self._skips > self.MAX_SKIPS:
+                raise _BudgetSpent(f"trial {trial.trial_id} {why.removeprefix('it ')}")
+            self._skipped[trial.trial_id] = f"not started: {why}"
+        else:
+            self._skips = 0
         super().on_trial_begin(trial)
+
+    def _try_run_and_update_trial(self, trial, *args, **kwargs):
+        if trial.trial_id not in self._skipped:
+            return super()._try_run_and_update_trial(trial, *args, **kwargs)
+        # Failed without an exception: KerasTuner would print its traceback.
+        trial.status, trial.message = keras_tuner.engine.trial.TrialStatus.FAILED, self._skipped[trial.trial_id]
+        config = self.hypermodel.config(trial.hyperparameters)
+        self.print_fn(f"[trial {trial.trial_id}] {_describe(config, self.hypermodel.space)}: {trial.message}")
 
     def _probe(self, hp) -> None:
         """Measure the speed of the first network of a model type on a few hundred steps, before starting it."""

@@ -201,6 +201,19 @@ def test_a_budget_too_small_for_any_trial_starts_none(tmp_path, base):
     assert not list((tmp_path / "s" / "search").glob("trial_*/run"))
 
 
+@pytest.mark.slow
+def test_a_trial_that_does_not_fit_is_skipped_while_cheaper_ones_do(tmp_path, base):
+    log = []
+    fixed = TINY | {"embed_dim": (2, 4, 8), "hidden_units": 8, "steps": (200, 1_000_000_000)}
+    result = tune(TuneConfig(tuner="random", max_trials=5, budget="90s", evals=2), dataclasses.replace(base, seed=1),
+                  tmp_path / "s", fixed=fixed, print_fn=log.append)
+    skipped = [line for line in log if "not started" in line]
+    assert skipped and all("steps 1000000000" in line for line in skipped)
+    assert re.search(r"not started: it would take about \d+ s and \d+ s of the budget are left", skipped[0])
+    assert len(log) == 5 and result.stopped == "done"  # the search went on after the first skip
+    assert len(result.rows) == 5 - len(skipped) and all(r["steps"] == 200 for r in result.rows)
+
+
 def test_search_space_table_resolves_relative_ranges_and_fixed_values(base):
     space = search_space(TuneConfig(), base, fixed={"hidden_units": 64, "embed_dim": (8, 8, 16)})
     assert space["mlp"]["lr"] == (0.0025, 0.04, False)  # a quarter to 4x the base lr of 0.01
