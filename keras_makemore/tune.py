@@ -474,7 +474,8 @@ class _Tuner(keras_tuner.Tuner):
         estimate = 0.0 if end <= start else self.budget.estimate(
             config.model, config.batch_size * params, params, (end - start) * plan.steps_per_epoch, end - start)
         left = self.budget.seconds - self.budget.used
-        self._cheapest = min(self._cheapest, estimate)
+        if end > start:  # a trial finished before costs nothing, and says nothing of the cost of others
+            self._cheapest = min(self._cheapest, estimate)
         if estimate > left:
             why = f"it would take about {estimate:.0f} s and {max(0, left):.0f} s of the budget are left"
             self._skips += 1
