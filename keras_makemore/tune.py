@@ -773,7 +773,8 @@ def read_tune_csv(path: str | os.PathLike) -> list[dict]:
 
 
 def plot_tune(rows: list[dict], path: str | os.PathLike, title: str = "Search") -> Path:
-    """Val loss of every finished trial against its parameter count and against its training seconds."""
+    """Val loss of every finished trial against its parameter count and against its training seconds, a marker
+    per model type."""
     from matplotlib.colors import Normalize
     from matplotlib.ticker import LogLocator
     from matplotlib.figure import Figure
@@ -784,10 +785,14 @@ def plot_tune(rows: list[dict], path: str | os.PathLike, title: str = "Search") 
     best = min(done, key=lambda r: r[OBJECTIVE])
     steps = [r["steps_trained"] for r in done]
     norm = Normalize(min(steps), max(steps))  # one scale for both panels
+    markers = dict(zip(dict.fromkeys(r["model"] for r in done), "osD^vPXh"))
     for ax, key, label in ((by_params, "params", "parameters (log scale)"),
                            (by_time, "train_seconds", "training seconds (all rounds of the run)")):
-        ax.scatter([r[key] for r in done], [r[OBJECTIVE] for r in done], c=steps, norm=norm, cmap="viridis", s=36,
-                   alpha=0.85)
+        for model, marker in markers.items():
+            mine = [r for r in done if r["model"] == model]
+            ax.scatter([r[key] for r in mine], [r[OBJECTIVE] for r in mine], c=[r["steps_trained"] for r in mine],
+                       norm=norm, cmap="viridis", s=36, alpha=0.85, marker=marker,
+                       label=model if len(markers) > 1 else None)
         ax.plot(best[key], best[OBJECTIVE], marker="*", markersize=18, color="tab:red", linestyle="none",
                 label=f"best val {best[OBJECTIVE]:.4f}: trial {best['trial']}")
         ax.set_xlabel(label)
@@ -798,7 +803,10 @@ def plot_tune(rows: list[dict], path: str | os.PathLike, title: str = "Search") 
     by_params.xaxis.set_minor_formatter(_THOUSANDS)
     by_params.tick_params(axis="x", which="minor", labelsize=8)
     by_params.set_ylabel("best val loss of the trial (nats per character)")
-    by_params.legend(fontsize=9, loc="best")
+    legend = by_params.legend(fontsize=9, loc="best")
+    for handle in legend.legend_handles[:-1]:  # a model type's marker, not the colour of its first trial
+        handle.set_array(None)
+        handle.set_color("0.35")
     colorbar = fig.colorbar(by_time.collections[0], ax=by_time)
     colorbar.set_label("steps trained")
     fig.suptitle(title)
