@@ -736,7 +736,7 @@ def _rows(tuner: _Tuner, space: dict) -> list[dict]:
     rows = []
     for trial_id, trial in sorted(tuner.oracle.trials.items()):
         run_dir = tuner.run_dir(trial_id)
-        if not run_dir.exists():  # created, not started: the budget ended first
+        if not run_dir.exists():  # created, not started: it did not fit in the budget
             continue
         hp = trial.hyperparameters
         config = tuner.hypermodel.config(hp)
