@@ -428,12 +428,12 @@ class _Timer(keras.callbacks.Callback):
 class _Tuner(keras_tuner.Tuner):
     """Runs each trial into its own run directory, within the budget, and reports it in one line.
 
-    A trial that would not end within the budget is not started. If a cheaper
-    trial was seen in this session, it is skipped (KerasTuner counts it as
-    failed) and the search goes on: over several model types the costs of the
-    trials differ a hundredfold, and a large draw must not end the search while
-    smaller ones fit. Otherwise, or after `MAX_SKIPS` skips in a row, the
-    search ends.
+    A trial that would not end within the budget is not started. If the
+    cheapest trial seen in this session would fit, it is skipped (KerasTuner
+    counts it as failed) and the search goes on: over several model types the
+    costs of the trials differ a hundredfold, and a large draw must not end the
+    search while smaller ones fit. Otherwise, or after `MAX_SKIPS` skips in a
+    row, the search ends.
     """
 
     MAX_SKIPS = 20
@@ -470,6 +470,10 @@ class _Tuner(keras_tuner.Tuner):
         plan = self.hypermodel.plan(config)
         params = self.hypermodel.parameters(config)
         if not self.budget.measured(config.model):
+            left = self.budget.seconds - self.budget.used
+            if left < self._cheapest < math.inf:  # no time left to measure another model type
+                raise _BudgetSpent(f"{max(0, left):.0f} s of the budget are left, less than the cheapest trial seen "
+                                   f"would take ({self._cheapest:.0f} s)")
             self._probe(trial.hyperparameters)
         estimate = 0.0 if end <= start else self.budget.estimate(
             config.model, config.batch_size * params, params, (end - start) * plan.steps_per_epoch, end - start)
@@ -479,7 +483,7 @@ class _Tuner(keras_tuner.Tuner):
         if estimate > left:
             why = f"it would take about {estimate:.0f} s and {max(0, left):.0f} s of the budget are left"
             self._skips += 1
-            if estimate <= self._cheapest or self._skips > self.MAX_SKIPS:
+            if left < self._cheapest or self._skips > self.MAX_SKIPS:  # not even the cheapest trial seen fits
                 raise _BudgetSpent(f"trial {trial.trial_id} {why.removeprefix('it ')}")
             self._skipped[trial.trial_id] = f"not started: {why}"
         else:
