@@ -7,11 +7,10 @@ transformer starts from the `transformer` preset, a trial of the MLP from
 `lecture`. With several model types, `model` is a hyperparameter and each
 type's rows are declared under its KerasTuner conditional scope (and name
 scope, `gru/lr`), so a trial has the values of its own type's rows only.
-`TrainConfigHyperModel` turns a trial's
-hyperparameters into a `TrainConfig`, builds its network as `train` does, and
-its `fit` trains it through `engine.fit` into a normal run directory
-(`DIR/search/trial_N/run/`), with `train`'s checkpoint, history and early
-stopping. Hyperband continues a trial of an earlier round from that trial's
+`TrainConfigHyperModel` turns a trial's hyperparameters into a `TrainConfig`,
+builds its network as `train` does, and its `fit` trains it through
+`engine.fit` into a normal run directory (`DIR/search/trial_N/run/`), with
+`train`'s checkpoint, history and early stopping. Hyperband continues a trial of an earlier round from that trial's
 last checkpoint, weights and optimizer, and starts the minibatch stream at the
 step it reached, as `train(resume=True)` does: a trial trained to the end is
 the very run `train` makes of its config.
