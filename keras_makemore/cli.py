@@ -474,7 +474,22 @@ def _sweep(args) -> int:
 
 
 _TUNE_FIELDS = {f.name: f for f in dataclasses.fields(TuneConfig)}
-_TUNE_ROWS = {**TUNE_SPACE, **{name: values for rows in TUNE_MODELS.values() for name, values in rows.items()}}
+_TUNE_ROWS = list(dict.fromkeys([*TUNE_SPACE, *(name for rows in TUNE_MODELS.values() for name in rows)]))
+
+
+def _searched(name: str) -> str:
+    """What `tune` tries for field `name` by default, per model type: "mlp: 3 4 5; wavenet: 4 8 16"."""
+    described = {}
+    for model, rows in TUNE_MODELS.items():
+        values = rows.get(name, TUNE_SPACE.get(name))
+        if values is not None:
+            text = (f"{values.low:g}x to {values.high:g}x the preset's, in steps of 2x" if isinstance(values, LogRange)
+                    and values.relative else f"{values.low:g} to {values.high:g} in steps of 2x"
+                    if isinstance(values, LogRange) else " ".join(map(str, values)))
+            described.setdefault(text, []).append(model)
+    if len(described) == 1 and len(next(iter(described.values()))) == len(TUNE_MODELS):
+        return next(iter(described))
+    return "; ".join(f"{', '.join(models)}: {text}" for text, models in described.items())
 
 
 def _add_tune(sub) -> None:
@@ -492,12 +507,9 @@ def _add_tune(sub) -> None:
                          default_text="" if value is None else f" (default: {value})")
     for name in ("data", "split_seed", "seed"):
         _add_config_flag(p, name)
-    for name, values in _TUNE_ROWS.items():
-        searched = (f"{values.low:g}x to {values.high:g}x the preset's, in steps of 2x" if isinstance(values, LogRange)
-                    and values.relative else f"{values.low:g} to {values.high:g} in steps of 2x"
-                    if isinstance(values, LogRange) else " ".join(map(str, values)))
+    for name in _TUNE_ROWS:
         _add_config_flag(p, name, nargs="+", help=f"{_FIELDS[name].metadata['help']}: the values to try; one "
-                                                  f"value fixes it (default: {searched})".replace("%", "%%"))
+                                                  f"value fixes it (default: {_searched(name)})".replace("%", "%%"))
     p.set_defaults(func=_tune)
 
 
@@ -520,7 +532,7 @@ def _tune(args) -> int:
     tf.get_logger().setLevel("ERROR")  # one model per trial makes TF warn about retracing; that is expected
     config = TuneConfig(**{name: getattr(args, name) for name in _TUNE_FIELDS})
     data_flags = {name: getattr(args, name) for name in ("data", "split_seed", "seed") if getattr(args, name) is not None}
-    base = TrainConfig.from_preset(config.preset, **data_flags)
+    base = config.base_configs(**data_flags)
     fixed = {name: tuple(getattr(args, name)) for name in _TUNE_ROWS if getattr(args, name) is not None}
     out = Path(args.out_dir or Path("tunes") / time.strftime("%Y%m%d-%H%M%S"))
     try:
@@ -540,17 +552,20 @@ def _tune(args) -> int:
     if best["steps_trained"] < result.best_config.steps and not (result.best_dir / "history.json").exists():
         print(f"(Hyperband stopped trial {best['trial']} at step {best['steps_trained']:,}; the command trains all "
               f"{result.best_config.steps:,})")
-    print("train it with: " + _train_command(result.best_config, config.preset))
+    print("train it with: " + _train_command(result.best_config, config.preset_of(result.best_config.model)))
     print(f"table in {out / TUNE_CSV}, plot in {out / TUNE_PNG}")
     return 0
 
 
 def _train_command(config: TrainConfig, preset: str) -> str:
-    """The `keras-makemore train` command line of `config`: the preset, and a flag for each other value."""
+    """The `keras-makemore train` command line of `config`: its model, the preset (unless the model's own),
+    and a flag for each other value."""
     import shlex
 
-    words = ["keras-makemore", "train", "--preset", preset]
-    preset_config = TrainConfig.from_preset(preset)
+    words = ["keras-makemore", "train", "--model", config.model]
+    if preset != preset_name(None, config.model):
+        words += ["--preset", preset]
+    preset_config = TrainConfig.from_preset(preset, model=config.model)
     for name, field in _FIELDS.items():
         value = getattr(config, name)
         if value == getattr(preset_config, name) or value is None or value is False:

@@ -257,6 +257,9 @@ SWEEP_STEPS = 30_000
 class LogRange(NamedTuple):
     """A search range for `keras-makemore tune`: `low` to `high` in steps of 2x.
 
+    Over an integer field (`batch_size`, `steps`) it is the integers `low`,
+    `2 low`, ... up to `high`.
+
     Args:
         low, high: the ends of the range; with `relative`, factors of the
             base config's value (the preset's learning rate, say).
@@ -268,19 +271,33 @@ class LogRange(NamedTuple):
     relative: bool = False
 
 
-# The search space of `keras-makemore tune`: TrainConfig field -> the values to try (a tuple) or a `LogRange`.
-# `TUNE_SPACE` holds the fields every model type has; `TUNE_MODELS` each model type's own fields. `--model`
-# takes the names of `TUNE_MODELS` (or `all`, which adds the model type itself to the search): a model type
-# joins the search by adding its rows here. `steps` is the run length; Hyperband takes its largest value.
+# The search space of `keras-makemore tune`: TrainConfig field -> the values to try (a tuple) or a `LogRange`,
+# per model type. A trial of model type M starts from its base config (`TuneConfig.base_configs`: M's own preset),
+# and its space is `TUNE_SPACE` (the optimizer's rows, relative to that base) updated with `TUNE_MODELS[M]`; a
+# field without a row for M keeps its base value. `--model` takes the names of `TUNE_MODELS`, or `all`, which adds
+# the model type itself to the search (KerasTuner conditional scopes: a trial has the rows of its model type only).
+# `steps` is the run length; Hyperband takes its largest value.
 TUNE_SPACE: dict[str, tuple | LogRange] = {
-    "block_size": (3, 4, 5, 6, 8),
-    "embed_dim": (8, 10, 16, 24, 32),
     "lr": LogRange(0.25, 4.0, relative=True),
-    "batch_size": (32, 64, 128, 256),
-    "steps": (5_000, 10_000, 20_000, 40_000),
+    "batch_size": LogRange(0.5, 2.0, relative=True),
+    "steps": LogRange(0.5, 2.0, relative=True),
 }
+# Each model type's sizes, around its preset (docs/models.md has the measurements behind each preset): the
+# preset's value, half and double it, within what a search of an hour on 2 cores can afford.
 TUNE_MODELS: dict[str, dict[str, tuple | LogRange]] = {
-    "mlp": {"hidden_units": (100, 200, 300, 500, 800)},
+    # The MLP keeps absolute batch and step rows: its search aims at the fastest run to a val loss (a `quick`
+    # preset, <= 60 s of training), not at the 150,000 steps of its `lecture` preset.
+    "mlp": {"block_size": (3, 4, 5, 6, 8), "embed_dim": (8, 10, 16, 24, 32), "hidden_units": (100, 200, 300, 500, 800),
+            "batch_size": (32, 64, 128, 256), "steps": (5_000, 10_000, 20_000, 40_000)},
+    "bigram": {},  # a table of V x V logits: only the optimizer's rows
+    "wavenet": {"block_size": (4, 8, 16), "embed_dim": (12, 24, 48), "hidden_units": (64, 128, 256)},
+    "bow": {"embed_dim": (32, 64, 128), "hidden_units": (32, 64, 128)},
+    "rnn": {"embed_dim": (32, 64, 128), "hidden_units": (32, 64, 128)},
+    "gru": {"embed_dim": (32, 64, 128), "hidden_units": (64, 128, 256)},
+    # embed_dim up to 96, not 128: the largest network (6 layers, hidden 512) has 4x the preset's parameters
+    # (826,203), not 6x.
+    "transformer": {"embed_dim": (32, 64, 96), "hidden_units": (128, 256, 512), "layers": (2, 4, 6),
+                    "heads": (2, 4, 8), "dropout": (0.0, 0.1, 0.2)},
 }
 TUNERS = ("hyperband", "bayesian", "random", "grid")
 
@@ -294,7 +311,9 @@ class TuneConfig:
         budget: wall-clock time of the whole search, e.g. `"15m"`, `"1h30m"`,
             `"90s"`; trials that would not end within it are not started.
         tuner: the KerasTuner search, one of `TUNERS`.
-        preset: the `TrainConfig` preset every trial starts from.
+        preset: the `TrainConfig` preset the trials of the model type it is
+            made for start from (`None`: each model type's own preset, see
+            `preset_name`); the other model types keep their own.
         evals: validation passes per trial (Hyperband's rounds are counted in them).
         early_stop: each trial's early-stopping patience, in validation passes.
         max_trials: stop after this many trials (`None`: when the budget or the search ends).
@@ -303,6 +322,8 @@ class TuneConfig:
 
     >>> TuneConfig(budget="1h30m").budget_seconds()
     5400.0
+    >>> TuneConfig(model="all", preset="best").base_configs()["mlp"].hidden_units
+    768
     """
 
     model: str = _field("mlp", "the model type to tune; all: search over the model types too",
@@ -310,7 +331,9 @@ class TuneConfig:
     budget: str = _field("15m", "wall-clock budget of the whole search, e.g. 15m, 1h30m, 90s; trials that cannot "
                          "end within it are not started", metavar="TIME")
     tuner: str = _field("hyperband", "the KerasTuner search", choices=TUNERS)
-    preset: str = _field(DEFAULT_PRESET, "the preset every trial starts from", choices=tuple(PRESETS))
+    preset: str | None = _field(None, "the preset the trials of its model type start from (lecture, best: mlp); the "
+                                "other model types start from their own (default: each its own)",
+                                choices=tuple(PRESETS))
     evals: int = _field(10, "validation passes per trial", metavar="N")
     early_stop: int | None = _field(3, "early-stopping patience of each trial, in validation passes",
                                     metavar="PATIENCE")
@@ -321,13 +344,31 @@ class TuneConfig:
         """Raise a `UserError` naming the first field that cannot search."""
         for name in ("model", "tuner", "preset"):
             choices = self.__dataclass_fields__[name].metadata["choices"]
-            _check(getattr(self, name) in choices, name,
+            _check(getattr(self, name) in choices or (name == "preset" and self.preset is None), name,
                    f"must be one of {', '.join(choices)}, got {getattr(self, name)!r}")
+        if self.preset is not None:
+            made_for = TrainConfig.from_preset(self.preset).model
+            _check(made_for in self.models(), "preset", f"{self.preset} was made for model {made_for}, which model "
+                   f"{self.model} does not search: search model {made_for} or all, or leave the preset out")
         self.budget_seconds()
         _check(self.evals >= 1, "evals", f"must be at least 1, got {self.evals}")
         for name in ("early_stop", "max_trials"):
             value = getattr(self, name)
             _check(value is None or value >= 1, name, f"must be at least 1, got {value}")
+
+    def models(self) -> tuple[str, ...]:
+        """The model types searched."""
+        return tuple(TUNE_MODELS) if self.model == "all" else (self.model,)
+
+    def preset_of(self, model: str) -> str:
+        """The preset the trials of `model` start from: `preset` if it was made for `model`, else `model`'s own."""
+        if self.preset is not None and TrainConfig.from_preset(self.preset).model == model:
+            return self.preset
+        return preset_name(None, model)
+
+    def base_configs(self, **overrides) -> dict[str, "TrainConfig"]:
+        """Model type -> the `TrainConfig` its trials start from: its preset (`preset_of`), with `overrides`."""
+        return {m: TrainConfig.from_preset(self.preset_of(m), **overrides | {"model": m}) for m in self.models()}
 
     def budget_seconds(self) -> float:
         """`budget` in seconds."""

@@ -1,11 +1,16 @@
 """`tune()`: a KerasTuner search for the `TrainConfig` with the lowest val loss within a wall-clock budget.
 
-The search space is a table, `TrainConfig` field -> values (`config.TUNE_SPACE`
-and `config.TUNE_MODELS`). `TrainConfigHyperModel` turns a trial's
-hyperparameters into a `TrainConfig`, builds its network as `train` does, and
-its `fit` trains it through `engine.fit` into a normal run directory
-(`DIR/search/trial_N/run/`), with `train`'s checkpoint, history and early
-stopping. Hyperband continues a trial of an earlier round from that trial's
+The search space is a table per model type, `TrainConfig` field -> values
+(`config.TUNE_SPACE` and `config.TUNE_MODELS`), its relative ranges resolved
+against the model type's base config (its own preset): a trial of a
+transformer starts from the `transformer` preset, a trial of the MLP from
+`lecture`. With several model types, `model` is a hyperparameter and each
+type's rows are declared under its KerasTuner conditional scope (and name
+scope, `gru/lr`), so a trial has the values of its own type's rows only.
+`TrainConfigHyperModel` turns a trial's hyperparameters into a `TrainConfig`,
+builds its network as `train` does, and its `fit` trains it through
+`engine.fit` into a normal run directory (`DIR/search/trial_N/run/`), with
+`train`'s checkpoint, history and early stopping. Hyperband continues a trial of an earlier round from that trial's
 last checkpoint, weights and optimizer, and starts the minibatch stream at the
 step it reached, as `train(resume=True)` does: a trial trained to the end is
 the very run `train` makes of its config.
@@ -15,19 +20,21 @@ the seconds spent and the measured speeds. Run again over the same directory,
 the search continues: finished trials are kept, an interrupted trial resumes
 from its last checkpoint, and the budget counts the time already spent. A trial
 is started only if its estimated time (its steps at the speed measured on this
-machine, validation and compilation included) fits in what is left.
+machine for its model type, validation and compilation included) fits in what
+is left.
 """
 
 import contextlib
 import dataclasses
 import io
+import itertools
 import json
 import math
 import os
 import shutil
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Mapping
 
 import keras
 import keras_tuner
@@ -78,46 +85,96 @@ class TuneResult:
     seconds_used: float
 
 
-def search_space(config: TuneConfig, base: TrainConfig, fixed: dict | None = None) -> dict:
-    """The search space of `config.model` as a table, field -> values or `LogRange`; `fixed` overrides rows.
+def search_space(config: TuneConfig, base: TrainConfig | Mapping[str, TrainConfig] | None,
+                 fixed: dict | None = None) -> dict[str, dict]:
+    """The search space of each model type of `config.model`, a table field -> values or `LogRange`.
+
+    A model type's table is `TUNE_SPACE` updated with its `TUNE_MODELS` rows;
+    fields without a row keep the base config's value.
 
     Args:
         config: the search's settings (its `model`).
-        base: the settings of every trial (a relative range multiplies their value).
-        fixed: field -> a value (that field is not searched) or a tuple of values to try.
+        base: each model type's base config (see `tune`); a relative range
+            multiplies its value.
+        fixed: field -> a value (that field is not searched) or a tuple of
+            values to try, replacing the row of every model type that has one.
 
     Returns:
-        `{"shared": rows, "models": {model: rows}}`, every `LogRange` resolved
-        to absolute values.
+        `{model: {field: values}}`, every relative `LogRange` resolved against
+        that model's base; a `LogRange` over an integer field becomes the tuple
+        of its values.
+
+    Example:
+
+    >>> space = search_space(TuneConfig(model="all"), None)
+    >>> space["transformer"]["steps"], space["bigram"]["steps"]
+    ((6000, 12000, 24000), (1000, 2000, 4000))
+    >>> "block_size" in space["gru"], "hidden_units" in space["bigram"]
+    (False, False)
     """
-    models = list(TUNE_MODELS) if config.model == "all" else [config.model]
+    bases = base_configs(config, base)
     fixed = dict(fixed or {})
-    known = set(TUNE_SPACE).union(*(TUNE_MODELS[m] for m in models))
+    tables = {model: TUNE_SPACE | TUNE_MODELS[model] for model in bases}
     for name in fixed:
-        if name not in known:
+        if not any(name in table for table in tables.values()):
+            known = sorted(set().union(*tables.values()))
             raise UserError(f"{name} is not searched for model {config.model}: fix it in the preset, or choose a "
-                            f"field of {', '.join(sorted(known))}", argument=name)
+                            f"field of {', '.join(known)}", argument=name)
+    space = {}
+    for model, table in tables.items():
+        space[model] = {name: _resolve(fixed.get(name, values), bases[model], name) for name, values in table.items()}
+        _check_rows(bases[model], space[model])
+    return space
 
-    def rows(table):
-        out = {}
-        for name, values in table.items():
-            values = fixed.get(name, values)
-            if isinstance(values, LogRange) and values.relative:
-                values = LogRange(values.low * getattr(base, name), values.high * getattr(base, name))
-            elif not isinstance(values, LogRange):
-                values = tuple(dict.fromkeys(values if isinstance(values, (tuple, list)) else (values,)))
-            out[name] = values
-        return out
 
-    return {"shared": rows(TUNE_SPACE), "models": {m: rows(TUNE_MODELS[m]) for m in models}}
+def base_configs(config: TuneConfig, base: TrainConfig | Mapping[str, TrainConfig] | None) -> dict[str, TrainConfig]:
+    """Model type -> its base config: `base`'s entry, `base` itself (for every type), or (`None`) its preset."""
+    if base is None:
+        return config.base_configs()
+    if isinstance(base, TrainConfig):
+        return {model: dataclasses.replace(base, model=model) for model in config.models()}
+    missing = [model for model in config.models() if model not in base]
+    if missing:
+        raise UserError(f"base has no config for model {', '.join(missing)}: give one per model type searched "
+                        "(TuneConfig.base_configs makes them from the presets)", argument="base")
+    return {model: dataclasses.replace(base[model], model=model) for model in config.models()}
+
+
+def _resolve(values, base: TrainConfig, name: str):
+    """A row's values, a relative range multiplied by `base`'s value; an integer field's range as a tuple."""
+    if not isinstance(values, LogRange):
+        return tuple(dict.fromkeys(values if isinstance(values, (tuple, list)) else (values,)))
+    if values.relative:
+        values = LogRange(values.low * getattr(base, name), values.high * getattr(base, name))
+    if TrainConfig.__dataclass_fields__[name].type is not int:
+        return values
+    doublings = math.floor(math.log2(values.high / values.low) + 1e-9)
+    return tuple(dict.fromkeys(max(1, round(values.low * 2 ** k)) for k in range(doublings + 1)))
+
+
+def _check_rows(base: TrainConfig, rows: dict) -> None:
+    """A `UserError` if a value of a row, or a combination of the network's values, cannot train."""
+    model_type = get_model_type(base.model)
+    values = {name: row for name, row in rows.items() if not isinstance(row, LogRange)}  # a LogRange is valid
+    for name, row in values.items():
+        for value in row:
+            dataclasses.replace(base, **{name: value}).validate()
+    network = [name for name in model_type.hyperparameters if name in values]
+    for combination in itertools.product(*(rows[name] for name in network)):
+        try:
+            model_type.check(dataclasses.replace(base, **dict(zip(network, combination))))
+        except UserError as e:
+            raise UserError(f"model {base.model} cannot train every combination searched: {e}",
+                            argument=e.argument) from None
 
 
 class TrainConfigHyperModel(keras_tuner.HyperModel):
     """A KerasTuner `HyperModel` over `TrainConfig`: hyperparameters in, a trained run directory out.
 
     Args:
-        base: the settings of every trial that the space does not set.
-        space: the table of `search_space`.
+        bases: model type -> the settings of its trials that the space does
+            not set (`base_configs`).
+        space: the tables of `search_space`.
         evals: validation passes per trial.
         hyperband: the run length is Hyperband's (the largest `steps`), not a
             hyperparameter.
@@ -125,7 +182,8 @@ class TrainConfigHyperModel(keras_tuner.HyperModel):
     Example:
 
     ```python
-    hypermodel = TrainConfigHyperModel(TrainConfig(), search_space(TuneConfig(), TrainConfig()), evals=10)
+    bases = TuneConfig(model="gru").base_configs()
+    hypermodel = TrainConfigHyperModel(bases, search_space(TuneConfig(model="gru"), bases), evals=10)
     hp = keras_tuner.HyperParameters()
     hypermodel.declare_hyperparameters(hp)
     model = hypermodel.build(hp)
@@ -133,37 +191,41 @@ class TrainConfigHyperModel(keras_tuner.HyperModel):
     ```
     """
 
-    def __init__(self, base: TrainConfig, space: dict, evals: int, hyperband: bool = False):
+    def __init__(self, bases: Mapping[str, TrainConfig], space: dict, evals: int, hyperband: bool = False):
         super().__init__()
-        self.base, self.space, self.evals, self.hyperband = base, space, evals, hyperband
+        self.bases, self.space, self.evals, self.hyperband = dict(bases), space, evals, hyperband
         self._corpora: dict[tuple[str, int], Corpus | StreamedCorpus] = {}
-        self._data_path = Path(base.data) if base.data else load_names()
+        data = {base.data for base in self.bases.values()}
+        if len(data) > 1:
+            raise UserError(f"base configs train on different data ({', '.join(map(str, data))}): every trial of "
+                            "a search trains and validates on the same words", argument="data")
+        self.data_path = Path(data.pop()) if None not in data else load_names()
 
     def declare_hyperparameters(self, hp: keras_tuner.HyperParameters) -> None:
-        """Declare every row of the space, a model type's own rows under its `model` condition."""
-        for name, values in self.space["shared"].items():
-            if not (self.hyperband and name == "steps"):
-                _declare(hp, name, values)
-        models = list(self.space["models"])
+        """Declare `model` and each model type's rows, under its `model` condition and name scope (`gru/lr`)."""
+        models = list(self.space)
         if len(models) > 1:
             hp.Choice("model", models)
-        for model, rows in self.space["models"].items():
-            scope = hp.conditional_scope("model", [model]) if len(models) > 1 else contextlib.nullcontext()
-            with scope:
+        else:
+            hp.Fixed("model", models[0])
+        for model, rows in self.space.items():
+            with hp.conditional_scope("model", [model]), hp.name_scope(model):
                 for name, values in rows.items():
-                    _declare(hp, name, values)
+                    if not (self.hyperband and name == "steps"):
+                        _declare(hp, name, values)
 
     def config(self, hp: keras_tuner.HyperParameters) -> TrainConfig:
-        """The trial's `TrainConfig`: `base`, with every active hyperparameter of the space."""
-        names = set(self.space["shared"]).union(*self.space["models"].values())
-        values = {name: hp.values[name] for name in names if name in hp.values and hp.is_active(name)}
+        """The trial's `TrainConfig`: its model type's base, with the values of that type's rows."""
+        model = hp.values["model"]
+        rows = self.space[model]
+        values = {name: hp.values[f"{model}/{name}"] for name in rows if f"{model}/{name}" in hp.values}
+        values["model"] = model
         if self.hyperband:
-            values["steps"] = max(self.space["shared"]["steps"])
-        # `model` joins TrainConfig with the model registry; until then the space holds the MLP alone.
-        values["eval_every"] = max(1, values.get("steps", self.base.steps) // self.evals)
+            values["steps"] = max(rows["steps"])
+        values["eval_every"] = max(1, values.get("steps", self.bases[model].steps) // self.evals)
         if self.hyperband:
             values["steps"] = values["eval_every"] * self.evals  # exactly `evals` rounds
-        config = dataclasses.replace(self.base, **values)
+        config = dataclasses.replace(self.bases[model], **values)
         config.validate()
         return config
 
@@ -171,7 +233,7 @@ class TrainConfigHyperModel(keras_tuner.HyperModel):
         """The data split for `config`'s network (its size checked), read once per kind of context."""
         key = (get_model_type(config.model).context, config.block_size)
         if key not in self._corpora:
-            self._corpora[key] = _corpus(config, self._data_path)
+            self._corpora[key] = _corpus(config, self.data_path)
         return self._corpora[key]
 
     def examples(self, config: TrainConfig):
@@ -213,7 +275,7 @@ class TrainConfigHyperModel(keras_tuner.HyperModel):
         epochs = plan.epochs if epochs is None else min(epochs, plan.epochs)
         if not (run_dir / rundir.CONFIG_FILE).exists():
             run_dir.mkdir(parents=True, exist_ok=True)
-            _start_run_dir(run_dir, config, corpus, self._data_path, plan)
+            _start_run_dir(run_dir, config, corpus, self.data_path, plan)
         # A checkpoint cut short by a kill is skipped (the one before it, or none, is restored).
         backup = AtomicBackupAndRestore(run_dir / rundir.BACKUP_DIR, delete_checkpoint=False)
         first_step = _restore(model, backup)
@@ -304,9 +366,14 @@ class _Budget:
         self.state["trials"][trial_id] = timing
         self.save()
 
-    def estimate(self, work: float, params: int, steps: int, evals: int) -> float | None:
-        """Seconds for `steps` steps and `evals` validation passes, from the speeds measured so far."""
-        timings = [t for t in self.state["trials"].values() if t.get("step_seconds")]
+    def measured(self, model: str) -> list[dict]:
+        """The timings of `model`'s networks measured so far."""
+        return [t for t in self.state["trials"].values() if t.get("step_seconds") and t.get("model") == model]
+
+    def estimate(self, model: str, work: float, params: int, steps: int, evals: int) -> float | None:
+        """Seconds for `steps` steps and `evals` validation passes of a `model` network, from the speeds of
+        that model type's networks measured so far (`None` before any)."""
+        timings = self.measured(model)
         if not timings:
             return None
         per_step = _scaled(work, [(t["work"], t["step_seconds"]) for t in timings])
@@ -358,11 +425,22 @@ class _Timer(keras.callbacks.Callback):
 
 
 class _Tuner(keras_tuner.Tuner):
-    """Runs each trial into its own run directory, within the budget, and reports it in one line."""
+    """Runs each trial into its own run directory, within the budget, and reports it in one line.
+
+    A trial that would not end within the budget is not started. If the
+    cheapest trial seen in this session would fit, it is skipped (KerasTuner
+    counts it as failed) and the search goes on: over several model types the
+    costs of the trials differ a hundredfold, and a large draw must not end the
+    search while smaller ones fit. Otherwise, or after `MAX_SKIPS` skips in a
+    row, the search ends.
+    """
+
+    MAX_SKIPS = 20
 
     def __init__(self, budget: _Budget, print_fn, **kwargs):
         super().__init__(**kwargs)
         self.budget, self.print_fn = budget, print_fn
+        self._cheapest, self._skips, self._skipped = math.inf, 0, {}
 
     def run_dir(self, trial_id: str) -> Path:
         return Path(self.get_trial_dir(trial_id)) / RUN_DIR
@@ -390,18 +468,37 @@ class _Tuner(keras_tuner.Tuner):
         config, start, end = self._span(trial)
         plan = self.hypermodel.plan(config)
         params = self.hypermodel.parameters(config)
-        if not self.budget.state["trials"]:
+        if not self.budget.measured(config.model):
+            left = self.budget.seconds - self.budget.used
+            if left < self._cheapest < math.inf:  # no time left to measure another model type
+                raise _BudgetSpent(f"{max(0, left):.0f} s of the budget are left, less than the cheapest trial seen "
+                                   f"would take ({self._cheapest:.0f} s)")
             self._probe(trial.hyperparameters)
         estimate = 0.0 if end <= start else self.budget.estimate(
-            config.batch_size * params, params, (end - start) * plan.steps_per_epoch, end - start)
+            config.model, config.batch_size * params, params, (end - start) * plan.steps_per_epoch, end - start)
         left = self.budget.seconds - self.budget.used
+        if end > start:  # a trial finished before costs nothing, and says nothing of the cost of others
+            self._cheapest = min(self._cheapest, estimate)
         if estimate > left:
-            raise _BudgetSpent(f"trial {trial.trial_id} would take about {estimate:.0f} s and {max(0, left):.0f} s "
-                               "of the budget are left")
+            why = f"it would take about {estimate:.0f} s and {max(0, left):.0f} s of the budget are left"
+            self._skips += 1
+            if left < self._cheapest or self._skips > self.MAX_SKIPS:  # not even the cheapest trial seen fits
+                raise _BudgetSpent(f"trial {trial.trial_id} {why.removeprefix('it ')}")
+            self._skipped[trial.trial_id] = f"not started: {why}"
+        else:
+            self._skips = 0
         super().on_trial_begin(trial)
 
+    def _try_run_and_update_trial(self, trial, *args, **kwargs):
+        if trial.trial_id not in self._skipped:
+            return super()._try_run_and_update_trial(trial, *args, **kwargs)
+        # Failed without an exception: KerasTuner would print its traceback.
+        trial.status, trial.message = keras_tuner.engine.trial.TrialStatus.FAILED, self._skipped[trial.trial_id]
+        config = self.hypermodel.config(trial.hyperparameters)
+        self.print_fn(f"[trial {trial.trial_id}] {_describe(config, self.hypermodel.space)}: {trial.message}")
+
     def _probe(self, hp) -> None:
-        """Measure the speed of the first trial's network on a few hundred steps, before starting it."""
+        """Measure the speed of the first network of a model type on a few hundred steps, before starting it."""
         config = self.hypermodel.config(hp)
         corpus = self.hypermodel.corpus(config)
         chunk = min(100, self.hypermodel.plan(config).steps_per_execution)
@@ -416,7 +513,7 @@ class _Tuner(keras_tuner.Tuner):
         engine.fit(model, minibatches, epochs=1,
                    steps_per_epoch=plan.steps_per_epoch, validation_data=_validation_data(config, corpus, 1),
                    callbacks=[timer], verbose=0)
-        self.budget.measure("probe", _timing(timer, config, self.hypermodel.parameters(config),
+        self.budget.measure(f"probe {config.model}", _timing(timer, config, self.hypermodel.parameters(config),
                                              time.perf_counter() - started))
 
     def run_trial(self, trial, *args, **kwargs):
@@ -468,15 +565,14 @@ class _Tuner(keras_tuner.Tuner):
 
 
 def _timing(timer: _Timer, config: TrainConfig, params: int, wall: float) -> dict:
-    return {"work": config.batch_size * params, "params": params,
+    return {"model": config.model, "work": config.batch_size * params, "params": params,
             "step_seconds": timer.step_seconds / timer.steps if timer.steps else None,
             "eval_seconds": timer.eval_seconds / timer.evals if timer.evals else None,
             "fixed_seconds": round(max(0.0, wall - timer.step_seconds - timer.eval_seconds), 3)}
 
 
 def _describe(config: TrainConfig, space: dict) -> str:
-    names = list(space["shared"]) + [n for rows in space["models"].values() for n in rows if n not in space["shared"]]
-    return ", ".join(f"{name} {_text(getattr(config, name))}" for name in names if hasattr(config, name))
+    return f"{config.model}: " + ", ".join(f"{name} {_text(getattr(config, name))}" for name in space[config.model])
 
 
 def _text(value) -> str:
@@ -485,7 +581,7 @@ def _text(value) -> str:
 
 def tune(
     config: TuneConfig,
-    base: TrainConfig,
+    base: TrainConfig | Mapping[str, TrainConfig] | None,
     out_dir: str | os.PathLike,
     fixed: dict | None = None,
     print_fn: Callable[[str], None] = print,
@@ -495,7 +591,11 @@ def tune(
     Args:
         config: the search: model type, budget, tuner, trials' validation passes and patience.
         base: every setting the space does not search (data, split, seed,
-            optimizer, ...); its preset's lr is the centre of the lr range.
+            optimizer, ...), and the centre of its relative ranges (lr,
+            batch size, steps): a mapping model type -> its `TrainConfig`
+            (`config.base_configs(data=...)`: each model type's preset), one
+            `TrainConfig` for every model type searched (its `model`
+            replaced), or `None` for `config.base_configs()`.
         out_dir: the search directory; run again over it, the search continues.
         fixed: field -> a value not to search, or a tuple of values to try
             instead of the table's (see `search_space`).
@@ -510,7 +610,8 @@ def tune(
     Example:
 
     ```python
-    result = tune(TuneConfig(budget="15m"), TrainConfig.from_preset("lecture"), "tunes/first")
+    config = TuneConfig(model="all", budget="1h")
+    result = tune(config, config.base_configs(data="words.txt"), "tunes/all")
     print(result.best_config)
     ```
     """
@@ -518,22 +619,24 @@ def tune(
     out_dir = Path(out_dir)
     # A data file is kept by its absolute path (the search may be continued from elsewhere); the packaged
     # names stay `None`, as in a `train` command without --data.
-    base = dataclasses.replace(base, data=str(Path(base.data).resolve()) if base.data else None,
-                               early_stop=config.early_stop)
-    base.validate()
-    space = search_space(config, base, fixed)
-    data_path = Path(base.data) if base.data else load_names()
-    read_words(data_path)  # a missing or unreadable file is the user's error, said here
+    bases = {model: dataclasses.replace(b, data=str(Path(b.data).resolve()) if b.data else None,
+                                        early_stop=config.early_stop)
+             for model, b in base_configs(config, base).items()}
+    for b in bases.values():
+        b.validate()
+    space = search_space(config, bases, fixed)
+    hyperband = config.tuner == "hyperband"
+    hypermodel = TrainConfigHyperModel(bases, space, config.evals, hyperband=hyperband)
+    read_words(hypermodel.data_path)  # a missing or unreadable file is the user's error, said here
     settings = json.loads(json.dumps({
-        "tune": {k: v for k, v in config.to_json().items() if k != "budget"}, "base": base.to_json(),
-        "space": _space_json(space), "data_sha256": file_sha256(data_path)}))
+        "tune": {k: v for k, v in config.to_json().items() if k != "budget"},
+        "bases": {model: b.to_json() for model, b in bases.items()},
+        "space": _space_json(space), "data_sha256": file_sha256(hypermodel.data_path)}))
     state = _load_state(out_dir, settings)
     budget = _Budget(out_dir / TUNE_JSON, config.budget_seconds(), state)
     budget.save()
-    hyperband = config.tuner == "hyperband"
-    hypermodel = TrainConfigHyperModel(base, space, config.evals, hyperband=hyperband)
     with contextlib.redirect_stdout(io.StringIO()):  # KerasTuner prints "Reloading Tuner from ..."; we say more
-        tuner = _Tuner(budget, print_fn, oracle=_oracle(config, base.seed, hypermodel), hypermodel=hypermodel,
+        tuner = _Tuner(budget, print_fn, oracle=_oracle(config, bases[config.models()[0]].seed, hypermodel), hypermodel=hypermodel,
                        directory=str(out_dir), project_name=PROJECT, overwrite=False)
     if tuner.oracle.trials:
         print_fn(f"continuing the search in {out_dir}: {len(tuner.oracle.trials)} trials started before, "
@@ -600,9 +703,8 @@ def _oracle(config: TuneConfig, seed: int, hypermodel: TrainConfigHyperModel) ->
 
 
 def _space_json(space: dict) -> dict:
-    def rows(table):
-        return {k: ({"log_range": [v.low, v.high]} if isinstance(v, LogRange) else list(v)) for k, v in table.items()}
-    return {"shared": rows(space["shared"]), "models": {m: rows(t) for m, t in space["models"].items()}}
+    return {model: {k: ({"log_range": [v.low, v.high]} if isinstance(v, LogRange) else list(v))
+                    for k, v in rows.items()} for model, rows in space.items()}
 
 
 def _load_state(out_dir: Path, settings: dict) -> dict:
@@ -637,7 +739,7 @@ def _rows(tuner: _Tuner, space: dict) -> list[dict]:
     rows = []
     for trial_id, trial in sorted(tuner.oracle.trials.items()):
         run_dir = tuner.run_dir(trial_id)
-        if not run_dir.exists():  # created, not started: the budget ended first
+        if not run_dir.exists():  # created, not started: it did not fit in the budget
             continue
         hp = trial.hyperparameters
         config = tuner.hypermodel.config(hp)
@@ -646,11 +748,9 @@ def _rows(tuner: _Tuner, space: dict) -> list[dict]:
         while link is not None:  # the run's training time: this trial's, and the rounds it continues
             seconds += (timings.get(link) or {}).get("fit_seconds", 0.0)
             link = (timings.get(link) or {}).get("previous")
-        row = {"trial": trial_id, "status": trial.status, "continues": previous or ""}
-        if "model" in hp.values:
-            row["model"] = hp.values["model"]
-        for name in list(space["shared"]) + [n for rows_ in space["models"].values() for n in rows_]:
-            row[name] = getattr(config, name) if name in hp.values and hp.is_active(name) or name == "steps" else ""
+        row = {"trial": trial_id, "status": trial.status, "continues": previous or "", "model": config.model}
+        for name in dict.fromkeys(name for rows_ in space.values() for name in rows_):
+            row[name] = getattr(config, name) if name in space[config.model] else ""
         row |= {"params": tuner.hypermodel.parameters(config),
                 "steps_trained": tuner._epochs_done(trial_id) * tuner.hypermodel.plan(config).steps_per_epoch,
                 OBJECTIVE: round(rundir.best_val_loss(run_dir), 6),
@@ -661,8 +761,6 @@ def _rows(tuner: _Tuner, space: dict) -> list[dict]:
 
 def _write_csv(path: Path, rows: list[dict]) -> None:
     fields = list(dict.fromkeys(["trial", "status", "continues", "model", *(k for r in rows for k in r)]))
-    if not any("model" in r for r in rows):
-        fields.remove("model")
     _atomic.write_csv(path, fields, rows)
 
 
@@ -678,7 +776,8 @@ def read_tune_csv(path: str | os.PathLike) -> list[dict]:
 
 
 def plot_tune(rows: list[dict], path: str | os.PathLike, title: str = "Search") -> Path:
-    """Val loss of every finished trial against its parameter count and against its training seconds."""
+    """Val loss of every finished trial against its parameter count and against its training seconds, a marker
+    per model type."""
     from matplotlib.colors import Normalize
     from matplotlib.ticker import LogLocator
     from matplotlib.figure import Figure
@@ -689,10 +788,14 @@ def plot_tune(rows: list[dict], path: str | os.PathLike, title: str = "Search") 
     best = min(done, key=lambda r: r[OBJECTIVE])
     steps = [r["steps_trained"] for r in done]
     norm = Normalize(min(steps), max(steps))  # one scale for both panels
+    markers = dict(zip(dict.fromkeys(r["model"] for r in done), "osD^vPXh"))
     for ax, key, label in ((by_params, "params", "parameters (log scale)"),
                            (by_time, "train_seconds", "training seconds (all rounds of the run)")):
-        ax.scatter([r[key] for r in done], [r[OBJECTIVE] for r in done], c=steps, norm=norm, cmap="viridis", s=36,
-                   alpha=0.85)
+        for model, marker in markers.items():
+            mine = [r for r in done if r["model"] == model]
+            ax.scatter([r[key] for r in mine], [r[OBJECTIVE] for r in mine], c=[r["steps_trained"] for r in mine],
+                       norm=norm, cmap="viridis", s=36, alpha=0.85, marker=marker,
+                       label=model if len(markers) > 1 else None)
         ax.plot(best[key], best[OBJECTIVE], marker="*", markersize=18, color="tab:red", linestyle="none",
                 label=f"best val {best[OBJECTIVE]:.4f}: trial {best['trial']}")
         ax.set_xlabel(label)
@@ -703,7 +806,10 @@ def plot_tune(rows: list[dict], path: str | os.PathLike, title: str = "Search") 
     by_params.xaxis.set_minor_formatter(_THOUSANDS)
     by_params.tick_params(axis="x", which="minor", labelsize=8)
     by_params.set_ylabel("best val loss of the trial (nats per character)")
-    by_params.legend(fontsize=9, loc="best")
+    legend = by_params.legend(fontsize=9, loc="best")
+    for handle in legend.legend_handles[:-1]:  # a model type's marker, not the colour of its first trial
+        handle.set_array(None)
+        handle.set_color("0.35")
     colorbar = fig.colorbar(by_time.collections[0], ax=by_time)
     colorbar.set_label("steps trained")
     fig.suptitle(title)

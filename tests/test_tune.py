@@ -16,7 +16,7 @@ import pytest
 
 from conftest import ROOT, run_cli
 from keras_makemore import rundir
-from keras_makemore.config import TrainConfig, TuneConfig
+from keras_makemore.config import TUNE_MODELS, TUNE_SPACE, TrainConfig, TuneConfig
 from keras_makemore.errors import UserError
 from keras_makemore.evaluation import evaluate_splits
 from keras_makemore.runs import Run
@@ -25,7 +25,11 @@ from test_plots import assert_readable_png
 
 pytest.importorskip("keras_tuner")
 
-from keras_makemore.tune import _scaled, read_tune_csv, search_space, tune  # noqa: E402
+import keras_tuner  # noqa: E402
+
+from keras_makemore.models import MODEL_NAMES, get_model_type  # noqa: E402
+from keras_makemore.tune import (TrainConfigHyperModel, _Budget, _scaled, read_tune_csv, search_space,  # noqa: E402
+                                 tune)
 
 TINY = {"block_size": 3, "embed_dim": (2, 4), "hidden_units": (8, 16), "batch_size": 16, "steps": 300, "lr": 0.01}
 
@@ -120,6 +124,60 @@ def test_search_resumes_after_kill_9_without_redoing_finished_trials(tmp_path, w
 
 
 @pytest.mark.slow
+def test_a_search_over_all_model_types_trains_each_from_its_own_preset(tmp_path, words_path):
+    out = tmp_path / "all"
+    # the grid goes through the model types first when every other row is fixed
+    result = run_cli("tune", "--model", "all", "--data", str(words_path), "--tuner", "grid", "--max-trials", "3",
+                     "--embed-dim", "8", "--hidden", "16", "--batch-size", "16", "--steps", "200", "--block-size", "4",
+                     "--lr", "0.01", "--evals", "2", "--budget", "5m", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    rows = read_tune_csv(out / "tune.csv")
+    assert [r["model"] for r in rows] == ["mlp", "bigram", "wavenet"]
+    assert all(r["status"] == "COMPLETED" and r["steps_trained"] == 200 for r in rows)
+    assert rows[1]["block_size"] == rows[1]["embed_dim"] == rows[1]["hidden_units"] == ""  # bigram has none
+    assert rows[1]["params"] == 27 * 27 and rows[2]["block_size"] == 4
+    for row in rows:
+        config, _ = rundir.read_config(out / "search" / f"trial_{row['trial']}" / "run")
+        preset = TrainConfig.from_preset(TuneConfig().preset_of(row["model"]))
+        assert config.model == row["model"]
+        assert (config.optimizer, config.lr_schedule, config.weight_decay) == (
+            preset.optimizer, preset.lr_schedule, preset.weight_decay)  # mlp: lecture's sgd; wavenet: adamw 0.05
+    state = json.loads((out / "tune.json").read_text())
+    assert {k for k in state["trials"] if k.startswith("probe")} == {"probe mlp", "probe bigram", "probe wavenet"}
+
+    # best/ is a run directory `sample` takes, and the printed command trains the best trial again
+    best = min(rows, key=lambda r: r["val_loss"])
+    sampled = run_cli("sample", str(out / "best"), "-n", "5", "--seed", "1")
+    assert sampled.returncode == 0, sampled.stderr
+    assert len(sampled.stdout.split()) == 5
+    command = next(line for line in result.stdout.splitlines() if line.startswith("train it with: "))
+    words = shlex.split(command.removeprefix("train it with: "))
+    assert words[:4] == ["keras-makemore", "train", "--model", best["model"]] and "--preset" not in words
+    retrain = run_cli(*words[1:], "--out", str(tmp_path / "retrain"), "--quiet")
+    assert retrain.returncode == 0, retrain.stderr
+    assert rundir.best_val_loss(tmp_path / "retrain") == pytest.approx(best["val_loss"], abs=1e-6)
+
+
+@pytest.mark.slow
+def test_a_word_model_search_starts_from_its_own_preset(tmp_path, words_path):
+    config = TuneConfig(model="transformer", tuner="random", max_trials=2, evals=2, budget="5m")
+    result = tune(config, config.base_configs(data=str(words_path)), tmp_path / "t", print_fn=lambda line: None,
+                  fixed={"embed_dim": (8, 16), "hidden_units": 16, "layers": 1, "heads": 2, "batch_size": 16,
+                         "steps": 200})
+    assert len(result.rows) == 2 and all(r["status"] == "COMPLETED" and r["model"] == "transformer"
+                                         for r in result.rows)
+    preset = TrainConfig.from_preset("transformer")
+    assert all(preset.lr / 4 <= r["lr"] <= preset.lr * 4 for r in result.rows)  # AdamW's 2e-3, not SGD's 0.2
+    assert "block_size" not in result.rows[0]  # a word model sees the whole word
+    assert (result.best_config.optimizer, result.best_config.weight_decay) == ("adamw", 0.1)
+    assert rundir.read_config(result.best_dir)[0] == result.best_config
+    run = Run.load(result.best_dir)
+    assert run.config.block_size == 9  # the longest word of words.txt, and its end
+    assert evaluate_splits(run.model, run.corpus(), ("val",))["val"].nll == pytest.approx(result.best["val_loss"],
+                                                                                          abs=1e-5)
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("command", ["tune", "sweep"])
 def test_without_keras_tuner_the_command_says_how_to_install_it(tmp_path, command):
     code = ("import sys; sys.modules['keras_tuner'] = None; from keras_makemore.cli import main; "
@@ -139,17 +197,106 @@ def test_a_budget_too_small_for_any_trial_starts_none(tmp_path, base):
     assert re.search(r"trial 0+ would take about \d+ s and 0 s of the budget are left", log[-1])
     assert "a larger --budget continues" in log[-1]
     state = json.loads((tmp_path / "s" / "tune.json").read_text())
-    assert state["trials"]["probe"]["step_seconds"] > 0  # measured on the first trial's network
+    assert state["trials"]["probe mlp"]["step_seconds"] > 0  # measured on the first trial's network
     assert not list((tmp_path / "s" / "search").glob("trial_*/run"))
+
+
+@pytest.mark.slow
+def test_a_trial_that_does_not_fit_is_skipped_while_cheaper_ones_do(tmp_path, base):
+    log = []
+    fixed = TINY | {"embed_dim": (2, 4, 8), "hidden_units": 8, "steps": (200, 1_000_000_000)}
+    result = tune(TuneConfig(tuner="random", max_trials=5, budget="90s", evals=2), dataclasses.replace(base, seed=1),
+                  tmp_path / "s", fixed=fixed, print_fn=log.append)
+    skipped = [line for line in log if "not started" in line]
+    assert skipped and all("steps 1000000000" in line for line in skipped)
+    assert re.search(r"not started: it would take about \d+ s and \d+ s of the budget are left", skipped[0])
+    assert len(log) == 5 and result.stopped == "done"  # the search went on after the first skip
+    assert len(result.rows) == 5 - len(skipped) and all(r["steps"] == 200 for r in result.rows)
 
 
 def test_search_space_table_resolves_relative_ranges_and_fixed_values(base):
     space = search_space(TuneConfig(), base, fixed={"hidden_units": 64, "embed_dim": (8, 8, 16)})
-    assert space["shared"]["lr"] == (0.0025, 0.04, False)  # a quarter to 4x the base lr of 0.01
-    assert space["shared"]["embed_dim"] == (8, 16) and space["models"]["mlp"]["hidden_units"] == (64,)
+    assert space["mlp"]["lr"] == (0.0025, 0.04, False)  # a quarter to 4x the base lr of 0.01
+    assert space["mlp"]["embed_dim"] == (8, 16) and space["mlp"]["hidden_units"] == (64,)
     with pytest.raises(UserError, match="dropout is not searched") as e:
         search_space(TuneConfig(), base, fixed={"dropout": 0.1})
     assert e.value.argument == "dropout"
+
+
+def test_every_model_type_has_a_space_of_its_own_fields_centred_on_its_own_preset():
+    assert tuple(TUNE_MODELS) == MODEL_NAMES
+    space = search_space(TuneConfig(model="all"), None)  # each model type's own preset; every combination trains
+    for model, rows in space.items():
+        model_type = get_model_type(model)
+        preset = TrainConfig.from_preset(TuneConfig(model="all").preset_of(model))
+        assert preset.model == model
+        # only the optimizer's rows and the fields the network reads: nothing searched that it would ignore
+        assert set(rows) <= set(TUNE_SPACE) | set(model_type.hyperparameters), model
+        assert rows["lr"] == (preset.lr / 4, preset.lr * 4, False)
+        for name in set(rows) - {"lr"} - ({"steps"} if model == "mlp" else set()):  # the MLP's: below
+            values = rows[name]
+            assert min(values) <= getattr(preset, name) <= max(values), (model, name)  # the preset is inside
+    assert "block_size" not in space["transformer"] and "block_size" not in space["gru"]
+    assert set(space["bigram"]) == {"lr", "batch_size", "steps"}
+    assert space["transformer"]["steps"] == (6_000, 12_000, 24_000) and space["bigram"]["steps"] == (1_000, 2_000, 4_000)
+    assert space["transformer"]["batch_size"] == (32, 64, 128)
+    assert space["mlp"]["steps"] == (5_000, 10_000, 20_000, 40_000)  # the MLP's rows aim at a run of a minute
+
+    # a fixed value replaces the row of each model type that has one, and must suit each
+    fixed = search_space(TuneConfig(model="all"), None, fixed={"block_size": (4, 8), "lr": 0.01})
+    assert fixed["mlp"]["block_size"] == fixed["wavenet"]["block_size"] == (4, 8)
+    assert "block_size" not in fixed["rnn"] and all(rows["lr"] == (0.01,) for rows in fixed.values())
+    with pytest.raises(UserError, match="model wavenet cannot train every combination searched: block_size must be "
+                                        "a power of two") as e:
+        search_space(TuneConfig(model="all"), None, fixed={"block_size": 3})
+    assert e.value.argument == "block_size"
+    with pytest.raises(UserError, match="embed_dim 36 must be a multiple of heads 8"):
+        search_space(TuneConfig(model="transformer"), None, fixed={"embed_dim": 36})
+
+
+def test_an_explicit_preset_is_the_base_of_the_model_type_it_was_made_for():
+    bases = TuneConfig(model="all", preset="best").base_configs(split_seed=7)
+    assert bases["mlp"] == TrainConfig.from_preset("best", split_seed=7)
+    assert bases["transformer"] == TrainConfig.from_preset("transformer", split_seed=7)
+    assert TuneConfig(model="gru").base_configs() == {"gru": TrainConfig.from_preset("gru")}
+    assert TuneConfig(model="mlp").base_configs()["mlp"] == TrainConfig.from_preset("lecture")
+    with pytest.raises(UserError, match="preset best was made for model mlp, which model gru does not search") as e:
+        TuneConfig(model="gru", preset="best").validate()
+    assert e.value.argument == "preset"
+
+
+def test_a_trial_holds_only_the_values_of_its_own_model_type():
+    config = TuneConfig(model="all", tuner="random")
+    bases = config.base_configs()
+    space = search_space(config, bases)
+    hypermodel = TrainConfigHyperModel(bases, space, evals=10)
+    hp = keras_tuner.HyperParameters()
+    hypermodel.declare_hyperparameters(hp)
+    oracle = keras_tuner.oracles.RandomSearchOracle(objective="val_loss", hyperparameters=hp, seed=1)
+    drawn = set()
+    for i in range(60):
+        values = oracle.populate_space(str(i))["values"]
+        model = values["model"]
+        assert set(values) == {"model"} | {f"{model}/{name}" for name in space[model]}
+        trial_config = hypermodel.config(keras_tuner.HyperParameters.from_config(
+            {**hp.get_config(), "values": values}))
+        assert trial_config.model == model and trial_config.optimizer == bases[model].optimizer
+        for name in space[model]:
+            assert getattr(trial_config, name) == pytest.approx(values[f"{model}/{name}"])
+        assert trial_config.eval_every * 10 == trial_config.steps
+        drawn.add(model)
+    assert drawn == set(MODEL_NAMES)
+
+
+def test_time_estimates_come_from_the_same_model_type():
+    budget = _Budget(None, 60, {"seconds_used": 0.0, "trials": {
+        "probe mlp": {"model": "mlp", "work": 1_000, "params": 100, "step_seconds": 1e-3, "eval_seconds": 0.1,
+                      "fixed_seconds": 2.0},
+        "probe transformer": {"model": "transformer", "work": 1_000, "params": 100, "step_seconds": 2e-2,
+                              "eval_seconds": 0.5, "fixed_seconds": 9.0}}})
+    assert budget.estimate("mlp", 1_000, 100, 1_000, 2) == pytest.approx(1 + 0.2 + 2)
+    assert budget.estimate("transformer", 1_000, 100, 1_000, 2) == pytest.approx(20 + 1 + 9)
+    assert budget.estimate("gru", 1_000, 100, 1_000, 2) is None  # not measured yet: the search probes it
 
 
 @pytest.mark.parametrize("budget, seconds", [("15m", 900), ("1h30m", 5400), ("90s", 90), ("45", 45), ("0.5h", 1800)])
