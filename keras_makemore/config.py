@@ -75,9 +75,10 @@ class TrainConfig:
             over it: a quick check on a big corpus. `None` reads all.
         early_stop: stop after this many validation passes without a lower
             val loss, keeping the best weights (`None`: train every step).
-        xla: `"on"` compiles each chunk of training steps with XLA, `"off"`
-            does not, `"auto"` uses XLA unless the model has dropout or
-            several replicas.
+        xla: `"on"` compiles training with XLA (each chunk of steps, or each
+            step for the transformer), `"off"` does not, `"auto"` uses XLA
+            unless several replicas, or dropout in a model other than the
+            transformer.
         strategy: the `tf.distribute` strategy, one of `STRATEGIES`.
 
     Example:
@@ -120,7 +121,8 @@ class TrainConfig:
         "the final losses are over the whole splits", metavar="N")
     early_stop: int | None = _field(None, "stop after PATIENCE validation passes without a lower val loss, keeping "
                                     "the best weights", metavar="PATIENCE")
-    xla: str = _field("auto", "compile the training loop with XLA (auto: unless dropout or several replicas)",
+    xla: str = _field("auto", "compile the training loop with XLA (auto: unless several replicas, or dropout in "
+                      "a model other than the transformer)",
                       choices=XLA_MODES)
     strategy: str = _field("default", "tf.distribute strategy: default (one device), mirrored (local GPUs or "
                            "logical CPUs), multiworker (the cluster in TF_CONFIG)", choices=STRATEGIES)

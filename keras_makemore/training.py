@@ -147,7 +147,8 @@ def _train(config, run_dir, callbacks, verbose, num_samples, resume, tensorboard
         if verbose != 0 and chief:
             _print_plan(config, corpus, model, plan, resume, run_dir, len(train_examples), backup)
         started = time.perf_counter()
-        fitted = (engine.fit(model, minibatches, epochs=plan.epochs, steps_per_epoch=plan.steps_per_epoch,
+        fitted = (engine.fit(model, minibatches, xla=xla_scope(config), epochs=plan.epochs,
+                             steps_per_epoch=plan.steps_per_epoch,
                              validation_data=_validation_data(config, corpus, strategy.num_replicas_in_sync),
                              callbacks=fit_callbacks, verbose=verbose if chief else 0)
                   if first_step < plan.total_steps else None)  # only the history was left to write
@@ -171,13 +172,19 @@ def compiled_model(config: TrainConfig, vocab_size: int, block_size: int, plan: 
 
     `block_size` is the context of the network (`corpus.block_size`).
     """
-    xla = config.xla == "on" or (config.xla == "auto" and not config.dropout and strategy.num_replicas_in_sync == 1)
     model_type = get_model_type(config.model)
+    xla = config.xla == "on" or (config.xla == "auto" and strategy.num_replicas_in_sync == 1
+                                 and (not config.dropout or model_type.xla_scope == "step"))
     with strategy.scope():
         model = model_type.build(config, vocab_size, block_size)
         model.compile(optimizer=make_optimizer(config, plan.total_steps), loss=loss(model_type),
                       steps_per_execution=plan.steps_per_execution, jit_compile=xla)
     return model
+
+
+def xla_scope(config: TrainConfig) -> str:
+    """What XLA compiles of `config`'s training, when it is on: `engine.fit`'s `xla`, as the model type says."""
+    return get_model_type(config.model).xla_scope
 
 
 def _validate(config: TrainConfig) -> None:

@@ -52,7 +52,7 @@ from keras_makemore.models import get_model_type
 from keras_makemore.models.base import count_parameters, training_examples
 from keras_makemore.streaming import StreamedCorpus
 from keras_makemore.training import (_corpus, _restore, _run_callbacks, _start_run_dir, _validation_data,
-                                     compiled_model, file_sha256)
+                                     compiled_model, file_sha256, xla_scope)
 
 TUNE_CSV = "tune.csv"
 TUNE_PNG = "tune.png"
@@ -288,7 +288,7 @@ class TrainConfigHyperModel(keras_tuner.HyperModel):
                          backup,
                          *callbacks]
         started = time.perf_counter()
-        engine.fit(model, minibatches, epochs=epochs, steps_per_epoch=plan.steps_per_epoch,
+        engine.fit(model, minibatches, xla=xla_scope(config), epochs=epochs, steps_per_epoch=plan.steps_per_epoch,
                    validation_data=_validation_data(config, corpus, 1), callbacks=fit_callbacks, verbose=0)
         seconds = time.perf_counter() - started
         stopped_early = any(isinstance(c, EarlyStoppingOnValLoss) and c.stopped_epoch for c in fit_callbacks)
@@ -510,7 +510,7 @@ class _Tuner(keras_tuner.Tuner):
         timer = _Timer(chunk, lambda: None)
         minibatches = self.hypermodel.examples(config).random_minibatches(config.batch_size, config.seed,
                                                                           plan.total_steps)
-        engine.fit(model, minibatches, epochs=1,
+        engine.fit(model, minibatches, xla=xla_scope(config), epochs=1,
                    steps_per_epoch=plan.steps_per_epoch, validation_data=_validation_data(config, corpus, 1),
                    callbacks=[timer], verbose=0)
         self.budget.measure(f"probe {config.model}", _timing(timer, config, self.hypermodel.parameters(config),

@@ -59,6 +59,9 @@ class ModelType:
         check: `(config) -> None`, a `UserError` for settings the network cannot take.
         serving_logits: optional `(model) -> logits_fn`, a leaner graph of
             `next_token_logits` for the exported artifacts.
+        xla_scope: what XLA compiles when training uses it, `engine.fit`'s
+            `xla`: `"auto"`, `"loop"` or `"step"`. `"step"` also lets `train`'s
+            `xla="auto"` use XLA for the network with dropout.
 
     Example:
 
@@ -75,6 +78,7 @@ class ModelType:
     count_parameters: Callable[[TrainConfig, int, int], int]
     check: Callable[[TrainConfig], None] = lambda config: None
     serving_logits: Callable[[keras.Model], Callable] | None = None
+    xla_scope: str = "auto"
 
 
 def keras_name(model_type: str) -> str:

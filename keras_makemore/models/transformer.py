@@ -85,4 +85,7 @@ MODEL = ModelType(
                                                           c.heads, c.dropout, seed=c.seed),
     count_parameters=_count,
     check=_check,
+    # Measured (batch 64, dropout 0.1, 2 cores): 48.8 steps/s with XLA compiling each step, 35.8 without XLA;
+    # XLA compiling the whole loop ran dropout slower (40.1 against 51.1 steps/s for each step, batch 32).
+    xla_scope="step",
 )
