@@ -89,7 +89,7 @@ def _measure_keras(method: str, steps: int, data: str, repeat: int, hidden: int)
 
 
 def _measure_best_preset(xla: bool, steps: int, data: str) -> dict:
-    """`--preset best`'s network and recipe (with dropout, batch 256) through `train`'s own path."""
+    """`--preset mlp-best`'s network and recipe (with dropout, batch 256) through `train`'s own path."""
     import tensorflow as tf
 
     from keras_makemore import engine
@@ -97,7 +97,7 @@ def _measure_best_preset(xla: bool, steps: int, data: str) -> dict:
     from keras_makemore.data import Corpus, read_words
     from keras_makemore.training import compiled_model
 
-    config = TrainConfig.from_preset("best", data=data, xla="on" if xla else "off", eval_every=steps)
+    config = TrainConfig.from_preset("mlp-best", data=data, xla="on" if xla else "off", eval_every=steps)
     corpus = Corpus(read_words(data), config.block_size, seed=42)
     windows = corpus.windows("train")
     plan = plan_steps(config, len(windows))
@@ -337,7 +337,7 @@ def main() -> None:
 
     from keras_makemore.config import PRESETS
 
-    preset = PRESETS["best"]
+    preset = PRESETS["mlp-best"]
     print(f"\n## The best preset's network (block {preset['block_size']}, embed {preset['embed_dim']}, "
           f"hidden {preset['hidden_units']}, dropout {preset['dropout']}), batch {preset['batch_size']}\n")
     steps = max(100, args.steps // 40 // 100 * 100)

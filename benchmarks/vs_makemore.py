@@ -130,7 +130,7 @@ def measure(args, data: str) -> dict:
     from keras_makemore.rundir import read_config
 
     load_before = os.getloadavg()
-    peer_cmd = peer_command(data, args.seconds, args.peer_eval_every, args.peer_loader)
+    peer_cmd = peer_command(data, args.peer_seconds or args.seconds, args.peer_eval_every, args.peer_loader)
     peer_run = timed_run(peer_cmd)
     peer_records = json_lines(peer_run["stdout"])
     ours_hashes, peer_start = split_hashes(data), peer_records[0]
@@ -146,7 +146,7 @@ def measure(args, data: str) -> dict:
     final = re.search(r"train loss (\d+\.\d+)  val loss (\d+\.\d+)", ours_run["stdout"])
     sides = {
         "pytorch (makemore.py)": _side(peer_records, peer_run["wall_s"], peer_run["cpu_s"],
-                                       display(peer_command("NAMES_TXT", args.seconds, args.peer_eval_every,
+                                       display(peer_command("NAMES_TXT", args.peer_seconds or args.seconds, args.peer_eval_every,
                                                             args.peer_loader))),
         "keras-makemore": _side(json_lines(ours_run["stdout"]), ours_run["wall_s"], ours_run["cpu_s"],
                                 display(["python", "-m", "keras_makemore",
@@ -206,6 +206,8 @@ def print_tables(result: dict, points: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=600, help="training wall time of each side (default 600)")
+    parser.add_argument("--peer-seconds", type=float,
+                        help="the peer's training wall time, if shorter (default: --seconds); its best val comes early")
     parser.add_argument("--eval-every", type=int, default=500, help="ours: steps between val passes (default 500)")
     parser.add_argument("--peer-eval-every", type=int, default=500,
                         help="PyTorch: steps between val passes (default 500, makemore.py's)")

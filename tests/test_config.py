@@ -11,8 +11,8 @@ def test_presets_and_defaults():
     assert (lecture.block_size, lecture.embed_dim, lecture.hidden_units) == (3, 10, 200)  # the lecture's network
     exact = TrainConfig()  # the dataclass defaults are the lecture's own recipe
     assert (exact.batch_size, exact.steps, exact.optimizer, exact.lr, exact.lr_schedule) == (32, 200_000, "sgd", 0.1, "step")
-    best = TrainConfig.from_preset("best", hidden_units=8)
-    assert best.hidden_units == 8 and best.block_size == PRESETS["best"]["block_size"]
+    best = TrainConfig.from_preset("mlp-best", hidden_units=8)
+    assert best.hidden_units == 8 and best.block_size == PRESETS["mlp-best"]["block_size"]
     with pytest.raises(UserError, match="preset must be one of lecture, best, .*got 'huge'") as e:
         TrainConfig.from_preset("huge")
     assert e.value.argument == "preset"

@@ -238,7 +238,7 @@ def test_every_model_type_has_a_space_of_its_own_fields_centred_on_its_own_prese
             assert min(values) <= getattr(preset, name) <= max(values), (model, name)  # the preset is inside
     assert "block_size" not in space["transformer"] and "block_size" not in space["gru"]
     assert set(space["bigram"]) == {"lr", "batch_size", "steps"}
-    assert space["transformer"]["steps"] == (6_000, 12_000, 24_000) and space["bigram"]["steps"] == (1_000, 2_000, 4_000)
+    assert space["transformer"]["steps"] == (12_000, 24_000, 48_000) and space["bigram"]["steps"] == (1_000, 2_000, 4_000)
     assert space["transformer"]["batch_size"] == (32, 64, 128)
     assert space["mlp"]["steps"] == (5_000, 10_000, 20_000, 40_000)  # the MLP's rows aim at a run of a minute
 
@@ -255,13 +255,14 @@ def test_every_model_type_has_a_space_of_its_own_fields_centred_on_its_own_prese
 
 
 def test_an_explicit_preset_is_the_base_of_the_model_type_it_was_made_for():
-    bases = TuneConfig(model="all", preset="best").base_configs(split_seed=7)
-    assert bases["mlp"] == TrainConfig.from_preset("best", split_seed=7)
+    bases = TuneConfig(model="all", preset="mlp-best").base_configs(split_seed=7)
+    assert bases["mlp"] == TrainConfig.from_preset("mlp-best", split_seed=7)
     assert bases["transformer"] == TrainConfig.from_preset("transformer", split_seed=7)
     assert TuneConfig(model="gru").base_configs() == {"gru": TrainConfig.from_preset("gru")}
     assert TuneConfig(model="mlp").base_configs()["mlp"] == TrainConfig.from_preset("lecture")
-    with pytest.raises(UserError, match="preset best was made for model mlp, which model gru does not search") as e:
-        TuneConfig(model="gru", preset="best").validate()
+    with pytest.raises(UserError, match="preset mlp-best was made for model mlp, which model gru does not "
+                                        "search") as e:
+        TuneConfig(model="gru", preset="mlp-best").validate()
     assert e.value.argument == "preset"
 
 
