@@ -168,14 +168,16 @@ def evaluate_splits(model: keras.Model, corpus: Corpus | StreamedCorpus, splits=
                 and corpus.max_word_length < corpus.block_size)
     out = {}
     for name in splits:
-        windows = corpus.windows(name)
-        if per_word:
-            words = training_examples(model_type_of(model), corpus, name).batches(
-                max(1, batch_size // corpus.block_size))
-            nll = _summed_over_words(model, words, len(windows), progress)
+        if per_word:  # its scored positions are the windows: no need to cut those
+            sequences = training_examples(model_type_of(model), corpus, name)
+            count = int(np.count_nonzero(sequences.y != IGNORED))
+            nll = _summed_over_words(model, sequences.batches(max(1, batch_size // corpus.block_size)), count,
+                                     progress)
         else:
+            windows = corpus.windows(name)
+            count = len(windows)
             nll = mean_nll(model, windows, batch_size=batch_size, progress=progress)
-        out[name] = SplitLoss(nll, len(windows))
+        out[name] = SplitLoss(nll, count)
     return out
 
 

@@ -85,13 +85,18 @@ def test_word_sequences_start_with_the_marker_and_ignore_the_padding():
     assert block_size_for(TrainConfig(model="mlp", block_size=5), 2) == 5
 
 
-@pytest.mark.parametrize("name", ["bow", "rnn", "gru", "transformer"])
-def test_a_word_model_reads_a_window_as_the_word_so_far(name, words_path):
-    """Windows of the last tokens give the logits of the whole-sequence pass at each character: causal and exact."""
+def tiny_word_model(name: str, words_path) -> tuple[Corpus, keras.Model]:
+    """The words of `words_path` with the context of word model `name`, and its tiny network."""
     config = tiny_config(name, words_path)
     words = read_words(words_path)
     corpus = Corpus(words, block_size_for(config, max(map(len, words))))
-    model = get_model_type(name).build(config, corpus.vocab.size, corpus.block_size)
+    return corpus, get_model_type(name).build(config, corpus.vocab.size, corpus.block_size)
+
+
+@pytest.mark.parametrize("name", ["bow", "rnn", "gru", "transformer"])
+def test_a_word_model_reads_a_window_as_the_word_so_far(name, words_path):
+    """Windows of the last tokens give the logits of the whole-sequence pass at each character: causal and exact."""
+    corpus, model = tiny_word_model(name, words_path)
     x, y = corpus.examples("train")
     sequences, targets = word_sequences(corpus.split.train, corpus.vocab, corpus.block_size)
     whole = np.asarray(model(sequences, training=False))[targets >= 0]
@@ -103,10 +108,7 @@ def test_a_word_model_reads_a_window_as_the_word_so_far(name, words_path):
 @pytest.mark.parametrize("name", ["bow", "rnn", "gru", "transformer"])
 def test_a_word_model_is_evaluated_once_per_word_with_the_losses_of_every_window(name, words_path):
     """`evaluate_splits` reads each word once; the mean equals one pass per window (`mean_nll` on the windows)."""
-    config = tiny_config(name, words_path)
-    words = read_words(words_path)
-    corpus = Corpus(words, block_size_for(config, max(map(len, words))))
-    model = get_model_type(name).build(config, corpus.vocab.size, corpus.block_size)
+    corpus, model = tiny_word_model(name, words_path)
     losses = evaluate_splits(model, corpus, ("train", "val"))
     for split, loss in losses.items():
         assert loss.examples == len(corpus.windows(split))
