@@ -65,7 +65,7 @@ def _learning_rate(text: str) -> float | str:
 _FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
 _MODEL_FIELDS = ("model", "data", "block_size", "embed_dim", "hidden_units", "layers", "heads", "dropout",
                  "direct_connections", "batch_size",
-                 "optimizer", "weight_decay", "xla", "seed", "split_seed", "strategy")
+                 "optimizer", "weight_decay", "xla", "threads", "seed", "split_seed", "strategy")
 _SCHEDULE_FIELDS = ("steps", "epochs", "lr", "lr_schedule", "lr_drops", "eval_every", "eval_max_examples",
                     "early_stop")
 _SWEEP_FIELDS = ("data", "batch_size", "steps", "optimizer", "lr", "lr_schedule", "seed", "split_seed", "eval_every")

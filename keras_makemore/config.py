@@ -79,6 +79,10 @@ class TrainConfig:
             step for the transformer), `"off"` does not, `"auto"` uses XLA
             unless several replicas, or dropout in a model other than the
             transformer.
+        threads: TensorFlow's intra-op threads, 0 for its default (one per
+            core); `None` chooses: one for a step too small to share between
+            cores, else 0 (`keras_makemore.threads`). Taken only if training
+            starts TensorFlow's runtime in the process.
         strategy: the `tf.distribute` strategy, one of `STRATEGIES`.
 
     Example:
@@ -124,6 +128,10 @@ class TrainConfig:
     xla: str = _field("auto", "compile the training loop with XLA (auto: unless several replicas, or dropout in "
                       "a model other than the transformer)",
                       choices=XLA_MODES)
+    threads: int | None = _field(
+        None, "TensorFlow's intra-op threads, 0 for its default of one per core (default: one for a training step "
+        "under 1M multiply-adds, as the lecture's at batch 32, else 0); taken when training starts TensorFlow",
+        metavar="N")
     strategy: str = _field("default", "tf.distribute strategy: default (one device), mirrored (local GPUs or "
                            "logical CPUs), multiworker (the cluster in TF_CONFIG)", choices=STRATEGIES)
 
@@ -135,6 +143,8 @@ class TrainConfig:
                f"must be at most {MAX_BLOCK_SIZE} characters of context, got {self.block_size}")
         _check(self.steps >= 1 or self.epochs is not None, "steps", f"must be at least 1, got {self.steps}")
         _check(self.epochs is None or self.epochs >= 1, "epochs", f"must be at least 1, got {self.epochs}")
+        _check(self.threads is None or self.threads >= 0, "threads",
+               f"must be 0 (TensorFlow's default) or more, got {self.threads}")
         _check(self.eval_max_examples is None or self.eval_max_examples >= 1, "eval_max_examples",
                f"must be at least 1, got {self.eval_max_examples}")
         _check(self.early_stop is None or self.early_stop >= 1, "early_stop",

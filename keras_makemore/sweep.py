@@ -71,7 +71,10 @@ def sweep(
     ```
     """
     out_dir = Path(out_dir)
-    base = dataclasses.replace(base, data=str(Path(base.data or load_names()).resolve()))
+    # Threads are fixed for the process at its first training: the first cell's own choice would hold for
+    # every cell, so the cells take TensorFlow's default unless `base` names a number.
+    base = dataclasses.replace(base, data=str(Path(base.data or load_names()).resolve()),
+                               threads=0 if base.threads is None else base.threads)
     axes = {"block_size": block_sizes, "embed_dim": embed_dims, "hidden_units": hidden_units}
     grid = keras_tuner.HyperParameters()
     for name, values in axes.items():  # GridSearch varies the last axis fastest: hidden units, as the lesson does

@@ -37,6 +37,7 @@ from keras_makemore.models.base import block_size_for, check_model_size, loss, t
 from keras_makemore.optimizers import make_optimizer
 from keras_makemore.runs import load_model
 from keras_makemore.streaming import StreamedCorpus, WindowStream, open_corpus
+from keras_makemore.threads import auto_intra_op_threads, set_intra_op_threads
 
 
 @dataclasses.dataclass
@@ -111,6 +112,8 @@ def _train(config, run_dir, callbacks, verbose, num_samples, resume, tensorboard
         raise UserError(f"num_samples must be 0 or more, got {num_samples}", argument="num_samples")
     config = _config_to_resume(run_dir, config) if resume else config
     _validate(config)
+    if config.threads is not None:
+        set_intra_op_threads(config.threads)  # before the strategy: a cluster's starts TensorFlow's runtime
     strategy = make_strategy(config.strategy)  # first: a cluster must be set up before other TF work
     chief = is_chief(strategy)
     if not resume and chief:
@@ -122,6 +125,8 @@ def _train(config, run_dir, callbacks, verbose, num_samples, resume, tensorboard
     corpus = _corpus(config, data_path)
     train_examples = training_examples(get_model_type(config.model), corpus, "train")
     plan = plan_steps(config, len(train_examples))
+    if config.threads is None and strategy.num_replicas_in_sync == 1:
+        set_intra_op_threads(auto_intra_op_threads(config, corpus.vocab.size, corpus.block_size), explicit=False)
     if not resume and chief:
         _create_run_dir(run_dir)
         lock_new_run()
