@@ -101,7 +101,7 @@ def _summed_nll(model: keras.Model):
     if model not in _SUMMED_NLL:
         network = weakref.ref(model)  # the cache must not keep the model alive
 
-        @tf.function(reduce_retracing=True)
+        @tf.function(reduce_retracing=True, autograph=False)  # plain TensorFlow ops: no rewrite to trace
         def summed_nll(contexts, targets, weights=None):
             logits = next_token_logits(network())(contexts)
             losses = tf.nn.sparse_softmax_cross_entropy_with_logits(targets, logits)
@@ -200,7 +200,7 @@ def _summed_word_nll(model: keras.Model):
     if model not in _SUMMED_WORD_NLL:
         network = weakref.ref(model)
 
-        @tf.function(reduce_retracing=True)
+        @tf.function(reduce_retracing=True, autograph=False)  # plain TensorFlow ops: no rewrite to trace
         def summed_nll(inputs, targets):
             scored = tf.not_equal(targets, IGNORED)
             losses = tf.nn.sparse_softmax_cross_entropy_with_logits(tf.where(scored, targets, 0),
