@@ -7,12 +7,15 @@ network with and without XLA. Every figure comes from its own subprocess, so
 peak RSS is that configuration's alone, and is the fastest of --tries runs,
 the methods taking turns. A row for a bare hand-written XLA loop shows what
 this machine allows at all; with jax installed (not a dependency), a `jax` row
-runs the same step as a jitted `lax.fori_loop` with in-graph draws.
+runs the same step as a jitted `lax.fori_loop` with in-graph draws, and
+`jax-1core` the same in a process pinned to one core (JAX has no thread setting).
 
 The lecture table's methods: `plain-fit` (plain `model.fit` on `make_dataset`),
 `cli` (the path `keras-makemore train` takes: `random_minibatches` through
-`engine.fit`), `script` (a user's own Keras model and `tf.data` pipeline
-through `engine.fit`), and with `--old TREE` the same `cli` path of another
+`engine.fit`, on the intra-op threads `train` chooses: one for this step),
+`script` (a user's own Keras model and `tf.data` pipeline through `engine.fit`,
+TensorFlow's default threads), `script-1thread` (the same on one intra-op thread,
+docs/engine.md's tip), and with `--old TREE` the same `cli` path of another
 checkout (e.g. `git worktree add /tmp/old-main 0fbba7d`), measured side by side.
 
     python benchmarks/train_speed.py [--steps 20000] [--tries 3] [--data FILE] [--old TREE] [--json]
@@ -54,9 +57,20 @@ def _measure_keras(method: str, steps: int, data: str, repeat: int, hidden: int)
     from keras_makemore.config import TrainConfig, plan_steps
     from keras_makemore.data import make_dataset
     from keras_makemore.models.mlp import build_model
+    from keras_makemore.threads import auto_intra_op_threads, set_intra_op_threads
     from keras_makemore.training import compiled_model
 
-    vocab_size, x, y = _lecture_arrays(data, repeat)
+    corpus = _lecture_corpus(data, repeat)
+    # Threads are set before TensorFlow's runtime starts (cutting the examples starts it).
+    # A constant rate, as the other rows (and the old tree's row) use: a schedule costs every path
+    # the same extra (measured: the step schedule takes 10,700 steps/s down to 8,800).
+    config = TrainConfig(hidden_units=hidden, batch_size=32, steps=10**9, eval_every=1000, lr_schedule="constant",
+                         xla="off" if method == "cli-noxla" else "auto")
+    if method == "script-1thread":  # docs/engine.md's tip for a small model in a user's script
+        tf.config.threading.set_intra_op_parallelism_threads(1)
+    elif method.startswith("cli"):  # as `train` does
+        set_intra_op_threads(auto_intra_op_threads(config, corpus.vocab.size, 3), explicit=False)
+    vocab_size, (x, y) = corpus.vocab.size, corpus.examples("train")
     loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
     if method.startswith("plain"):
         model = build_model(vocab_size, 3, 10, hidden, seed=0)
@@ -64,7 +78,7 @@ def _measure_keras(method: str, steps: int, data: str, repeat: int, hidden: int)
                       steps_per_execution=100 if method == "plain-spe100" else 1)
         ds = make_dataset(x, y, batch_size=32, seed=0).repeat()
         fit = model.fit
-    elif method == "script":  # as a user writes it: their own model and pipeline, the engine's fit
+    elif method.startswith("script"):  # as a user writes it: their own model and pipeline, the engine's fit
         model = keras.Sequential([keras.Input((3,), dtype="int32"), keras.layers.Embedding(vocab_size, 10),
                                   keras.layers.Flatten(), keras.layers.Dense(hidden, activation="tanh"),
                                   keras.layers.Dense(vocab_size)])
@@ -72,11 +86,7 @@ def _measure_keras(method: str, steps: int, data: str, repeat: int, hidden: int)
         ds = make_dataset(x, y, batch_size=32, seed=0, drop_remainder=True).repeat()
         fit = lambda *args, **kwargs: engine.fit(model, *args, **kwargs)  # noqa: E731
     else:  # "cli", "cli-noxla": `train()`'s own model, minibatches and fit
-        # A constant rate, as the other rows (and the old tree's row) use: a schedule costs every path
-        # the same extra (measured: the step schedule takes 10,700 steps/s down to 8,800).
-        config = TrainConfig(hidden_units=hidden, batch_size=32, steps=10**9, eval_every=1000, lr_schedule="constant",
-                             xla="off" if method == "cli-noxla" else "auto")
-        windows = _lecture_corpus(data, repeat).windows("train")
+        windows = corpus.windows("train")
         plan = plan_steps(config, len(windows))
         model = compiled_model(config, vocab_size, 3, plan, tf.distribute.get_strategy())
         ds = windows.random_minibatches(32, seed=0, steps=plan.total_steps)
@@ -220,7 +230,9 @@ def _one(args) -> None:
     os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
     if args.method == "torch":
         result = _measure_torch(args.steps, args.data, args.repeat, args.hidden)
-    elif args.method == "jax":
+    elif args.method in ("jax", "jax-1core"):
+        if args.method == "jax-1core":  # JAX has no thread setting: its process gets one core
+            os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
         result = _measure_jax(args.steps, args.data, args.repeat, args.hidden)
     elif args.method in ("best-xla", "best-noxla"):
         result = _measure_best_preset(args.method == "best-xla", args.steps, args.data)
@@ -284,8 +296,9 @@ def main() -> None:
         return _one(args)
 
     have_torch, have_jax = (importlib.util.find_spec(name) is not None for name in ("torch", "jax"))
-    methods = (["plain-fit", "plain-spe100", "cli-noxla", "cli", "script"] + (["old-cli"] if args.old else [])
-               + ["handwritten-xla"] + (["jax"] if have_jax else []) + (["torch"] if have_torch else []))
+    methods = (["plain-fit", "plain-spe100", "cli-noxla", "cli", "script", "script-1thread"]
+               + (["old-cli"] if args.old else []) + ["handwritten-xla"] + (["jax", "jax-1core"] if have_jax else [])
+               + (["torch"] if have_torch else []))
     results = _run_alternating(methods, args.steps, args.data, args.tries, old_tree=args.old)
     if args.json:
         print(json.dumps({"rows": [{"method": m, "steps_per_s": round(r["steps_per_s"], 1)}
@@ -296,9 +309,11 @@ def main() -> None:
     print(f"| {'-' * 48} | {'-' * 8}: | {'-' * 10}: | {'-' * 12}: | {'-' * 7}: | {'-' * 10}: | {'-' * 12}: |")
     labels = {"plain-fit": "plain model.fit on tf.data", "plain-spe100": "plain model.fit, steps_per_execution=100",
               "cli-noxla": "keras-makemore train (engine.fit), no XLA", "cli": "keras-makemore train (engine.fit, XLA)",
-              "script": "own model + own tf.data + engine.fit (XLA)", "old-cli": f"keras-makemore train of {args.old}",
+              "script": "own model + own tf.data + engine.fit (XLA)",
+              "script-1thread": "the same script on one intra-op thread", "old-cli": f"keras-makemore train of {args.old}",
               "handwritten-xla": "hand-written tf.while_loop, no Keras, XLA",
               "jax": "JAX: jitted lax.fori_loop, in-graph draws",
+              "jax-1core": "the same JAX loop pinned to one core",
               "torch": "the lecture's PyTorch loop"}
     base = results["plain-fit"]["steps_per_s"]
     def versus(other: str) -> str:
