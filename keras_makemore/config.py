@@ -130,7 +130,7 @@ class TrainConfig:
                       choices=XLA_MODES)
     threads: int | None = _field(
         None, "TensorFlow's intra-op threads, 0 for its default of one per core (default: one for a training step "
-        "under 1M multiply-adds, as the lecture's at batch 32, else 0); taken when training starts TensorFlow",
+        "under 4M multiply-adds, as the lecture network's, else 0); taken when training starts TensorFlow",
         metavar="N")
     strategy: str = _field("default", "tf.distribute strategy: default (one device), mirrored (local GPUs or "
                            "logical CPUs), multiworker (the cluster in TF_CONFIG)", choices=STRATEGIES)
@@ -212,10 +212,12 @@ def _is_number(value, kind) -> bool:
     return isinstance(value, int) or (kind is float and isinstance(value, float))
 
 
-# makemore.py's network with dropout 0.15 and weight decay 0.1, 24,000 steps of batch 64: val 1.9241 after 23,000
-# steps in 589 s (benchmarks/vs_makemore.py; dropout 0.1 and 12,000 steps stopped at 1.9340).
+# makemore.py's network with dropout 0.15 and weight decay 0.1, batch 64, sized to 10 minutes on 2 cores, whose
+# speed drifts: 24,000 steps took 618 s idle (val 1.9235), 22,000 took 629 s a quarter of an hour later (1.9248).
+# Measured against it (docs/models.md): dropout 0.2 and 0.25 (1.9324, 1.9419 at 22,000 steps), batch 32 for
+# 38,000 steps (1.9289; dropout 0.1: 1.9349).
 _TRANSFORMER = dict(model="transformer", embed_dim=64, hidden_units=256, layers=4, heads=4, dropout=0.15,
-                    batch_size=64, steps=24_000, eval_every=2_000, optimizer="adamw", lr=2e-3, lr_schedule="cosine",
+                    batch_size=64, steps=20_000, eval_every=2_000, optimizer="adamw", lr=2e-3, lr_schedule="cosine",
                     weight_decay=0.1)
 
 # Named settings for `TrainConfig.from_preset` and `keras-makemore train --preset`.
@@ -436,7 +438,12 @@ def plan_steps(config: TrainConfig, num_train_examples: int) -> StepPlan:
     return StepPlan(total, epochs, steps_per_epoch, steps_per_execution)
 
 
+# Fields that say how this machine runs the training, not which run it is: a resumed run, or a finished sweep
+# cell, is the same run whatever they are.
+_MACHINE_FIELDS = ("threads",)
+
+
 def config_differences(saved: TrainConfig, given: TrainConfig) -> list[tuple[str, Any, Any]]:
-    """`(field, saved value, given value)` for each field in which `given` differs from `saved`."""
+    """`(field, saved value, given value)` for each field but `threads` in which `given` differs from `saved`."""
     return [(f.name, getattr(saved, f.name), getattr(given, f.name)) for f in dataclasses.fields(TrainConfig)
-            if getattr(saved, f.name) != getattr(given, f.name)]
+            if f.name not in _MACHINE_FIELDS and getattr(saved, f.name) != getattr(given, f.name)]

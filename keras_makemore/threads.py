@@ -12,10 +12,12 @@ from keras_makemore.errors import UserError
 from keras_makemore.models import get_model_type
 from keras_makemore.models.base import WORD, count_parameters
 
-# Multiply-adds of one forward pass of a minibatch (`step_size`) below which "auto" takes one thread.
-# benchmarks/threads.py on 2 cores, idle (steps/s, TF's default threads against one):
-# (the table is in docs/engine.md)
-ONE_THREAD_BELOW = 1_000_000
+# Multiply-adds of one forward pass of a minibatch (`step_size`) below which `threads=None` takes one thread.
+# `python benchmarks/threads.py --tries 2` on 2 cores, idle: one thread ran 1.56x the steps/s of the default
+# for the lecture recipe (0.4M), 1.43x for bigram (0.09M), 1.22x for the lecture preset (1.5M); 0.98x for
+# `quick` (9.9M) and 0.64x for `mlp-best` (56M). Between 9.9M and 13M the model decides (wavenet and bow
+# 1.5x, rnn 0.9x), so the rule stops well below that.
+ONE_THREAD_BELOW = 4_000_000
 
 
 def step_size(config: TrainConfig, vocab_size: int, block_size: int) -> int:

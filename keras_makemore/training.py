@@ -331,8 +331,8 @@ def _config_to_resume(run_dir: Path, config: TrainConfig | None) -> TrainConfig:
         raise UserError(f"run_dir {run_dir}: the run already finished, there is nothing to resume",
                         argument="run_dir")
     saved, _ = rundir.read_config(run_dir)
-    if config is not None and config != saved:
-        changed = [f"{name} {was!r} (given {now!r})" for name, was, now in config_differences(saved, config)]
+    changed = [f"{name} {was!r} (given {now!r})" for name, was, now in config_differences(saved, config or saved)]
+    if changed:
         raise UserError(f"config differs from the run being resumed in {'; '.join(changed)}: a resumed run keeps "
                         "its own settings; resume without them, or train a new run", argument="config")
     if saved.strategy == "multiworker":

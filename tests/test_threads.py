@@ -29,12 +29,14 @@ def _train_in_fresh_process(config: TrainConfig, run_dir) -> int:
     return json.loads(out.strip().splitlines()[-1])["threads"]
 
 
-def test_the_rule_takes_one_thread_for_the_lecture_step_only():
+def test_the_rule_takes_one_thread_for_the_lecture_network_only():
     lecture_recipe, lecture_preset = TrainConfig(), TrainConfig.from_preset("lecture")
+    quick = TrainConfig.from_preset("quick")
     assert step_size(lecture_recipe, 27, 3) == 11_897 * 32  # the part-2 MLP's parameters x batch 32
-    assert step_size(lecture_recipe, 27, 3) < ONE_THREAD_BELOW < step_size(lecture_preset, 27, 3)
+    assert step_size(lecture_preset, 27, 3) < ONE_THREAD_BELOW < step_size(quick, 27, 5)
     assert auto_intra_op_threads(lecture_recipe, 27, 3) == 1
-    assert auto_intra_op_threads(lecture_preset, 27, 3) == 0
+    assert auto_intra_op_threads(lecture_preset, 27, 3) == 1
+    assert auto_intra_op_threads(quick, 27, 5) == 0
     # A word model predicts every position: the Transformer's step counts 16 of them.
     transformer = TrainConfig.from_preset("transformer")
     assert step_size(transformer, 27, 16) == 16 * transformer.batch_size * 204_571
@@ -54,9 +56,9 @@ def test_a_fresh_process_trains_with_the_chosen_threads_and_the_same_weights(tmp
     chosen = {name: _train_in_fresh_process(config, tmp_path / name)
               for name, config in {"auto": base, "default": TrainConfig(steps=300, eval_every=300, threads=0),
                                    "three": TrainConfig(steps=300, eval_every=300, threads=3),
-                                   "preset": TrainConfig.from_preset("lecture", steps=300, eval_every=300)}.items()}
+                                   "preset": TrainConfig.from_preset("quick", steps=300, eval_every=300)}.items()}
     assert chosen == {"auto": 1, "default": 0, "three": 3, "preset": 0}
-    # The part-2 MLP's steps are bit-identical on one thread and on every core.
+    # The part-2 MLP's steps are bit-identical on one thread, on three and on every core.
     weights = [load_model(tmp_path / name / "model.keras").get_weights() for name in ("auto", "default", "three")]
     for other in weights[1:]:
         for a, b in zip(weights[0], other):
@@ -81,3 +83,11 @@ def test_threads_asked_for_after_tensorflow_started_say_how_to_get_them(tmp_path
     # "auto" and the running number train on.
     train(dataclasses.replace(config, threads=None), tmp_path / "auto", verbose=0, num_samples=0)
     train(dataclasses.replace(config, threads=running), tmp_path / "same", verbose=0, num_samples=0)
+
+
+def test_threads_do_not_make_another_run():
+    from keras_makemore.config import config_differences
+
+    # A run resumed, or a sweep cell reused, on other threads is the same run.
+    assert config_differences(TrainConfig(), TrainConfig(threads=1)) == []
+    assert config_differences(TrainConfig(), TrainConfig(threads=1, seed=1)) == [("seed", 42, 1)]
