@@ -11,6 +11,7 @@ import keras
 from keras_makemore import _atomic
 from keras_makemore.data import Vocabulary
 from keras_makemore.errors import UserError
+from keras_makemore.evaluation import SplitNLL
 from keras_makemore.rundir import read_csv_rows
 from keras_makemore.sampling import sample_words
 
@@ -50,6 +51,35 @@ class SampleWords(keras.callbacks.Callback):
         self.print_fn("samples: " + " ".join(words))
 
 
+class ValLoss(keras.callbacks.Callback):
+    """Add `val_loss`, the model's mean NLL on the corpus' val split, to each epoch's logs.
+
+    It does what `validation_data` does in `model.fit`, with the numbers
+    `evaluate` prints: exact over the whole split (float64 sums), its
+    batches cut once. List it before the callbacks that read `val_loss`.
+    Keras' `on_test_begin` and `on_test_end` are not called for it.
+
+    Args:
+        model: the network being trained.
+        corpus: the corpus whose `"val"` split to read.
+        max_examples: if set, only this many examples, spread evenly over the split.
+
+    Example:
+
+    ```python
+    engine.fit(model, minibatches, epochs=5, steps_per_epoch=1_000, callbacks=[ValLoss(model, corpus)])
+    ```
+    """
+
+    def __init__(self, model: keras.Model, corpus, max_examples: int | None = None):
+        super().__init__()
+        self._val_nll = SplitNLL(model, corpus, "val", max_examples=max_examples)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs["val_loss"] = self._val_nll().nll
+
+
 class BestModelCheckpoint(keras.callbacks.Callback):
     """Save `model` in the `.keras` format whenever the monitored value improves, atomically.
 
@@ -63,6 +93,9 @@ class BestModelCheckpoint(keras.callbacks.Callback):
         model: the model to save; default the model being fitted.
         monitor: the log key to minimise.
         initial_best: save only values below this (e.g. the best of an earlier session).
+
+    Attributes:
+        saved_epoch: the epoch (0-based) last saved in this session, or `None`.
     """
 
     def __init__(self, filepath: str | os.PathLike, model: keras.Model | None = None,
@@ -72,6 +105,7 @@ class BestModelCheckpoint(keras.callbacks.Callback):
         self._model_to_save = model
         self.monitor = monitor
         self.best = initial_best
+        self.saved_epoch = None
 
     def on_epoch_end(self, epoch, logs=None):
         value = (logs or {}).get(self.monitor)
@@ -81,6 +115,7 @@ class BestModelCheckpoint(keras.callbacks.Callback):
         with _atomic.atomic_path(self.filepath) as tmp:
             model = self.model if self._model_to_save is None else self._model_to_save
             model.save(tmp)
+        self.saved_epoch = epoch
 
 
 class StopOnNonFiniteLoss(keras.callbacks.Callback):

@@ -211,7 +211,7 @@ def _train(args) -> int:
               f"what it saved is intact: free some space, then continue with "
               f"`keras-makemore train --resume {run_dir}`", file=sys.stderr)
         return 2
-    run = Run.load(run_dir)
+    run = Run.load(run_dir, model=result.model)
     losses = evaluate_splits(run.model, result.corpus, ("train", "val"),
                              progress=sys.stdout.isatty() and not args.quiet)
     words = sample_words(run.model, run.vocab, run.config.block_size, 10, seed=run.config.seed,

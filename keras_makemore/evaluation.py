@@ -21,6 +21,7 @@ OVERFIT_GAP = 0.05
 EVAL_BATCH_SIZE = 16_384
 _MAX_PAIRS = 1 << 24  # counters of `_distinct_examples`: 128 MB
 _COUNT_CHUNK = 1 << 20  # examples counted at once: about 30 bytes each, transient
+_KEPT_EXAMPLES = 1 << 20  # the most windows `SplitNLL` keeps cut: a block of 8 holds 36 MB of them
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,28 +77,39 @@ def mean_nll(model: keras.Model, x: np.ndarray | Windows | WindowStream, y: np.n
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     if y is None:  # `Windows`, or a streamed corpus' `WindowStream`
-        count = min(len(x), max_examples or len(x))
-        streamed = not isinstance(x, Windows)
-        distinct = None if max_examples is not None else _distinct_examples(
-            x.chunks() if streamed else [x], x.corpus.vocab.size if streamed else int(x.ids.max()) + 1, x.block_size)
-        batches = (x.batches(batch_size, max_examples) if distinct is None
-                   else tf.data.Dataset.from_tensor_slices(distinct).batch(batch_size))
+        count, batches = min(len(x), max_examples or len(x)), _window_batches(x, batch_size, max_examples)
     else:
         count, batches = len(x), tf.data.Dataset.from_tensor_slices((x, y)).batch(batch_size)
+    return _mean_over(batches, _summed_nll(model), count, progress)
 
-    summed_nll = _summed_nll(model)
+
+def _window_batches(windows: Windows | WindowStream, batch_size: int, max_examples: int | None) -> tf.data.Dataset:
+    """Batches of `(contexts, targets)` of `windows` (all of them, or `max_examples` spread evenly), or of
+    their distinct pairs and counts `(contexts, targets, weights)` when there are few possible."""
+    streamed = not isinstance(windows, Windows)
+    distinct = None if max_examples is not None else _distinct_examples(
+        windows.chunks() if streamed else [windows],
+        windows.corpus.vocab.size if streamed else int(windows.ids.max()) + 1, windows.block_size)
+    if distinct is None:
+        return windows.batches(batch_size, max_examples)
+    return tf.data.Dataset.from_tensor_slices(distinct).batch(batch_size)
+
+
+def _mean_over(batches: Iterable, summed_nll, count: int, progress: bool) -> float:
+    """The mean of `summed_nll` over `batches` of `(contexts, targets[, weights])`; `count` sizes the bar."""
     bar = keras.utils.Progbar(count, unit_name="example") if progress else None
     total, seen = 0.0, 0.0
-    for contexts, targets, *weights in batches:
-        total += float(summed_nll(contexts, targets, *weights))
-        seen += float(tf.reduce_sum(weights[0])) if weights else len(targets)
+    for batch in batches:
+        batch_total, batch_seen = summed_nll(*batch)
+        total, seen = total + float(batch_total), seen + float(batch_seen)
         if bar is not None:
             bar.update(int(seen))
-    return total / max(1, seen)
+    return total / max(1.0, seen)
 
 
 def _summed_nll(model: keras.Model):
-    """A compiled function of `(contexts, targets[, weights])`: the (weighted) sum of the model's losses, float64."""
+    """A compiled function of `(contexts, targets[, weights])`: the (weighted) sum of the model's losses
+    (float64) and the examples' count (or their weights' sum)."""
     if model not in _SUMMED_NLL:
         network = weakref.ref(model)  # the cache must not keep the model alive
 
@@ -106,7 +118,9 @@ def _summed_nll(model: keras.Model):
             logits = next_token_logits(network())(contexts)
             losses = tf.nn.sparse_softmax_cross_entropy_with_logits(targets, logits)
             losses = tf.cast(losses, tf.float64)
-            return tf.reduce_sum(losses if weights is None else losses * weights)
+            if weights is None:
+                return tf.reduce_sum(losses), tf.cast(tf.size(targets), tf.float64)
+            return tf.reduce_sum(losses * weights), tf.reduce_sum(tf.cast(weights, tf.float64))
 
         _SUMMED_NLL[model] = summed_nll
     return _SUMMED_NLL[model]
@@ -161,37 +175,66 @@ def evaluate_splits(model: keras.Model, corpus: Corpus | StreamedCorpus, splits=
     >>> losses["train"].examples, round(losses["train"].nll, 1)
     (34, 2.5)
     """
-    # A word model reads each word once, every position at a time, when no word is longer than its context: the
-    # same losses as one pass per window (its last `block_size` tokens), which took 12x as long on the
-    # transformer preset (train and val: 62.6 s against the 36.5 s of a 200-step run).
-    per_word = (is_word_model(model) and isinstance(corpus, Corpus)
-                and corpus.max_word_length < corpus.block_size)
-    out = {}
-    for name in splits:
-        if per_word:  # its scored positions are the windows: no need to cut those
-            sequences = training_examples(model_type_of(model), corpus, name)
-            count = int(np.count_nonzero(sequences.y != IGNORED))
-            nll = _summed_over_words(model, sequences.batches(max(1, batch_size // corpus.block_size)), count,
-                                     progress)
-        else:
-            windows = corpus.windows(name)
-            count = len(windows)
-            nll = mean_nll(model, windows, batch_size=batch_size, progress=progress)
-        out[name] = SplitLoss(nll, count)
-    return out
+    return {name: SplitNLL(model, corpus, name, batch_size)(progress) for name in splits}
 
 
-def _summed_over_words(model: keras.Model, words: tf.data.Dataset, count: int, progress: bool) -> float:
-    """Mean NLL of a word model over every predicted position of `words`' `(inputs, targets)` rows."""
-    summed_nll = _summed_word_nll(model)
-    bar = keras.utils.Progbar(count, unit_name="example") if progress else None
-    total, seen = 0.0, 0
-    for inputs, targets in words:
-        batch_total, batch_seen = summed_nll(inputs, targets)
-        total, seen = total + float(batch_total), seen + int(batch_seen)
-        if bar is not None:
-            bar.update(seen)
-    return total / max(1, seen)
+class SplitNLL:
+    """The mean NLL of `model` on one split of `corpus`, its batches cut once and read again at every call.
+
+    Training validates with one at every epoch's end: with the batches made
+    once (a dozen milliseconds a pass on the lecture's val split), it replaced
+    Keras' `evaluate`, whose test function XLA compiled again for each run
+    (0.84 s, then about 50 ms a pass: `/tmp/valtime.py`, in the closing note of
+    issue 20).
+
+    Args:
+        model: a network of this package (window or word model).
+        corpus: the corpus whose split to read, in memory or streamed.
+        split: `"train"`, `"val"` or `"test"`.
+        batch_size: examples (windows, or words' positions) per forward pass.
+        max_examples: if set, only this many examples (windows, or words for
+            a word model), spread evenly over the split; `None` reads all.
+
+    Example:
+
+    >>> from keras_makemore.data import Corpus
+    >>> from keras_makemore.models.mlp import build_model
+    >>> corpus = Corpus(["emma", "olivia", "ava", "isabella", "sophia", "mia", "amelia"], 3)
+    >>> model = build_model(corpus.vocab.size, 3, 2, 8, seed=0)
+    >>> val_nll = SplitNLL(model, corpus, "val")
+    >>> val_nll().nll == evaluate_splits(model, corpus, ("val",))["val"].nll
+    True
+    """
+
+    def __init__(self, model: keras.Model, corpus: Corpus | StreamedCorpus, split: str,
+                 batch_size: int = EVAL_BATCH_SIZE, max_examples: int | None = None):
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        self._network = weakref.ref(model)  # held by a callback of the model's fit: it must not keep the model alive
+        # A word model reads each word once, every position at a time, when no word is longer than its context:
+        # the same losses as one pass per window (its last `block_size` tokens), which took 12x as long on the
+        # transformer preset (train and val: 62.6 s against the 36.5 s of a 200-step run).
+        if (is_word_model(model) and isinstance(corpus, Corpus) and corpus.max_word_length < corpus.block_size):
+            sequences = training_examples(model_type_of(model), corpus, split)
+            words = sequences.batches(max(1, batch_size // corpus.block_size), max_examples)
+            self._batches, self._summed_nll = list(words), _summed_word_nll  # a split's words are few: kept
+            self.examples = sum(int(np.count_nonzero(targets != IGNORED)) for _, targets in self._batches)
+            return
+        windows = corpus.windows(split)
+        self.examples, self._summed_nll = min(len(windows), max_examples or len(windows)), _summed_nll
+        batches = _window_batches(windows, batch_size, max_examples)
+        # Kept as tensors when in memory and small, else read again at each call: a big split is never held whole.
+        small = isinstance(windows, Windows) and self.examples <= _KEPT_EXAMPLES
+        self._batches = list(batches) if small else batches
+
+    @property
+    def model(self) -> keras.Model:
+        return self._network()
+
+    def __call__(self, progress: bool = False) -> SplitLoss:
+        """The model's `SplitLoss` on the split now; `progress` shows a bar of the examples read."""
+        return SplitLoss(_mean_over(self._batches, self._summed_nll(self.model), self.examples, progress),
+                         self.examples)
 
 
 def _summed_word_nll(model: keras.Model):

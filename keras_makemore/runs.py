@@ -34,7 +34,9 @@ class Run:
     info: dict
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "Run":
+    def load(cls, path: str | os.PathLike, model: keras.Model | None = None) -> "Run":
+        """The run in `path`; `model`, if given, is its model already in memory (as `train` returns it), not read
+        again from the run's file."""
         path = Path(path)
         if not path.is_dir():
             problem = "is not a directory" if path.exists() else "not found"
@@ -45,7 +47,7 @@ class Run:
                             "or resume it", argument="run_dir")
         config, info = read_config(path)
         vocab = Vocabulary.load(path / VOCAB_FILE)
-        model = load_model(model_path)
+        model = load_model(model_path) if model is None else model
         shape = model_shape(model)
         if shape["vocab_size"] != vocab.size:
             raise UserError(

@@ -24,19 +24,18 @@ import tensorflow as tf
 
 from keras_makemore import engine, rundir
 from keras_makemore.callbacks import (AtomicBackupAndRestore, AtomicCSVLogger, BestModelCheckpoint,
-                                      EarlyStoppingOnValLoss, SampleWords, StopOnNonFiniteLoss,
+                                      EarlyStoppingOnValLoss, SampleWords, StopOnNonFiniteLoss, ValLoss,
                                       tensorboard_callbacks)
 from keras_makemore.config import StepPlan, TrainConfig, config_differences, plan_steps
-from keras_makemore.data import Corpus, Windows, load_names
+from keras_makemore.data import Corpus, load_names
 from keras_makemore.distribute import is_chief, make_strategy, worker_dir
 from keras_makemore.errors import UserError
-from keras_makemore.evaluation import mean_nll
 from keras_makemore.lr_finder import LRFinderResult, find_lr
 from keras_makemore.models import get_model_type
 from keras_makemore.models.base import block_size_for, check_model_size, loss, training_examples
 from keras_makemore.optimizers import make_optimizer
 from keras_makemore.runs import load_model
-from keras_makemore.streaming import StreamedCorpus, WindowStream, open_corpus
+from keras_makemore.streaming import StreamedCorpus, open_corpus
 from keras_makemore.threads import auto_intra_op_threads, set_intra_op_threads
 
 
@@ -153,9 +152,7 @@ def _train(config, run_dir, callbacks, verbose, num_samples, resume, tensorboard
             _print_plan(config, corpus, model, plan, resume, run_dir, len(train_examples), backup)
         started = time.perf_counter()
         fitted = (engine.fit(model, minibatches, xla=xla_scope(config), epochs=plan.epochs,
-                             steps_per_epoch=plan.steps_per_epoch,
-                             validation_data=_validation_data(config, corpus, strategy.num_replicas_in_sync),
-                             callbacks=fit_callbacks, verbose=verbose if chief else 0)
+                             steps_per_epoch=plan.steps_per_epoch, callbacks=fit_callbacks, verbose=verbose if chief else 0)
                   if first_step < plan.total_steps else None)  # only the history was left to write
         elapsed = time.perf_counter() - started
 
@@ -168,7 +165,11 @@ def _train(config, run_dir, callbacks, verbose, num_samples, resume, tensorboard
     history = rundir.read_history(run_dir)
     rundir.write_history(run_dir, history, elapsed)
     shutil.rmtree(run_dir / rundir.BACKUP_DIR, ignore_errors=True)
-    return TrainResult(run_dir, load_model(run_dir / rundir.MODEL_FILE), corpus, history, config)
+    # The model in memory is the saved one when the last epoch saved it (a cosine schedule's usual end): kept, the
+    # saved file is not read back, and the functions traced on it (validation's) serve the caller's evaluation.
+    saved = next((c.saved_epoch for c in fit_callbacks if isinstance(c, BestModelCheckpoint)), None)
+    kept = fitted is not None and fitted.epoch and saved == fitted.epoch[-1] and strategy.num_replicas_in_sync == 1
+    return TrainResult(run_dir, model if kept else load_model(run_dir / rundir.MODEL_FILE), corpus, history, config)
 
 
 def compiled_model(config: TrainConfig, vocab_size: int, block_size: int, plan: StepPlan,
@@ -213,12 +214,11 @@ def _corpus(config: TrainConfig, data_path: Path) -> Corpus | StreamedCorpus:
 
 
 def _run_callbacks(config, corpus, run_dir, model, chief, verbose, num_samples, tensorboard, first_epoch) -> list:
-    """Validation on a cluster; the chief's checkpoint, CSV log and TensorBoard; the progress bar and samples."""
-    out = []
-    # Keras' evaluate under MultiWorkerMirroredStrategy fails on (x, y) batches (its strategy.reduce of
-    # the first batch takes no tuple), so each worker validates its own copy of the synchronised weights.
-    if config.strategy == "multiworker":
-        out.append(_LocalValidation(model, corpus.windows("val"), config.eval_max_examples))
+    """Validation; the chief's checkpoint, CSV log and TensorBoard; the progress bar and samples."""
+    # Each worker validates its own copy of the synchronised weights. Keras' `validation_data` compiled a test
+    # function per run (0.8 s of the lecture recipe's 20) and under MultiWorkerMirroredStrategy failed on
+    # (x, y) batches (its strategy.reduce of the first batch takes no tuple).
+    out = [ValLoss(model, corpus, config.eval_max_examples)]
     if config.early_stop is not None:
         earlier = rundir.read_history(run_dir).get("val_loss", []) if chief else []
         saved = run_dir / rundir.MODEL_FILE
@@ -279,32 +279,6 @@ def _check_replicas(config: TrainConfig, replicas: int) -> None:
         # Measured: XLA cannot compile a loop whose variables live on several devices.
         raise UserError(f"xla 'on' compiles the training loop for one device, and strategy {config.strategy} runs "
                         f"{replicas} replicas: use xla 'auto' or 'off'", argument="xla")
-
-
-class _LocalValidation(keras.callbacks.Callback):
-    """Add `val_loss`, the mean NLL of `model` on (up to `max_examples` of) `windows`, to each epoch's logs."""
-
-    def __init__(self, model: keras.Model, windows: Windows | WindowStream, max_examples: int | None):
-        super().__init__()
-        self._network, self._windows, self._max_examples = model, windows, max_examples
-
-    def on_epoch_end(self, epoch, logs=None):
-        if logs is not None:
-            logs["val_loss"] = mean_nll(self._network, self._windows, max_examples=self._max_examples)
-
-
-def _validation_data(config: TrainConfig, corpus: Corpus | StreamedCorpus,
-                     replicas: int) -> tf.data.Dataset | None:
-    """Batches of up to 4096 examples (up to `eval_max_examples` in all), read whole by every worker; the first
-    splits evenly over the replicas."""
-    if config.strategy == "multiworker":
-        return None  # `_LocalValidation` does it
-    examples = training_examples(get_model_type(config.model), corpus, "val")
-    # A word model's val loss is the mean over each batch's characters: exact when one batch holds the split.
-    batch_size = max(replicas, min(4096, len(examples)) // replicas * replicas)
-    options = tf.data.Options()
-    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
-    return examples.batches(batch_size, config.eval_max_examples).with_options(options)
 
 
 def _check_new_run_dir(run_dir: Path) -> None:

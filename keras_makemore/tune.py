@@ -41,8 +41,7 @@ import keras_tuner
 import numpy as np
 
 from keras_makemore import _atomic, engine, rundir
-from keras_makemore.callbacks import EarlyStoppingOnValLoss, StopOnNonFiniteLoss
-from keras_makemore.callbacks import AtomicBackupAndRestore
+from keras_makemore.callbacks import AtomicBackupAndRestore, EarlyStoppingOnValLoss, StopOnNonFiniteLoss, ValLoss
 from keras_makemore.config import TUNE_MODELS, TUNE_SPACE, LogRange, TrainConfig, TuneConfig, plan_steps
 from keras_makemore.data import Corpus, load_names, read_words
 from keras_makemore.distribute import make_strategy
@@ -51,7 +50,7 @@ from keras_makemore.plots import _save, _THOUSANDS
 from keras_makemore.models import get_model_type
 from keras_makemore.models.base import count_parameters, training_examples
 from keras_makemore.streaming import StreamedCorpus
-from keras_makemore.training import (_corpus, _restore, _run_callbacks, _start_run_dir, _validation_data,
+from keras_makemore.training import (_corpus, _restore, _run_callbacks, _start_run_dir,
                                      compiled_model, file_sha256, xla_scope)
 
 TUNE_CSV = "tune.csv"
@@ -289,7 +288,7 @@ class TrainConfigHyperModel(keras_tuner.HyperModel):
                          *callbacks]
         started = time.perf_counter()
         engine.fit(model, minibatches, xla=xla_scope(config), epochs=epochs, steps_per_epoch=plan.steps_per_epoch,
-                   validation_data=_validation_data(config, corpus, 1), callbacks=fit_callbacks, verbose=0)
+                   callbacks=fit_callbacks, verbose=0)
         seconds = time.perf_counter() - started
         stopped_early = any(isinstance(c, EarlyStoppingOnValLoss) and c.stopped_epoch for c in fit_callbacks)
         if epochs == plan.epochs or stopped_early or stop_on_nan.bad_step is not None:
@@ -393,7 +392,11 @@ def _scaled(x: float, points: list[tuple[float, float]]) -> float:
 
 
 class _Timer(keras.callbacks.Callback):
-    """Time the training steps (the first compiled call of each session excluded) and the validation passes."""
+    """Time the training steps (the first compiled call of each session excluded) and the epochs' ends.
+
+    An epoch's end, from its last step to this callback (listed last), is its validation pass and the writes
+    that follow it: what each validation pass costs a trial.
+    """
 
     def __init__(self, steps_per_call: int, on_epoch: Callable[[], None]):
         super().__init__()
@@ -406,21 +409,17 @@ class _Timer(keras.callbacks.Callback):
         self._last = time.perf_counter()
 
     def on_train_batch_end(self, batch, logs=None):
-        seconds = time.perf_counter() - self._last
+        now = time.perf_counter()
+        seconds, self._last = now - self._last, now  # and the epoch's end is timed from here
         if self.first_call_seconds is None:
             self.first_call_seconds = seconds
         else:
             self.step_seconds += seconds
             self.steps += self.steps_per_call
 
-    def on_test_begin(self, logs=None):
-        self._last = time.perf_counter()
-
-    def on_test_end(self, logs=None):
+    def on_epoch_end(self, epoch, logs=None):
         self.eval_seconds += time.perf_counter() - self._last
         self.evals += 1
-
-    def on_epoch_end(self, epoch, logs=None):
         self.on_epoch()
 
 
@@ -510,9 +509,8 @@ class _Tuner(keras_tuner.Tuner):
         timer = _Timer(chunk, lambda: None)
         minibatches = self.hypermodel.examples(config).random_minibatches(config.batch_size, config.seed,
                                                                           plan.total_steps)
-        engine.fit(model, minibatches, xla=xla_scope(config), epochs=1,
-                   steps_per_epoch=plan.steps_per_epoch, validation_data=_validation_data(config, corpus, 1),
-                   callbacks=[timer], verbose=0)
+        engine.fit(model, minibatches, xla=xla_scope(config), epochs=1, steps_per_epoch=plan.steps_per_epoch,
+                   callbacks=[ValLoss(model, corpus, config.eval_max_examples), timer], verbose=0)
         self.budget.measure(f"probe {config.model}", _timing(timer, config, self.hypermodel.parameters(config),
                                              time.perf_counter() - started))
 

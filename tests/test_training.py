@@ -1,4 +1,5 @@
 import csv
+import dataclasses
 import json
 import math
 
@@ -8,10 +9,11 @@ import pytest
 
 from keras_makemore.data import Corpus, make_dataset, read_words
 from keras_makemore.errors import UserError
-from keras_makemore.evaluation import mean_nll
+from keras_makemore.evaluation import evaluate_splits, mean_nll
 from keras_makemore.models.mlp import build_model
 from keras_makemore.config import TrainConfig
 from keras_makemore.optimizers import make_lr_schedule
+from keras_makemore.runs import load_model
 from keras_makemore.training import train
 
 
@@ -42,6 +44,19 @@ def test_training_lowers_the_loss(trained_run, small_config):
 def test_best_checkpoint_is_the_lowest_val_loss(trained_run):
     x, y = trained_run.corpus.examples("val")
     assert mean_nll(trained_run.model, x, y) == pytest.approx(min(trained_run.history["val_loss"]), abs=1e-4)
+
+
+@pytest.mark.parametrize("data, last_is_best", [("words", False), ("names", True)])
+def test_the_returned_model_is_the_saved_best_one(tmp_path, small_config, words_path, names_path, data, last_is_best):
+    # `train` hands back the model in memory when its last epoch was the best, else reads the saved best back.
+    config = dataclasses.replace(small_config, data=str(words_path if data == "words" else names_path), steps=400,
+                                 eval_every=200)
+    result = train(config, tmp_path / "run", verbose=0)
+    val = result.history["val_loss"]
+    assert (val[-1] == min(val)) == last_is_best  # the case is the one named
+    assert min(val) == evaluate_splits(result.model, result.corpus, ("val",))["val"].nll  # what `evaluate` prints
+    for a, b in zip(result.model.get_weights(), load_model(tmp_path / "run" / "model.keras").get_weights()):
+        np.testing.assert_array_equal(a, b)
 
 
 def test_same_seed_same_weights(tmp_path, small_config, trained_run):
