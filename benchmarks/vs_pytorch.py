@@ -124,7 +124,7 @@ def breakdown(argv: list[str]) -> dict:
         return timed_fit(*args, **kwargs)
 
     engine.fit = fit
-    timers.patch("validation during training", keras.Model, "evaluate")
+    timers.patch("validation during training", callbacks.ValLoss, "on_epoch_end")
     for owner in (callbacks.BestModelCheckpoint, callbacks.AtomicCSVLogger, callbacks.AtomicBackupAndRestore):
         timers.patch("saving (checkpoints, CSV, history, reload)", owner, "on_epoch_end")
     timers.patch("saving (checkpoints, CSV, history, reload)", rundir, "write_history")
