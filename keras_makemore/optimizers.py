@@ -29,12 +29,17 @@ def make_lr_schedule(config: TrainConfig, total_steps: int) -> float | keras.opt
     return float(config.lr)
 
 
-def make_optimizer(config: TrainConfig, total_steps: int) -> keras.optimizers.Optimizer:
-    """`config.optimizer` with its schedule and weight decay."""
+def make_optimizer(config: TrainConfig, total_steps: int,
+                   decay_exempt: tuple[str, ...] = ()) -> keras.optimizers.Optimizer:
+    """`config.optimizer` with its schedule and weight decay; `decay_exempt` names the variables not decayed."""
     lr = make_lr_schedule(config, total_steps)
     decay = config.weight_decay or None
     if config.optimizer == "sgd":
-        return keras.optimizers.SGD(lr, weight_decay=decay)
-    if config.optimizer == "adam":
-        return keras.optimizers.Adam(lr, weight_decay=decay)
-    return keras.optimizers.AdamW(lr, weight_decay=config.weight_decay)
+        optimizer = keras.optimizers.SGD(lr, weight_decay=decay)
+    elif config.optimizer == "adam":
+        optimizer = keras.optimizers.Adam(lr, weight_decay=decay)
+    else:
+        optimizer = keras.optimizers.AdamW(lr, weight_decay=config.weight_decay)
+    if decay_exempt:
+        optimizer.exclude_from_weight_decay(var_names=list(decay_exempt))
+    return optimizer

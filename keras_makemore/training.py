@@ -183,8 +183,9 @@ def compiled_model(config: TrainConfig, vocab_size: int, block_size: int, plan: 
                                  and (not config.dropout or model_type.xla_scope == "step"))
     with strategy.scope():
         model = model_type.build(config, vocab_size, block_size)
-        model.compile(optimizer=make_optimizer(config, plan.total_steps), loss=loss(model_type),
-                      steps_per_execution=plan.steps_per_execution, jit_compile=xla)
+        optimizer = make_optimizer(config, plan.total_steps, model_type.decay_exempt)
+        model.compile(optimizer=optimizer, loss=loss(model_type), steps_per_execution=plan.steps_per_execution,
+                      jit_compile=xla)
     return model
 
 

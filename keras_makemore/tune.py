@@ -107,7 +107,7 @@ def search_space(config: TuneConfig, base: TrainConfig | Mapping[str, TrainConfi
 
     >>> space = search_space(TuneConfig(model="all"), None)
     >>> space["transformer"]["steps"], space["bigram"]["steps"]
-    ((10000, 20000, 40000), (1000, 2000, 4000))
+    ((12000, 24000, 48000), (1000, 2000, 4000))
     >>> "block_size" in space["gru"], "hidden_units" in space["bigram"]
     (False, False)
     """

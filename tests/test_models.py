@@ -114,6 +114,28 @@ def test_a_word_model_is_evaluated_once_per_word_with_the_losses_of_every_window
         assert loss.examples == len(corpus.windows(split))
         assert loss.nll == pytest.approx(mean_nll(model, corpus.windows(split)), rel=1e-12)
 
+
+def test_weight_decay_leaves_a_models_exempt_variables_alone(words_path):
+    # Zero gradients leave Adam's update at zero: only the decoupled weight decay moves a variable.
+    from keras_makemore.config import plan_steps
+    from keras_makemore.training import compiled_model
+    import tensorflow as tf
+
+    config = TrainConfig.from_preset("transformer", embed_dim=8, hidden_units=8, layers=1, heads=2, steps=10,
+                                     eval_every=10)
+    model = compiled_model(config, 5, 4, plan_steps(config, 100), tf.distribute.get_strategy())
+    rng = np.random.default_rng(0)
+    for variable in model.trainable_variables:  # non-zero everywhere (biases start at zero, which decay keeps)
+        variable.assign(rng.uniform(0.5, 1.5, variable.shape).astype("float32"))
+    before = [v.numpy().copy() for v in model.trainable_variables]
+    model.optimizer.apply_gradients([(tf.zeros_like(v), v) for v in model.trainable_variables])
+    exempt = get_model_type("transformer").decay_exempt
+    assert exempt
+    for variable, old in zip(model.trainable_variables, before):
+        moved = not np.array_equal(variable.numpy(), old)
+        assert moved == (variable.name not in exempt), variable.path
+
+
 def test_model_settings_are_checked():
     from keras_makemore.training import _validate
 

@@ -238,7 +238,7 @@ def test_every_model_type_has_a_space_of_its_own_fields_centred_on_its_own_prese
             assert min(values) <= getattr(preset, name) <= max(values), (model, name)  # the preset is inside
     assert "block_size" not in space["transformer"] and "block_size" not in space["gru"]
     assert set(space["bigram"]) == {"lr", "batch_size", "steps"}
-    assert space["transformer"]["steps"] == (10_000, 20_000, 40_000) and space["bigram"]["steps"] == (1_000, 2_000, 4_000)
+    assert space["transformer"]["steps"] == (12_000, 24_000, 48_000) and space["bigram"]["steps"] == (1_000, 2_000, 4_000)
     assert space["transformer"]["batch_size"] == (32, 64, 128)
     assert space["mlp"]["steps"] == (5_000, 10_000, 20_000, 40_000)  # the MLP's rows aim at a run of a minute
 

@@ -62,6 +62,11 @@ class ModelType:
         xla_scope: what XLA compiles when training uses it, `engine.fit`'s
             `xla`: `"auto"`, `"loop"` or `"step"`. `"step"` also lets `train`'s
             `xla="auto"` use XLA for the network with dropout.
+        decay_exempt: the variables that weight decay leaves alone, as
+            `Optimizer.exclude_from_weight_decay(var_names=...)` takes them
+            (patterns searched in each variable's name), e.g. the
+            LayerNormalization scales and offsets and the biases, as minGPT
+            does.
 
     Example:
 
@@ -79,6 +84,7 @@ class ModelType:
     check: Callable[[TrainConfig], None] = lambda config: None
     serving_logits: Callable[[keras.Model], Callable] | None = None
     xla_scope: str = "auto"
+    decay_exempt: tuple[str, ...] = ()
 
 
 def keras_name(model_type: str) -> str:
