@@ -115,7 +115,7 @@ def test_a_word_model_is_evaluated_once_per_word_with_the_losses_of_every_window
         assert loss.nll == pytest.approx(mean_nll(model, corpus.windows(split)), rel=1e-12)
 
 
-def test_weight_decay_leaves_a_models_exempt_variables_alone(words_path):
+def test_weight_decay_leaves_a_models_exempt_variables_alone():
     # Zero gradients leave Adam's update at zero: only the decoupled weight decay moves a variable.
     from keras_makemore.config import plan_steps
     from keras_makemore.training import compiled_model
