@@ -64,7 +64,7 @@ def _learning_rate(text: str) -> float | str:
 
 _FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
 _MODEL_FIELDS = ("model", "data", "block_size", "embed_dim", "hidden_units", "layers", "heads", "dropout",
-                 "direct_connections", "batch_size",
+                 "direct_connections", "batch_size", "pack_words",
                  "optimizer", "weight_decay", "xla", "threads", "seed", "split_seed", "strategy")
 _SCHEDULE_FIELDS = ("steps", "epochs", "lr", "lr_schedule", "lr_drops", "eval_every", "eval_max_examples",
                     "early_stop")
@@ -105,7 +105,7 @@ def _add_config_flag(p, name: str, default=None, default_text: str | None = None
                   help=(meta["help"] + (_preset_values(name) if default_text is None else default_text)).replace(
                       "%", "%%"))
     if kind is bool:
-        kwargs.update(action="store_const", const=True)
+        kwargs.update(action=argparse.BooleanOptionalAction)  # --no-NAME turns off a preset's True
         del kwargs["metavar"]
     elif typing.get_origin(kind) is list:
         kwargs.update(type=_lr_drop, action="append")

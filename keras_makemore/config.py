@@ -55,7 +55,12 @@ class TrainConfig:
         dropout: dropout rate on the MLP's hidden layer, on a Transformer's
             embeddings and residual branches.
         direct_connections: Bengio's embedding-to-output connections (mlp).
-        batch_size: examples per minibatch (the global batch under a strategy).
+        batch_size: examples per minibatch (the global batch under a strategy):
+            windows of a window model, rows of a word model.
+        pack_words: pack a word model's words end to end, several to a row
+            (`models.base.packed_word_sequences`), instead of one word a row
+            padded to the longest: about twice the words a row on names. Only
+            a model that keeps packed words apart takes it (transformer).
         steps: optimizer steps in all.
         epochs: if set, train this many passes' worth of steps over the
             training words instead of `steps` (a pass is `n_train / batch_size`
@@ -106,7 +111,10 @@ class TrainConfig:
     dropout: float = _field(0.0, "dropout (mlp: on the hidden layer; transformer: embeddings and residual branches)",
                             metavar="RATE")
     direct_connections: bool = _field(False, "add Bengio's direct embedding-to-output connections (mlp)")
-    batch_size: int = _field(32, "minibatch size (global under a strategy)", metavar="N")
+    batch_size: int = _field(32, "minibatch size (global under a strategy): windows, or a word model's rows",
+                             metavar="N")
+    pack_words: bool = _field(False, "pack several words end to end in each row (transformer): about twice the "
+                              "words a row on names")
     steps: int = _field(200_000, "optimizer steps", metavar="N")
     epochs: int | None = _field(None, "passes over the training words, instead of steps", metavar="N")
     optimizer: str = _field("sgd", "the optimizer", choices=OPTIMIZERS)
@@ -217,6 +225,8 @@ def _is_number(value, kind) -> bool:
 # differ: an earlier one took 618 s for these 24,000 steps; 20,000 (val 1.9211) took 382 s here, 564 s there.
 # Measured against it: dropout 0.2 and 0.25 (1.9324, 1.9419 at 22,000 steps), batch 32 for 38,000 steps (1.9289;
 # dropout 0.1: 1.9349), weight decay 0.02 to 0.3 (1.9263 at best), each decaying every variable.
+# Packed words (`pack_words`: about twice the words a step for the same cost) did not end lower: 1.9233 with 40
+# rows a step, 1.9277 with 32, 1.9313 with 48; with 40 rows and seed 1, 1.9321 against 1.9258 (docs/models.md).
 _TRANSFORMER = dict(model="transformer", embed_dim=64, hidden_units=256, layers=4, heads=4, dropout=0.15,
                     batch_size=64, steps=24_000, eval_every=2_000, optimizer="adamw", lr=2e-3, lr_schedule="cosine",
                     weight_decay=0.1)

@@ -31,7 +31,7 @@ from keras_makemore.data import Corpus, load_names
 from keras_makemore.distribute import is_chief, make_strategy, worker_dir
 from keras_makemore.errors import UserError
 from keras_makemore.lr_finder import LRFinderResult, find_lr
-from keras_makemore.models import get_model_type
+from keras_makemore.models import MODEL_NAMES, get_model_type
 from keras_makemore.models.base import block_size_for, check_model_size, loss, training_examples
 from keras_makemore.optimizers import make_optimizer
 from keras_makemore.runs import load_model
@@ -122,7 +122,7 @@ def _train(config, run_dir, callbacks, verbose, num_samples, resume, tensorboard
     # Data
     data_path = Path(config.data) if config.data else load_names()
     corpus = _corpus(config, data_path)
-    train_examples = training_examples(get_model_type(config.model), corpus, "train")
+    train_examples = training_examples(get_model_type(config.model), corpus, "train", config.pack_words)
     plan = plan_steps(config, len(train_examples))
     if config.threads is None and strategy.num_replicas_in_sync == 1:
         set_intra_op_threads(auto_intra_op_threads(config, corpus.vocab.size, corpus.block_size), explicit=False)
@@ -197,7 +197,12 @@ def xla_scope(config: TrainConfig) -> str:
 def _validate(config: TrainConfig) -> None:
     """`config.validate()`, then what its model type asks of it."""
     config.validate()
-    get_model_type(config.model).check(config)
+    model_type = get_model_type(config.model)
+    if config.pack_words and not model_type.packs_words:
+        packing = ", ".join(name for name in MODEL_NAMES if get_model_type(name).packs_words)
+        raise UserError(f"model {config.model} cannot keep words packed in one row apart: train it without pack_words "
+                        f"(models that can: {packing})", argument="pack_words")
+    model_type.check(config)
 
 
 def _corpus(config: TrainConfig, data_path: Path) -> Corpus | StreamedCorpus:
@@ -358,7 +363,7 @@ def find_lr_for_config(config: TrainConfig, run_dir: str | os.PathLike | None = 
     strategy = make_strategy(config.strategy)
     _check_replicas(config, strategy.num_replicas_in_sync)
     corpus = _corpus(config, Path(config.data) if config.data else load_names())
-    train_examples = training_examples(get_model_type(config.model), corpus, "train")
+    train_examples = training_examples(get_model_type(config.model), corpus, "train", config.pack_words)
     plan = plan_steps(config, len(train_examples))
     model = compiled_model(config, corpus.vocab.size, corpus.block_size, plan, strategy)
     minibatches = train_examples.random_minibatches(config.batch_size, config.seed, plan.total_steps)

@@ -237,7 +237,8 @@ class TrainConfigHyperModel(keras_tuner.HyperModel):
 
     def examples(self, config: TrainConfig):
         """What `config`'s network trains on: `data.Windows`, or a word model's sequences."""
-        return training_examples(get_model_type(config.model), self.corpus(config), "train")
+        return training_examples(get_model_type(config.model), self.corpus(config), "train",
+                                 config.pack_words)
 
     def plan(self, config: TrainConfig):
         return plan_steps(config, len(self.examples(config)))

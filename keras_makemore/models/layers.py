@@ -6,12 +6,67 @@ from keras import ops
 
 
 @keras.saving.register_keras_serializable(package="keras_makemore")
+class WordBoundaries(keras.layers.Layer):
+    """Where each word of a row of token ids starts: who may attend to whom, and each token's position in its word.
+
+    A row holds one word (the start marker, its characters, marker padding) or
+    several packed end to end, each beginning with the start marker. A token
+    may attend to itself and the earlier tokens of its own word; its position
+    counts from its word's start marker. For a row of one word this is the
+    plain causal mask and the column index at every position of the word.
+
+    Args:
+        start_id: the token id that starts a word (the marker).
+
+    Returns:
+        `(bias, positions)`: the attention bias `[batch, 1, length, length]`,
+        0 where attending is allowed and -1e9 where not, and the positions
+        `[batch, length]`, int32.
+
+    Example:
+
+    >>> bias, positions = WordBoundaries()(np.array([[0, 5, 0, 7, 8]]))
+    >>> positions.numpy().tolist()
+    [[0, 1, 0, 1, 2]]
+    >>> (bias.numpy()[0, 0, 3] == 0).tolist()
+    [False, False, True, True, False]
+    """
+
+    def __init__(self, start_id: int = 0, **kwargs):
+        super().__init__(**kwargs)
+        self.start_id = start_id
+
+    def call(self, tokens):
+        length = tokens.shape[1]
+        words = ops.cumsum(ops.cast(ops.equal(tokens, self.start_id), "int32"), axis=1)
+        allowed = ops.logical_and(ops.equal(words[:, :, None], words[:, None, :]),
+                                  np.tril(np.ones((length, length), bool)))
+        positions = ops.sum(ops.cast(allowed, "int32"), axis=-1) - 1
+        # Masked scores get a large negative bias, not -inf: exp underflows to exactly 0 either way.
+        bias = ops.where(allowed, 0.0, -1e9)[:, None]
+        return bias, positions
+
+    def compute_output_spec(self, tokens):
+        batch, length = tokens.shape
+        return (keras.KerasTensor((batch, 1, length, length), "float32"),
+                keras.KerasTensor((batch, length), "int32"))
+
+    def get_config(self):
+        return super().get_config() | {"start_id": self.start_id}
+
+
+@keras.saving.register_keras_serializable(package="keras_makemore")
 class PositionEmbedding(keras.layers.Layer):
     """Add a learned vector per position: `[batch, length, dim]` in and out (makemore.py's `wpe`).
 
     Args:
         length: the positions, the input's second dimension.
         initializer: of the `[length, dim]` table.
+
+    Call arguments:
+        x: `[batch, length, dim]`.
+        positions: optional int32 `[batch, length]`, each vector's position
+            (`WordBoundaries`' for packed words); by default its column.
 
     Example:
 
@@ -31,8 +86,10 @@ class PositionEmbedding(keras.layers.Layer):
         self.embeddings = self.add_weight(shape=(self.length, input_shape[-1]), initializer=self.initializer,
                                           name="embeddings")
 
-    def call(self, x):
-        return x + self.embeddings[None]
+    def call(self, x, positions=None):
+        if positions is None:
+            return x + self.embeddings[None]
+        return x + ops.take(self.embeddings, positions, axis=0)
 
     def get_config(self):
         return super().get_config() | {"length": self.length,
@@ -64,6 +121,11 @@ class CausalSelfAttention(keras.layers.Layer):
         heads: attention heads; they split the input's width.
         kernel_initializer: of both projections (each gets its own copy).
 
+    Call arguments:
+        x: `[batch, length, dim]`.
+        bias: optional `[batch, 1, length, length]` added to the attention
+            scores (`WordBoundaries`' for packed words); by default the causal mask.
+
     Example:
 
     >>> layer = CausalSelfAttention(heads=2)
@@ -91,7 +153,7 @@ class CausalSelfAttention(keras.layers.Layer):
         self.qkv.build(input_shape)
         self.proj.build(input_shape)
 
-    def call(self, x):
+    def call(self, x, bias=None):
         length, dim = x.shape[1], x.shape[2]
         size = dim // self.heads
 
@@ -100,9 +162,9 @@ class CausalSelfAttention(keras.layers.Layer):
 
         q, k, v = (heads(t) for t in ops.split(self.qkv(x), 3, axis=-1))
         scores = ops.matmul(q, ops.transpose(k, (0, 1, 3, 2))) * (1.0 / size**0.5)
-        # Masked scores get a large negative bias, not -inf: exp underflows to exactly 0 either way.
-        future = np.triu(np.full((length, length), -1e9, "float32"), k=1)
-        attention = ops.softmax(scores + future, axis=-1)
+        if bias is None:
+            bias = np.triu(np.full((length, length), -1e9, "float32"), k=1)
+        attention = ops.softmax(scores + bias, axis=-1)
         y = ops.reshape(ops.transpose(ops.matmul(attention, v), (0, 2, 1, 3)), (-1, length, dim))
         return self.proj(y)
 
