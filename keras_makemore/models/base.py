@@ -170,7 +170,7 @@ def packed_word_sequences(words: list[str], vocab: Vocabulary, length: int) -> t
     """
     encoded = _encoded(words, vocab, length)
     rows: list[list[list[int]]] = []
-    rows_with_room: list[list[int]] = [[] for _ in range(length + 1)]  # row indices by free positions
+    rows_with_room: list[list[int]] = [[] for _ in range(length)]  # row indices by free positions (< length)
     for ids in sorted(encoded, key=len, reverse=True):
         size = len(ids) + 1
         room = next((free for free in range(size, length) if rows_with_room[free]), None)

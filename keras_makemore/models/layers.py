@@ -4,6 +4,9 @@ import keras
 import numpy as np
 from keras import ops
 
+# The attention bias of a masked score: a large negative number, not -inf: exp underflows to exactly 0 either way.
+MASKED = -1e9
+
 
 @keras.saving.register_keras_serializable(package="keras_makemore")
 class WordBoundaries(keras.layers.Layer):
@@ -20,7 +23,7 @@ class WordBoundaries(keras.layers.Layer):
 
     Returns:
         `(bias, positions)`: the attention bias `[batch, 1, length, length]`,
-        0 where attending is allowed and -1e9 where not, and the positions
+        0 where attending is allowed and `MASKED` where not, and the positions
         `[batch, length]`, int32.
 
     Example:
@@ -42,8 +45,7 @@ class WordBoundaries(keras.layers.Layer):
         allowed = ops.logical_and(ops.equal(words[:, :, None], words[:, None, :]),
                                   np.tril(np.ones((length, length), bool)))
         positions = ops.sum(ops.cast(allowed, "int32"), axis=-1) - 1
-        # Masked scores get a large negative bias, not -inf: exp underflows to exactly 0 either way.
-        bias = ops.where(allowed, 0.0, -1e9)[:, None]
+        bias = ops.where(allowed, 0.0, MASKED)[:, None]
         return bias, positions
 
     def compute_output_spec(self, tokens):
@@ -163,7 +165,7 @@ class CausalSelfAttention(keras.layers.Layer):
         q, k, v = (heads(t) for t in ops.split(self.qkv(x), 3, axis=-1))
         scores = ops.matmul(q, ops.transpose(k, (0, 1, 3, 2))) * (1.0 / size**0.5)
         if bias is None:
-            bias = np.triu(np.full((length, length), -1e9, "float32"), k=1)
+            bias = np.triu(np.full((length, length), MASKED, "float32"), k=1)
         attention = ops.softmax(scores + bias, axis=-1)
         y = ops.reshape(ops.transpose(ops.matmul(attention, v), (0, 2, 1, 3)), (-1, length, dim))
         return self.proj(y)
