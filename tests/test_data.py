@@ -263,6 +263,7 @@ def test_above_the_limit_the_split_is_by_hash_and_stable(monkeypatch, words_path
     assert np.allclose(many, [0.8, 0.1, 0.1], atol=0.01)
 
 
+@pytest.mark.slow  # a new Python process: the fast selection leaves processes out
 def test_hash_split_is_the_same_in_another_process(words_path):
     program = ("import sys; from keras_makemore.data import hash_split, pack_words, read_words; "
                "print(hash_split(*pack_words(read_words(sys.argv[1])), seed=9).tolist())")

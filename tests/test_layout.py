@@ -49,6 +49,7 @@ def test_the_import_graph_has_no_cycle():
     assert graph["keras_makemore.training"] >= {"keras_makemore.engine", "keras_makemore.config"}
 
 
+@pytest.mark.slow  # a new Python process: the fast selection leaves processes out
 def test_importing_plots_leaves_the_matplotlib_backend_alone():
     code = textwrap.dedent("""
         import matplotlib

@@ -28,7 +28,7 @@ TINY = {"mlp": dict(block_size=3, embed_dim=4, hidden_units=16),
         "bow": dict(embed_dim=8, hidden_units=16),
         "rnn": dict(embed_dim=8, hidden_units=16),
         "gru": dict(embed_dim=8, hidden_units=16),
-        "transformer": dict(embed_dim=8, hidden_units=16, layers=2, heads=2, pack_words=True)}
+        "transformer": dict(embed_dim=8, hidden_units=16, layers=2, heads=2, dropout=0.1, pack_words=True)}
 
 
 def tiny_config(name: str, words_path, **overrides) -> TrainConfig:
