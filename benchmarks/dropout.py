@@ -44,16 +44,16 @@ def threefry_dropout():
     return ThreefryDropout
 
 
-def masks_ms(algorithm: str, tries: int = 5, calls: int = 200) -> float:
-    """Milliseconds for the preset's nine masks of a step, drawn with `algorithm` under XLA; best of `tries`."""
+def masks_ms(algorithm: str, count: int, shape: list[int], rate: float, tries: int = 5, calls: int = 200) -> float:
+    """Milliseconds for `count` masks of `shape` at `rate`, drawn with `algorithm` under XLA; best of `tries`."""
     import tensorflow as tf
 
-    x = tf.ones([64, 16, 64])
+    x = tf.ones(shape)
 
     @tf.function(jit_compile=True)
     def draw(x, seed):
-        for k in range(9):
-            x = tf.nn.experimental.stateless_dropout(x, 0.15, seed=seed + k, rng_alg=algorithm)
+        for k in range(count):
+            x = tf.nn.experimental.stateless_dropout(x, rate, seed=seed + k, rng_alg=algorithm)
         return x
 
     seed = tf.constant([1, 2])
@@ -111,12 +111,18 @@ def main(argv=None) -> int:
     parser.add_argument("--steps", type=int, default=400, help="steps of each turn (default 400)")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = parser.parse_args(argv)
-    masks = {algorithm: masks_ms(algorithm) for algorithm in ("philox", "threefry")}
+    from keras_makemore.config import TrainConfig
+
+    preset = TrainConfig.from_preset("transformer")
+    # A step's masks: one per residual branch of each block, one on the embeddings; 16 positions on names.
+    shape = [preset.batch_size, 16, preset.embed_dim]
+    count = 2 * preset.layers + 1
+    masks = {algorithm: masks_ms(algorithm, count, shape, preset.dropout) for algorithm in ("philox", "threefry")}
     speeds = step_speeds(args.rounds, args.steps)
     if args.json:
         print(json.dumps({"masks_ms": masks, "steps_per_s": speeds}))
         return 0
-    print(f"the preset's nine masks of a step under XLA: philox {masks['philox']:.2f} ms, "
+    print(f"the preset's {count} masks of a step under XLA: philox {masks['philox']:.2f} ms, "
           f"threefry {masks['threefry']:.2f} ms ({masks['philox'] / masks['threefry']:.1f}x)")
     philox, threefry = speeds["keras Dropout (Philox)"], speeds["ThreefryDropout"]
     print("| dropout layer | preset steps/s | ratio |\n| --- | ---: | ---: |")
