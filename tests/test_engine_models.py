@@ -291,7 +291,10 @@ def test_x_only_gan_with_its_own_train_step():
         return gan
 
     reals = rng.normal(size=(64, 4)).astype("float32")
-    _train_both(make, lambda: _dataset(reals), shuffle=True)  # shuffle=: ignored for a dataset, as by plain fit
+    with pytest.warns(UserWarning, match="`shuffle=True` was passed") as caught:
+        _train_both(make, lambda: _dataset(reals), shuffle=True)
+    # shuffle= is ignored for a dataset, with the same warning, by plain fit and engine.fit alike.
+    assert sum("`shuffle=True` was passed" in str(w.message) for w in caught) == 2
 
 
 def test_mixed_precision_loss_scaling():
