@@ -29,6 +29,7 @@ from keras_makemore.evaluation import evaluate_splits, fit_verdict
 from keras_makemore.plots import plot_sweep
 from keras_makemore.rundir import BACKUP_DIR, CONFIG_FILE, HISTORY_JSON, read_config, step_plan
 from keras_makemore.runs import Run
+from keras_makemore.threads import set_intra_op_threads
 from keras_makemore.training import train
 from keras_makemore.tune import reraise_trial_errors, search
 
@@ -72,9 +73,10 @@ def sweep(
     """
     out_dir = Path(out_dir)
     # Threads are fixed for the process at its first training: the first cell's own choice would hold for
-    # every cell, so the cells take TensorFlow's default unless `base` names a number.
-    base = dataclasses.replace(base, data=str(Path(base.data or load_names()).resolve()),
-                               threads=0 if base.threads is None else base.threads)
+    # every cell, so the cells take TensorFlow's default unless `base` names a number, or the threads this
+    # process already runs TensorFlow with (a notebook that trained before).
+    threads = set_intra_op_threads(0, explicit=False) if base.threads is None else base.threads
+    base = dataclasses.replace(base, data=str(Path(base.data or load_names()).resolve()), threads=threads)
     axes = {"block_size": block_sizes, "embed_dim": embed_dims, "hidden_units": hidden_units}
     grid = keras_tuner.HyperParameters()
     for name, values in axes.items():  # GridSearch varies the last axis fastest: hidden units, as the lesson does

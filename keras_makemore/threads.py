@@ -36,19 +36,20 @@ def auto_intra_op_threads(config: TrainConfig, vocab_size: int, block_size: int)
     return 1 if step_size(config, vocab_size, block_size) < ONE_THREAD_BELOW else 0
 
 
-def set_intra_op_threads(threads: int, explicit: bool = True) -> None:
-    """Set TensorFlow's intra-op threads to `threads` (0: its default), if its runtime has not started.
+def set_intra_op_threads(threads: int, explicit: bool = True) -> int:
+    """Set TensorFlow's intra-op threads to `threads` (0: its default), if its runtime has not started;
+    return the threads the process runs with.
 
     Once it has (the process already ran TensorFlow work), the setting is fixed: an `explicit` request
     for another number is a `UserError` naming `threads`; otherwise it is left as it is.
     """
-    if tf.config.threading.get_intra_op_parallelism_threads() == threads:
-        return
     try:
-        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        if tf.config.threading.get_intra_op_parallelism_threads() != threads:
+            tf.config.threading.set_intra_op_parallelism_threads(threads)
     except RuntimeError:
         if explicit:
             current = tf.config.threading.get_intra_op_parallelism_threads()
             raise UserError(f"threads {threads} can only be set before TensorFlow starts, and this process "
                             f"already runs it with {current or 'its default'} threads: train in a new process, "
                             "or leave threads unset", argument="threads") from None
+    return tf.config.threading.get_intra_op_parallelism_threads()

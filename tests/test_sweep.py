@@ -1,6 +1,9 @@
 """A real two-cell sweep: its rows match separately trained runs, and a restart skips finished cells."""
 
 import dataclasses
+import json
+import subprocess
+import sys
 
 import keras
 import pytest
@@ -78,3 +81,26 @@ def test_sweep_plot_of_a_three_by_two_grid(tmp_path):
              "val_loss": 2.55 - h / 2000 - e / 100} for e in (2, 10) for h in (50, 100, 200)]
     title = assert_readable_png(plot_sweep(rows, tmp_path / "sweep.png", title="a test sweep"))["Title"]
     assert title == "a test sweep"
+
+
+_TRAIN_THEN_SWEEP = """
+import json, sys
+import tensorflow as tf
+from keras_makemore.config import TrainConfig
+from keras_makemore.sweep import sweep
+from keras_makemore.training import train
+base = TrainConfig.from_json(json.loads(sys.argv[1]))
+train(base, sys.argv[2] + "/first", verbose=0, num_samples=0)  # a step this small takes one thread
+rows = sweep(base, sys.argv[2] + "/sweep", hidden_units=[8], embed_dims=[2], block_sizes=[3], print_fn=print)
+print(json.dumps({"threads": tf.config.threading.get_intra_op_parallelism_threads(), "cells": len(rows)}))
+"""
+
+
+@pytest.mark.slow
+def test_a_sweep_after_a_training_in_the_same_process_runs_on_its_threads(tmp_path, base):
+    # A notebook trains a small network (one intra-op thread, fixed from then on), then sweeps.
+    out = subprocess.run([sys.executable, "-c", _TRAIN_THEN_SWEEP,
+                          json.dumps(dataclasses.replace(base, steps=200).to_json()), str(tmp_path)],
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == {"threads": 1, "cells": 1}
