@@ -10,6 +10,7 @@ import json
 import subprocess
 import sys
 import textwrap
+import warnings
 import weakref
 
 import keras
@@ -291,10 +292,12 @@ def test_x_only_gan_with_its_own_train_step():
         return gan
 
     reals = rng.normal(size=(64, 4)).astype("float32")
-    with pytest.warns(UserWarning, match="`shuffle=True` was passed") as caught:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
         _train_both(make, lambda: _dataset(reals), shuffle=True)
-    # shuffle= is ignored for a dataset, with the same warning, by plain fit and engine.fit alike.
-    assert sum("`shuffle=True` was passed" in str(w.message) for w in caught) == 2
+    # shuffle= is ignored for a dataset by plain fit and engine.fit alike: Keras 3.15 says so once for each,
+    # earlier Keras says nothing.
+    assert sum("`shuffle=True` was passed" in str(w.message) for w in caught) in (0, 2)
 
 
 def test_mixed_precision_loss_scaling():
