@@ -1,4 +1,5 @@
-"""The Transformer preset's training step with Keras' `Dropout` against one drawing Threefry masks, side by side.
+"""The `best` preset's training step (the Transformer at batch 64) with Keras' `Dropout` against one drawing
+Threefry masks, side by side.
 
 Keras' dropout draws its masks with TensorFlow's default algorithm, Philox,
 which XLA draws slowly on CPU. `ThreefryDropout` below is Keras' `Dropout`
@@ -9,7 +10,7 @@ val ended higher at each seed tried (docs/models.md). Two figures:
 - the masks alone: the preset's nine dropout masks of a step (`[64, 16, 64]`
   each, rate 0.15) drawn in one XLA-compiled function, milliseconds per step,
   with Philox (what Keras' dropout draws with) and with Threefry;
-- the whole step: steps/s of the `transformer` preset through `engine.fit` on
+- the whole step: steps/s of the `best` preset through `engine.fit` on
   its own minibatches, its network built with each dropout layer, the two
   taking turns in one process for `--rounds` rounds of `--steps` steps, best
   round counted (speed drifts from minute to minute on a shared machine).
@@ -80,7 +81,7 @@ def step_speeds(rounds: int, steps: int) -> dict[str, float]:
     from keras_makemore.models.base import training_examples
     from keras_makemore.training import _corpus, compiled_model, xla_scope
 
-    config = TrainConfig.from_preset("transformer")
+    config = TrainConfig.from_preset("best")
     corpus = _corpus(config, load_names())
     examples = training_examples(get_model_type(config.model), corpus, "train")
     plan = plan_steps(config, len(examples))
@@ -113,7 +114,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     from keras_makemore.config import TrainConfig
 
-    preset = TrainConfig.from_preset("transformer")
+    preset = TrainConfig.from_preset("best")
     # A step's masks: one per residual branch of each block, one on the embeddings; 16 positions on names.
     shape = [preset.batch_size, 16, preset.embed_dim]
     count = 2 * preset.layers + 1

@@ -23,7 +23,9 @@ Each side's clock starts at its first training step (ours: `fit`'s
 `on_train_begin`, so tracing and XLA compilation count) and includes its
 validation passes; neither trains past the budget, and each validates once
 more at its end. The time each process took before its clock started
-(imports, data, model) is printed apart. The second table gives, at the same
+(imports, data, model) is printed apart. Words/s is steps/s times the
+batch times the words a row carries: one, or about 2.1 for ours with
+packed words (the `transformer` preset). The second table gives, at the same
 wall times, each side's last val loss by then, its best so far, its steps and
 steps/s.
 
@@ -111,6 +113,18 @@ def split_hashes(data: str) -> dict:
     return {name: hashlib.sha256("\n".join(split[name]).encode("utf-8")).hexdigest() for name in ("train", "val")}
 
 
+def words_per_row(config, data: str) -> float:
+    """The training words a row of ours carries: 1, or about 2.1 with packed words (`pack_words`)."""
+    from keras_makemore.models import get_model_type
+    from keras_makemore.models.base import training_examples
+    from keras_makemore.training import _corpus
+
+    if not config.pack_words:
+        return 1.0
+    corpus = _corpus(config, Path(data))
+    return len(corpus.split["train"]) / len(training_examples(get_model_type(config.model), corpus, "train", True))
+
+
 def _side(records: list[dict], wall: float, cpu: float, command: str) -> dict:
     start = next(r for r in records if r["event"] == "start")
     end = next((r for r in records if r["event"] == "end"), None)
@@ -139,7 +153,7 @@ def measure(args, data: str) -> dict:
         argv = ours_argv(str(Path(tmp) / "run"), args.eval_every, args.ours_flags)
         ours_run = timed_run([sys.executable, __file__, "--seconds", f"{args.seconds:g}",
                               "--ours-run", json.dumps(argv)])
-        ours_batch = read_config(Path(tmp) / "run")[0].batch_size
+        ours_config = read_config(Path(tmp) / "run")[0]
     # `train` ends by evaluating its best checkpoint on the whole splits (`evaluation.evaluate_splits`): the
     # same metric as the curve's, which the table shows beside the curve's best as a check.
     final = re.search(r"train loss (\d+\.\d+)  val loss (\d+\.\d+)", ours_run["stdout"])
@@ -151,7 +165,8 @@ def measure(args, data: str) -> dict:
                                 display(["python", "-m", "keras_makemore",
                                          *ours_argv("DIR", args.eval_every, args.ours_flags)])),
     }
-    sides["keras-makemore"]["batch_size"] = ours_batch
+    sides["keras-makemore"]["batch_size"] = ours_config.batch_size
+    sides["keras-makemore"]["words_per_row"] = words_per_row(ours_config, data)
     sides["keras-makemore"]["evaluate"] = {"train": float(final[1]), "val": float(final[2])}
     return {"seconds": args.seconds, "cores": os.cpu_count(), "sides": sides,
             "load_average_before": load_before, "load_average_after": os.getloadavg()}
@@ -177,7 +192,7 @@ def print_tables(result: dict, points: int) -> None:
         best, last = min(s["curve"], key=lambda r: r["val_loss"]), s["curve"][-1]
         print(f"| {name} | `{s['command']}` | {s['parameters']:,} | {s['setup_s']:.1f} | {s['batch_size']} | "
               f"{s['steps']:,} | {s['steps_per_s']:.1f} | {s['steps_per_s_without_eval']:.1f} | "
-              f"{s['steps_per_s'] * s['batch_size']:,.0f} | "
+              f"{s['steps_per_s'] * s['batch_size'] * s.get('words_per_row', 1.0):,.0f} | "
               f"{best['val_loss']:.4f} ({best['seconds']:.0f}) | {last['val_loss']:.4f} ({last['seconds']:.0f}) | "
               f"{s['process_wall_s']:.0f} | {s['process_cpu_s']:.0f} |")
     names = list(sides)

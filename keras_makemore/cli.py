@@ -687,7 +687,8 @@ def _in_flag_terms(error, argument_flags: dict[str, str]) -> str:
     """The `UserError`'s message with Python argument names replaced by their flags.
 
     The argument at fault becomes its flag, and so does any argument written
-    as `name=value` (`--flag value`; `name=True` is the flag alone).
+    as `name=value` (`--flag value`; `name=True` is the flag alone, and
+    `name=False` its `--no-` twin, which `argparse.BooleanOptionalAction` adds).
     """
     message = str(error)
 
@@ -696,6 +697,8 @@ def _in_flag_terms(error, argument_flags: dict[str, str]) -> str:
         flag = argument_flags.get(name)
         if flag is None or (name != error.argument and value is None):
             return match[0]
+        if value == "False" and flag.startswith("--"):
+            return "--no-" + flag[2:]
         return flag if value in (None, "True") else f"{flag} {value}"
 
     return re.sub(r"(?<![\w./-])([a-z][a-z0-9_]*)(?:=([^\s,;:)]+))?(?![\w/-])", flag_of, message)

@@ -200,8 +200,8 @@ def _validate(config: TrainConfig) -> None:
     model_type = get_model_type(config.model)
     if config.pack_words and not model_type.packs_words:
         packing = ", ".join(name for name in MODEL_NAMES if get_model_type(name).packs_words)
-        raise UserError(f"model {config.model} cannot keep words packed in one row apart: train it without pack_words "
-                        f"(models that can: {packing})", argument="pack_words")
+        raise UserError(f"model {config.model} cannot keep words packed in one row apart: train it with "
+                        f"pack_words=False (models that can: {packing})", argument="pack_words")
     model_type.check(config)
 
 

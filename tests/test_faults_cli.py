@@ -108,6 +108,9 @@ def test_version_and_no_command(capsys):
     ("start_lr must be above 0 and below end_lr, got start_lr=1.0 and end_lr=1e-05: lower start_lr", "start_lr",
      {"start_lr": "--start-lr", "end_lr": "--end-lr"},
      "--start-lr must be above 0 and below end_lr, got --start-lr 1.0 and --end-lr 1e-05: lower --start-lr"),
+    ("model gru cannot keep words packed in one row apart: train it with pack_words=False", "pack_words",
+     {"pack_words": "--pack-words"},
+     "model gru cannot keep words packed in one row apart: train it with --no-pack-words"),
     ("config.json is corrupt (block_size must be an int)", None, {"block_size": "--block-size"},
      "config.json is corrupt (block_size must be an int)"),
 ])
