@@ -70,8 +70,8 @@ def measure(rounds: int, calls: int, layers: int) -> list[dict]:
     import numpy as np
     import tensorflow as tf
 
-    from keras_makemore.config import TrainConfig
     from keras_makemore.models.layers import CausalSelfAttention
+    from keras_makemore.training.config import TrainConfig
 
     tf.get_logger().setLevel("ERROR")  # one tf.function per row: TensorFlow's retracing warning is expected
     preset = TrainConfig.from_preset("best")

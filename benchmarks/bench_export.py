@@ -19,11 +19,11 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from ai_edge_litert.interpreter import Interpreter  # noqa: E402
 
-from keras_makemore.controls import SamplingControls  # noqa: E402
-from keras_makemore.export import EXPORT_DIR, SAVED_MODEL_DIR, export_run  # noqa: E402
-from keras_makemore.exported import ExportedModel  # noqa: E402
-from keras_makemore.runs import Run  # noqa: E402
-from keras_makemore.sampling import sample_words  # noqa: E402
+from keras_makemore.artifacts.reader import ExportedModel
+from keras_makemore.artifacts.writer import EXPORT_DIR, SAVED_MODEL_DIR, export_run
+from keras_makemore.sampling.controls import SamplingControls
+from keras_makemore.sampling.words import sample_words
+from keras_makemore.training.run import Run
 
 
 def best_seconds(fn, calls: int, repeats: int = 3) -> float:

@@ -11,10 +11,9 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-from keras_makemore.data import load_names
+from keras_makemore.data.reading import load_names
 
 NAMES = load_names()
 MIRRORED = ("import sys, runpy, tensorflow as tf; cpu = tf.config.list_physical_devices('CPU')[0]; "

@@ -75,14 +75,14 @@ def step_speeds(rounds: int, steps: int) -> dict[str, float]:
     import tensorflow as tf
 
     from keras_makemore import engine
-    from keras_makemore.config import TrainConfig, plan_steps
-    from keras_makemore.data import load_names
+    from keras_makemore.data.reading import load_names
     from keras_makemore.models import get_model_type
-    from keras_makemore.models.base import training_examples
-    from keras_makemore.training import _corpus, compiled_model, xla_scope
+    from keras_makemore.models.keras_model import training_examples
+    from keras_makemore.training.config import TrainConfig, plan_steps
+    from keras_makemore.training.recipe import compiled_model, corpus_for
 
     config = TrainConfig.from_preset("best")
-    corpus = _corpus(config, load_names())
+    corpus = corpus_for(config, load_names())
     examples = training_examples(get_model_type(config.model), corpus, "train")
     plan = plan_steps(config, len(examples))
     runs = {}
@@ -96,12 +96,12 @@ def step_speeds(rounds: int, steps: int) -> dict[str, float]:
         minibatches = examples.random_minibatches(config.batch_size, config.seed, 10**8)
         chunk = plan.steps_per_execution
         runs[name] = (model, minibatches, max(chunk, steps // chunk * chunk))
-        engine.fit(model, minibatches, xla=xla_scope(config), steps_per_epoch=chunk, epochs=1, verbose=0)
+        engine.fit(model, minibatches, xla=get_model_type(config.model).xla_scope, steps_per_epoch=chunk, epochs=1, verbose=0)
     best = dict.fromkeys(runs, 0.0)
     for _ in range(rounds):
         for name, (model, minibatches, n) in runs.items():
             start = time.perf_counter()
-            engine.fit(model, minibatches, xla=xla_scope(config), steps_per_epoch=n, epochs=1, verbose=0)
+            engine.fit(model, minibatches, xla=get_model_type(config.model).xla_scope, steps_per_epoch=n, epochs=1, verbose=0)
             best[name] = max(best[name], n / (time.perf_counter() - start))
     return best
 
@@ -112,7 +112,7 @@ def main(argv=None) -> int:
     parser.add_argument("--steps", type=int, default=400, help="steps of each turn (default 400)")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = parser.parse_args(argv)
-    from keras_makemore.config import TrainConfig
+    from keras_makemore.training.config import TrainConfig
 
     preset = TrainConfig.from_preset("best")
     # A step's masks: one per residual branch of each block, one on the embeddings; 16 positions on names.

@@ -16,9 +16,9 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-from keras_makemore.data import load_names  # noqa: E402
-from keras_makemore.config import TrainConfig
-from keras_makemore.training import find_lr_for_config, train  # noqa: E402
+from keras_makemore.data.reading import load_names
+from keras_makemore.training.config import TrainConfig
+from keras_makemore.training.recipe import find_lr_for_config, train
 
 NAMES = str(load_names())
 

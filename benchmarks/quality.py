@@ -15,10 +15,11 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-from keras_makemore.data import load_names  # noqa: E402
-from keras_makemore.evaluation import evaluate_splits  # noqa: E402
-from keras_makemore.config import PRESETS, TrainConfig
-from keras_makemore.training import train  # noqa: E402
+from keras_makemore.analysis.evaluation import evaluate_splits
+from keras_makemore.data.reading import load_names
+from keras_makemore.training.config import TrainConfig
+from keras_makemore.training.presets import PRESETS
+from keras_makemore.training.recipe import train
 
 DEFAULT_DATA = load_names()
 

@@ -32,7 +32,7 @@ def generate(path: Path, lines: int, seed: int = 0) -> None:
     """Write `lines` names, each with one random lowercase letter inserted, deterministically for `seed`."""
     import numpy as np
 
-    from keras_makemore.data import _ranges, load_names, pack_words, read_words
+    from keras_makemore.data.reading import concat_ranges, load_names, pack_words, read_words
 
     chars, offsets = pack_words(read_words(load_names()))
     rng = np.random.default_rng(seed)
@@ -44,7 +44,7 @@ def generate(path: Path, lines: int, seed: int = 0) -> None:
             insert_at = (rng.random(count) * (length + 1)).astype(np.int64)
             letter = rng.integers(ord("a"), ord("z") + 1, count).astype(np.uint8)
             # Each line is its name with the letter at `insert_at`, then a newline.
-            pos = _ranges(length + 2)
+            pos = concat_ranges(length + 2)
             line = np.repeat(np.arange(count), length + 2)
             source = offsets[name][line] + pos - (pos > insert_at[line])
             out = chars[np.minimum(source, len(chars) - 1)]
@@ -66,9 +66,9 @@ def run(command: list[str], env: dict) -> tuple[float, float, str]:
 
 PROBE = """
 import sys, time
-from keras_makemore.data import Corpus
-from keras_makemore.evaluation import evaluate_splits
-from keras_makemore.runs import Run
+from keras_makemore.data.corpus import Corpus
+from keras_makemore.analysis.evaluation import evaluate_splits
+from keras_makemore.training.run import Run
 started = time.perf_counter()
 corpus = Corpus.from_file(sys.argv[1], 3)
 prepared = time.perf_counter() - started
@@ -102,7 +102,8 @@ def measure(path: Path, lines: int, steps: int, work: Path, env: dict) -> dict:
 
 def prepare(path: Path, repeats: int = 5) -> None:
     """Print the best time of `Corpus.from_file` and the three splits' windows over `repeats` runs."""
-    from keras_makemore.data import SPLIT_NAMES, Corpus
+    from keras_makemore.data.corpus import Corpus
+    from keras_makemore.data.split import SPLIT_NAMES
 
     best = float("inf")
     for _ in range(repeats):

@@ -20,7 +20,7 @@ CONFIGS = ("defaults", "lecture", "quick", "mlp-best", "bigram", "wavenet", "bow
 
 
 def _config(name: str):
-    from keras_makemore.config import TrainConfig
+    from keras_makemore.training.config import TrainConfig
 
     return TrainConfig() if name == "defaults" else TrainConfig.from_preset(name)
 
@@ -31,15 +31,15 @@ def measure(name: str, threads: int, seconds: float) -> dict:
 
     tf.config.threading.set_intra_op_parallelism_threads(threads)
     from keras_makemore import engine
-    from keras_makemore.config import plan_steps
-    from keras_makemore.data import load_names
+    from keras_makemore.data.reading import load_names
     from keras_makemore.models import get_model_type
-    from keras_makemore.models.base import training_examples
-    from keras_makemore.threads import auto_intra_op_threads, step_size
-    from keras_makemore.training import _corpus, compiled_model, xla_scope
+    from keras_makemore.models.keras_model import training_examples
+    from keras_makemore.training.config import plan_steps
+    from keras_makemore.training.recipe import compiled_model, corpus_for
+    from keras_makemore.training.threads import auto_intra_op_threads, step_size
 
     config = _config(name)
-    corpus = _corpus(config, load_names())
+    corpus = corpus_for(config, load_names())
     examples = training_examples(get_model_type(config.model), corpus, "train")
     plan = plan_steps(config, len(examples))
     model = compiled_model(config, corpus.vocab.size, corpus.block_size, plan, tf.distribute.get_strategy())
@@ -48,7 +48,7 @@ def measure(name: str, threads: int, seconds: float) -> dict:
 
     def fit(steps: int) -> float:
         start = time.perf_counter()
-        engine.fit(model, minibatches, xla=xla_scope(config), steps_per_epoch=steps, epochs=1, verbose=0)
+        engine.fit(model, minibatches, xla=get_model_type(config.model).xla_scope, steps_per_epoch=steps, epochs=1, verbose=0)
         return time.perf_counter() - start
 
     fit(chunk)  # compile

@@ -33,13 +33,14 @@ import sys
 import time
 from pathlib import Path
 
-from keras_makemore.data import load_names
+from keras_makemore.data.reading import load_names
 
 DEFAULT_DATA = load_names()
 
 
 def _lecture_corpus(data: str, repeat: int):
-    from keras_makemore.data import Corpus, read_words
+    from keras_makemore.data.corpus import Corpus
+    from keras_makemore.data.reading import read_words
 
     return Corpus(read_words(data) * repeat, block_size=3, seed=42)
 
@@ -54,11 +55,11 @@ def _measure_keras(method: str, steps: int, data: str, repeat: int, hidden: int)
     import tensorflow as tf
 
     from keras_makemore import engine
-    from keras_makemore.config import TrainConfig, plan_steps
-    from keras_makemore.data import make_dataset
+    from keras_makemore.data.windows import make_dataset
     from keras_makemore.models.mlp import build_model
-    from keras_makemore.threads import auto_intra_op_threads, set_intra_op_threads
-    from keras_makemore.training import compiled_model
+    from keras_makemore.training.config import TrainConfig, plan_steps
+    from keras_makemore.training.recipe import compiled_model
+    from keras_makemore.training.threads import auto_intra_op_threads, set_intra_op_threads
 
     corpus = _lecture_corpus(data, repeat)
     # Threads are set before TensorFlow's runtime starts (cutting the examples starts it).
@@ -103,9 +104,10 @@ def _measure_best_preset(xla: bool, steps: int, data: str) -> dict:
     import tensorflow as tf
 
     from keras_makemore import engine
-    from keras_makemore.config import TrainConfig, plan_steps
-    from keras_makemore.data import Corpus, read_words
-    from keras_makemore.training import compiled_model
+    from keras_makemore.data.corpus import Corpus
+    from keras_makemore.data.reading import read_words
+    from keras_makemore.training.config import TrainConfig, plan_steps
+    from keras_makemore.training.recipe import compiled_model
 
     config = TrainConfig.from_preset("mlp-best", data=data, xla="on" if xla else "off", eval_every=steps)
     corpus = Corpus(read_words(data), config.block_size, seed=42)
@@ -350,7 +352,7 @@ def main() -> None:
         print(f"| {hidden:>6} | {plain['steps_per_s']:>9,.0f} | {noxla['steps_per_s']:>12,.0f} | {xla['steps_per_s']:>9,.0f} | "
               f"{xla['steps_per_s'] / noxla['steps_per_s']:>11.2f}x | {best / plain['steps_per_s']:>11.2f}x |")
 
-    from keras_makemore.config import PRESETS
+    from keras_makemore.training.presets import PRESETS
 
     preset = PRESETS["mlp-best"]
     print(f"\n## The best preset's network (block {preset['block_size']}, embed {preset['embed_dim']}, "

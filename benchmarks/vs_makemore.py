@@ -107,7 +107,7 @@ def _ours_in_process(argv: list[str], seconds: float) -> None:
 
 def split_hashes(data: str) -> dict:
     """sha256 of keras-makemore's train and val words, joined by newlines, as makemore_torch.py prints them."""
-    from keras_makemore.data import Corpus
+    from keras_makemore.data.corpus import Corpus
 
     split = Corpus.from_file(data, block_size=3, seed=42).split
     return {name: hashlib.sha256("\n".join(split[name]).encode("utf-8")).hexdigest() for name in ("train", "val")}
@@ -116,12 +116,12 @@ def split_hashes(data: str) -> dict:
 def words_per_row(config, data: str) -> float:
     """The training words a row of ours carries: 1, or about 2.1 with packed words (`pack_words`)."""
     from keras_makemore.models import get_model_type
-    from keras_makemore.models.base import training_examples
-    from keras_makemore.training import _corpus
+    from keras_makemore.models.keras_model import training_examples
+    from keras_makemore.training.recipe import corpus_for
 
     if not config.pack_words:
         return 1.0
-    corpus = _corpus(config, Path(data))
+    corpus = corpus_for(config, Path(data))
     return len(corpus.split["train"]) / len(training_examples(get_model_type(config.model), corpus, "train", True))
 
 
@@ -140,7 +140,7 @@ def _side(records: list[dict], wall: float, cpu: float, command: str) -> dict:
 
 
 def measure(args, data: str) -> dict:
-    from keras_makemore.rundir import read_config
+    from keras_makemore.training.rundir import read_config
 
     load_before = os.getloadavg()
     peer_cmd = peer_command(data, args.peer_seconds or args.seconds, args.peer_eval_every, args.peer_loader)
@@ -239,7 +239,7 @@ def main() -> None:
     from keras_makemore import cli
 
     cli._import_tensorflow_quietly()  # the split check imports it here: without its start-up chatter
-    from keras_makemore.data import load_names
+    from keras_makemore.data.reading import load_names
 
     result = measure(args, str(load_names()))
     if args.json:

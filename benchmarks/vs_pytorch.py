@@ -98,7 +98,10 @@ def breakdown(argv: list[str]) -> dict:
     cli._import_tensorflow_quietly()
     import keras
 
-    from keras_makemore import callbacks, engine, evaluation, rundir, runs, sampling, training
+    from keras_makemore import engine
+    from keras_makemore.analysis import evaluation
+    from keras_makemore.sampling import words
+    from keras_makemore.training import callbacks, recipe, rundir, run
 
     timers = _Timers()
     timers.seconds["import"] = time.perf_counter() - start
@@ -113,9 +116,9 @@ def breakdown(argv: list[str]) -> dict:
         def on_train_batch_end(self, batch, logs=None):
             chunk_ends.append(time.perf_counter())
 
-    timers.patch("data", training, "_corpus")
-    timers.patch("data", training, "training_examples")
-    timers.patch("model build + compile", training, "compiled_model")
+    timers.patch("data", recipe, "corpus_for")
+    timers.patch("data", recipe, "training_examples")
+    timers.patch("model build + compile", recipe, "compiled_model")
     timers.patch("training", engine, "fit")
     timed_fit = engine.fit
 
@@ -128,10 +131,10 @@ def breakdown(argv: list[str]) -> dict:
     for owner in (callbacks.BestModelCheckpoint, callbacks.AtomicCSVLogger, callbacks.AtomicBackupAndRestore):
         timers.patch("saving (checkpoints, CSV, history, reload)", owner, "on_epoch_end")
     timers.patch("saving (checkpoints, CSV, history, reload)", rundir, "write_history")
-    timers.patch("saving (checkpoints, CSV, history, reload)", runs, "load_model")
-    timers.patch("saving (checkpoints, CSV, history, reload)", training, "load_model")
+    timers.patch("saving (checkpoints, CSV, history, reload)", run, "load_model")
+    timers.patch("saving (checkpoints, CSV, history, reload)", recipe, "load_model")
     timers.patch("final evaluation (train, val)", evaluation, "evaluate_splits")
-    timers.patch("sampling", sampling, "sample_words")
+    timers.patch("sampling", words, "sample_words")
     train_with_probe(argv, ChunkTimes())
     total = time.perf_counter() - start
     timers.seconds["other"] = total - sum(timers.seconds.values())
@@ -155,7 +158,8 @@ def _breakdown_run(steps: int, run_dir: str) -> dict:
 
 def check_same_split(peer_stdout: str, data: str) -> None:
     """The peer's train and val example counts are those of keras-makemore's split (block 3)."""
-    from keras_makemore.data import Corpus, read_words
+    from keras_makemore.data.corpus import Corpus
+    from keras_makemore.data.reading import read_words
 
     corpus = Corpus(read_words(data), block_size=3, seed=42)
     peer = json_lines(peer_stdout)[-1]
@@ -243,7 +247,7 @@ def main() -> None:
     from keras_makemore import cli
 
     cli._import_tensorflow_quietly()  # the split check imports it here: without its start-up chatter
-    from keras_makemore.data import load_names
+    from keras_makemore.data.reading import load_names
 
     result = measure(args.pairs, args.steps, str(load_names()))
     if args.json:

@@ -18,13 +18,14 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-from keras_makemore.config import TrainConfig, preset_name  # noqa: E402
-from keras_makemore.evaluation import evaluate_splits  # noqa: E402
-from keras_makemore.export import export_run  # noqa: E402
-from keras_makemore.exported import ExportedModel  # noqa: E402
+from keras_makemore.analysis.evaluation import evaluate_splits
+from keras_makemore.artifacts.reader import ExportedModel
+from keras_makemore.artifacts.writer import export_run
 from keras_makemore.models import MODEL_NAMES  # noqa: E402
-from keras_makemore.sampling import sample_words  # noqa: E402
-from keras_makemore.training import train  # noqa: E402
+from keras_makemore.sampling.words import sample_words
+from keras_makemore.training.config import TrainConfig
+from keras_makemore.training.presets import preset_name
+from keras_makemore.training.recipe import train
 
 # Published figures on names.txt (val on the lecture's split unless said otherwise).
 ANCHORS = [

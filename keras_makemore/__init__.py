@@ -5,12 +5,22 @@ wait for TensorFlow:
 
     from keras_makemore import Corpus, build_model, fit, make_dataset, sample_words
 
-Modules, data flowing one way: `config` (TrainConfig, presets, defaults) and
-`rundir` (the run directory's files) need no TensorFlow; `data`, `models` (one
-module per architecture, a registry and their contract) and
-`engine` (the fast loop inside `model.fit` for any Keras model) are the
-building blocks, with `streaming` for word lists bigger than memory; `training` is the recipe that joins them; `runs`, `plots`,
-`report`, `sweep` and `cli` read and use what it saved.
+The packages, data flowing one way (a test checks that no import goes in a
+circle):
+
+- `data`: reading word lists, the vocabulary, the split, context windows, word
+  rows, corpora in memory or streamed from disk;
+- `models`: one module per model type (network, presets, search rows), the
+  registry and the contract (`models.base`); `models.keras_model` reaches a
+  built model;
+- `engine`: `fit`, the chunked XLA loop inside `model.fit`, for any Keras model;
+- `training`: `TrainConfig` and its presets, the recipe (`train`), callbacks,
+  optimizers, the LR finder, the run directory;
+- `analysis`: losses and the fit verdict, plots, reports;
+- `sampling`: the controls, the one in-graph sampling loop, words, scores;
+- `artifacts`: the SavedModel and `.tflite` files, written and opened again;
+- `search`: `tune` (KerasTuner) and `sweep`;
+- `cli`: the `keras-makemore` command, a thin layer over the above.
 """
 
 import importlib
@@ -19,28 +29,29 @@ __version__ = "0.1.0"
 
 _EXPORTS = {
     "UserError": "errors",
-    "Vocabulary": "data", "Corpus": "data", "Split": "data", "read_words": "data",
-    "split_words": "data", "build_examples": "data", "make_dataset": "data", "load_names": "data",
-    "random_minibatches": "data", "Windows": "data",
-    "StreamedCorpus": "streaming", "open_corpus": "streaming",
+    "Vocabulary": "data.vocabulary", "Corpus": "data.corpus", "Split": "data.split", "read_words": "data.reading",
+    "split_words": "data.split", "build_examples": "data.windows", "make_dataset": "data.windows",
+    "load_names": "data.reading", "random_minibatches": "data.windows", "Windows": "data.windows",
+    "StreamedCorpus": "data.streaming", "open_corpus": "data.streaming",
     "build_model": "models.mlp", "get_model_type": "models", "MODEL_NAMES": "models", "ModelType": "models.base",
-    "next_token_logits": "models.base",
+    "next_token_logits": "models.keras_model",
     "fit": "engine",
-    "TrainConfig": "config", "PRESETS": "config", "TuneConfig": "config", "train": "training",
-    "SampleWords": "callbacks", "BestModelCheckpoint": "callbacks", "StopOnNonFiniteLoss": "callbacks",
-    "AtomicCSVLogger": "callbacks", "EarlyStoppingOnValLoss": "callbacks",
-    "sample_words": "sampling", "iter_words": "sampling", "novelty": "sampling",
-    "SamplingControls": "controls", "score_words": "scoring", "WordScore": "scoring",
-    "evaluate_splits": "evaluation", "fit_verdict": "evaluation", "SplitLoss": "evaluation",
-    "Run": "runs",
-    "EmbeddingProjector": "callbacks",
-    "plot_embeddings": "plots", "plot_loss": "plots", "plot_run": "plots", "plot_sweep": "plots",
-    "plot_lr_find": "plots",
-    "write_report": "report",
-    "LRFinder": "lr_finder", "LRFinderResult": "lr_finder", "find_lr": "lr_finder",
-    "suggest_learning_rates": "lr_finder", "find_lr_for_config": "training",
-    "export_run": "export", "write_saved_model": "export", "convert_to_litert": "export",
-    "ExportedModel": "exported",
+    "TrainConfig": "training.config", "PRESETS": "training.presets", "TuneConfig": "search.space",
+    "train": "training.recipe",
+    "SampleWords": "training.callbacks", "BestModelCheckpoint": "training.callbacks",
+    "StopOnNonFiniteLoss": "training.callbacks", "AtomicCSVLogger": "training.callbacks",
+    "EarlyStoppingOnValLoss": "training.callbacks", "EmbeddingProjector": "training.callbacks",
+    "sample_words": "sampling.words", "iter_words": "sampling.words", "novelty": "sampling.words",
+    "SamplingControls": "sampling.controls", "score_words": "sampling.scoring", "WordScore": "sampling.scoring",
+    "evaluate_splits": "analysis.evaluation", "fit_verdict": "analysis.evaluation", "SplitLoss": "analysis.evaluation",
+    "Run": "training.run",
+    "plot_embeddings": "analysis.plots", "plot_loss": "analysis.plots", "plot_run": "analysis.plots",
+    "plot_sweep": "analysis.plots", "plot_lr_find": "analysis.plots",
+    "write_report": "analysis.report",
+    "LRFinder": "training.lr_finder", "LRFinderResult": "training.lr_finder", "find_lr": "training.lr_finder",
+    "suggest_learning_rates": "training.lr_finder", "find_lr_for_config": "training.recipe",
+    "export_run": "artifacts.writer", "write_saved_model": "artifacts.writer", "convert_to_litert": "artifacts.writer",
+    "ExportedModel": "artifacts.reader",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -6,13 +6,16 @@ import os
 import numpy as np
 import pytest
 
-from keras_makemore import data, streaming
-from keras_makemore.config import TrainConfig
-from keras_makemore.data import SPLIT_NAMES, Corpus, Vocabulary, read_words
+from keras_makemore.analysis.evaluation import evaluate_splits, mean_nll
+from keras_makemore.data import corpus, streaming
+from keras_makemore.data.corpus import Corpus
+from keras_makemore.data.reading import read_words
+from keras_makemore.data.split import SPLIT_NAMES
+from keras_makemore.data.streaming import StreamedCorpus, open_corpus
+from keras_makemore.data.vocabulary import Vocabulary
 from keras_makemore.errors import UserError
-from keras_makemore.evaluation import evaluate_splits, mean_nll
 from keras_makemore.models.mlp import build_model
-from keras_makemore.streaming import StreamedCorpus, open_corpus
+from keras_makemore.training.config import TrainConfig
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +29,7 @@ def many_words(tmp_path_factory, names_path):
 def test_streamed_split_and_examples_equal_the_in_memory_hash_split(monkeypatch, many_words):
     streamed = StreamedCorpus(many_words, 3, seed=4, chunk_bytes=3000)
     assert len(streamed.chunks) > 3
-    monkeypatch.setattr(data, "LECTURE_SPLIT_MAX_WORDS", 100)
+    monkeypatch.setattr("keras_makemore.data.corpus.LECTURE_SPLIT_MAX_WORDS", 100)
     whole = Corpus.from_file(many_words, 3, seed=4)
     assert whole.split_rule == streamed.split_rule == "hash"
     assert streamed.vocab == whole.vocab and streamed.max_word_length == whole.max_word_length
@@ -126,7 +129,7 @@ def test_streamed_errors_are_clear(tmp_path):
 
 @pytest.mark.slow
 def test_training_on_a_streamed_corpus_with_capped_validation(monkeypatch, tmp_path, many_words):
-    from keras_makemore.training import train
+    from keras_makemore.training.recipe import train
 
     monkeypatch.setattr(streaming, "stream_threshold_bytes", lambda: 1000)
     monkeypatch.setattr(streaming, "STREAM_CHUNK_BYTES", 4000)
@@ -143,7 +146,7 @@ def test_training_on_a_streamed_corpus_with_capped_validation(monkeypatch, tmp_p
 
 @pytest.mark.slow
 def test_capped_validation_in_memory(tmp_path, many_words):
-    from keras_makemore.training import train
+    from keras_makemore.training.recipe import train
 
     config = TrainConfig(data=str(many_words), block_size=3, embed_dim=4, hidden_units=16, batch_size=16,
                          steps=400, eval_every=200, optimizer="adam", lr=0.01, seed=3, eval_max_examples=100)

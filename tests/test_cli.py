@@ -3,7 +3,6 @@
 import json
 
 import pytest
-
 from conftest import run_cli
 
 pytestmark = pytest.mark.slow  # every test runs the CLI in a subprocess

@@ -2,8 +2,9 @@
 
 import pytest
 
-from keras_makemore.config import PRESETS, TrainConfig, plan_steps
 from keras_makemore.errors import UserError
+from keras_makemore.training.config import TrainConfig, plan_steps
+from keras_makemore.training.presets import PRESETS
 
 
 def test_presets_and_defaults():
@@ -13,7 +14,7 @@ def test_presets_and_defaults():
     assert (exact.batch_size, exact.steps, exact.optimizer, exact.lr, exact.lr_schedule) == (32, 200_000, "sgd", 0.1, "step")
     best = TrainConfig.from_preset("mlp-best", hidden_units=8)
     assert best.hidden_units == 8 and best.block_size == PRESETS["mlp-best"]["block_size"]
-    with pytest.raises(UserError, match="preset must be one of lecture, best, .*got 'huge'") as e:
+    with pytest.raises(UserError, match="preset must be one of lecture, .*best.*got 'huge'") as e:
         TrainConfig.from_preset("huge")
     assert e.value.argument == "preset"
 

@@ -11,9 +11,12 @@ import tensorflow as tf
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from keras_makemore import data
-from keras_makemore.data import (MARKER_ID, Corpus, Vocabulary, build_examples, hash_split, load_names, make_dataset,
-                                 pack_words, random_minibatches, read_words, split_words)
+from keras_makemore.data import corpus, reading
+from keras_makemore.data.corpus import Corpus
+from keras_makemore.data.reading import load_names, pack_words, read_words
+from keras_makemore.data.split import MIN_WORDS, hash_split, split_words
+from keras_makemore.data.vocabulary import MARKER_ID, Vocabulary
+from keras_makemore.data.windows import build_examples, make_dataset, random_minibatches
 from keras_makemore.errors import UserError
 
 
@@ -134,8 +137,8 @@ def test_missing_file_and_too_few_words(tmp_path):
 
 def test_default_dataset_is_the_packaged_names_file():
     path = load_names()
-    assert path.parent.name == "datasets" and path.parent.parent.name == "keras_makemore"
-    assert hashlib.sha256(path.read_bytes()).hexdigest() == data.NAMES_SHA256
+    assert path.parent.name == "data" and path.parent.parent.name == "keras_makemore"
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == reading.NAMES_SHA256
     words = read_words(path)
     assert len(words) == 32033 and words[:3] == ["emma", "olivia", "ava"]
 
@@ -195,7 +198,7 @@ def test_from_file_reads_what_read_words_reads(tmp_path_factory, lines, bom, fin
         with pytest.raises(UserError, match="no words"):
             Corpus.from_file(path, 3)
         return
-    if len(words) < data.MIN_WORDS:
+    if len(words) < MIN_WORDS:
         with pytest.raises(UserError, match="too few"):
             Corpus.from_file(path, 3)
         return
@@ -211,8 +214,8 @@ def test_whitespace_table_holds_every_space_str_strip_strips():
     import sys
 
     spaces = [c for c in range(sys.maxunicode + 1) if chr(c).isspace()]
-    assert max(spaces) == data._LAST_SPACE
-    assert np.flatnonzero(data._whitespace_table()).tolist() == spaces
+    assert max(spaces) == reading._LAST_SPACE
+    assert np.flatnonzero(reading._whitespace_table()).tolist() == spaces
 
 
 def test_names_examples_unchanged_and_one_byte_per_character(names_path):
@@ -250,7 +253,7 @@ def test_windows_batches_in_order_or_spread(words_path):
 
 def test_above_the_limit_the_split_is_by_hash_and_stable(monkeypatch, words_path):
     words = read_words(words_path)
-    monkeypatch.setattr(data, "LECTURE_SPLIT_MAX_WORDS", 10)
+    monkeypatch.setattr("keras_makemore.data.corpus.LECTURE_SPLIT_MAX_WORDS", 10)
     corpus = Corpus(words, 3, seed=5)
     assert corpus.split_rule == "hash"
     buckets = hash_split(*pack_words(words), seed=5)

@@ -8,8 +8,8 @@ import sys
 import textwrap
 
 import pytest
-
 from conftest import run_cli
+
 from keras_makemore.errors import UserError
 
 _FLAGS = ["--block-size", "3", "--embed-dim", "4", "--hidden", "32", "--batch-size", "16", "--steps", "600",
@@ -20,8 +20,8 @@ _MIRRORED = textwrap.dedent("""
     import tensorflow as tf
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-    from keras_makemore.config import TrainConfig
-    from keras_makemore.training import find_lr_for_config, train
+    from keras_makemore.training.config import TrainConfig
+    from keras_makemore.training.recipe import find_lr_for_config, train
     out = {}
     for strategy in ("default", "mirrored"):
         config = TrainConfig(data=sys.argv[1], block_size=3, embed_dim=4, hidden_units=32, batch_size=16,
@@ -89,13 +89,13 @@ def test_multiworker_needs_tf_config(words_path, tmp_path):
 
 
 def test_batch_must_split_over_replicas_and_xla_on_is_refused():
-    from keras_makemore.config import TrainConfig
-    from keras_makemore.training import _check_replicas
+    from keras_makemore.training.config import TrainConfig
+    from keras_makemore.training.recipe import check_replicas
 
     with pytest.raises(UserError, match="multiple of 2"):
-        _check_replicas(TrainConfig(batch_size=15, strategy="mirrored"), 2)
+        check_replicas(TrainConfig(batch_size=15, strategy="mirrored"), 2)
     with pytest.raises(UserError, match="use xla 'auto' or 'off'"):
-        _check_replicas(TrainConfig(xla="on", strategy="mirrored"), 2)
+        check_replicas(TrainConfig(xla="on", strategy="mirrored"), 2)
 
 
 @pytest.mark.slow

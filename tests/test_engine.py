@@ -11,9 +11,11 @@ import tensorflow as tf
 from packaging.specifiers import SpecifierSet
 
 from keras_makemore import engine
-from keras_makemore.config import TrainConfig
-from keras_makemore.data import Corpus, random_minibatches, read_words
-from keras_makemore.training import train
+from keras_makemore.data.corpus import Corpus
+from keras_makemore.data.reading import read_words
+from keras_makemore.data.windows import random_minibatches
+from keras_makemore.training.config import TrainConfig
+from keras_makemore.training.recipe import train
 
 rng = np.random.default_rng(0)
 IMAGES = rng.normal(size=(96, 8, 8, 1)).astype("float32")

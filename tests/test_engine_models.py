@@ -19,7 +19,7 @@ import pytest
 import tensorflow as tf
 
 from keras_makemore import engine
-from keras_makemore.lr_finder import LRFinder
+from keras_makemore.training.lr_finder import LRFinder
 
 rng = np.random.default_rng(0)
 

@@ -3,7 +3,7 @@ import math
 import numpy as np
 import pytest
 
-from keras_makemore.evaluation import SplitLoss, evaluate_splits, fit_verdict, mean_nll
+from keras_makemore.analysis.evaluation import SplitLoss, evaluate_splits, fit_verdict, mean_nll
 
 
 def test_mean_nll_matches_numpy(trained_run):

@@ -8,17 +8,23 @@ import sys
 import numpy as np
 import pytest
 import tensorflow as tf
-
 from conftest import ROOT, run_cli
-from keras_makemore.controls import SamplingControls
+
+from keras_makemore.artifacts.reader import ExportedModel, saved_model_digests
+from keras_makemore.artifacts.writer import (
+    FIXED_BATCH,
+    SIGNATURES,
+    check_against_keras,
+    convert_to_litert,
+    export_run,
+    signature_table,
+)
 from keras_makemore.errors import UserError
-from keras_makemore.export import (FIXED_BATCH, SIGNATURES, check_against_keras, convert_to_litert, export_run,
-                                   signature_table)
-from keras_makemore.exported import ExportedModel, saved_model_digests
-from keras_makemore.generation import seeded_uniforms, seeded_uniforms_fn
-from keras_makemore.runs import Run
-from keras_makemore.sampling import sample_words
-from keras_makemore.scoring import score_words
+from keras_makemore.sampling.controls import SamplingControls
+from keras_makemore.sampling.graph import seeded_uniforms, seeded_uniforms_fn
+from keras_makemore.sampling.scoring import score_words
+from keras_makemore.sampling.words import sample_words
+from keras_makemore.training.run import Run
 
 SAMPLER = ROOT / "export" / "sample_tflite.py"
 

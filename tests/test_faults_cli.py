@@ -5,9 +5,8 @@ import shutil
 import subprocess
 
 import pytest
-
 from conftest import run_cli
-from keras_makemore import rundir
+
 from keras_makemore.errors import UserError
 
 
@@ -40,7 +39,7 @@ def test_sampling_values_out_of_range(trained_run, flags, needle):
 
 
 def test_a_tiny_temperature_samples_greedily(trained_run):
-    from keras_makemore.sampling import sample_words
+    from keras_makemore.sampling.words import sample_words
 
     run = trained_run
     words = sample_words(run.model, run.corpus.vocab, run.config.block_size, 5, seed=0, temperature=1e-6)
@@ -123,8 +122,8 @@ def test_cli_messages_speak_in_flags(message, argument, flags, expected):
 # The Python API
 
 def test_a_wrong_block_size_is_refused_and_poisons_nothing(trained_run):
-    from keras_makemore.sampling import sample_words
-    from keras_makemore.scoring import score_words
+    from keras_makemore.sampling.scoring import score_words
+    from keras_makemore.sampling.words import sample_words
 
     run, block = trained_run, trained_run.config.block_size
     vocab = run.corpus.vocab
@@ -137,8 +136,8 @@ def test_a_wrong_block_size_is_refused_and_poisons_nothing(trained_run):
 
 
 def test_the_graph_cache_is_keyed_by_block_size(trained_run):
-    from keras_makemore.generation import keras_graph_function
-    from keras_makemore.scoring import _SCORE_SIGNATURE, score_tokens
+    from keras_makemore.sampling.graph import keras_graph_function
+    from keras_makemore.sampling.scoring import _SCORE_SIGNATURE, score_tokens
 
     model = trained_run.model
     assert keras_graph_function(model, 3, score_tokens, _SCORE_SIGNATURE) is not \
@@ -146,9 +145,9 @@ def test_the_graph_cache_is_keyed_by_block_size(trained_run):
 
 
 def test_a_vocabulary_of_another_size_or_type_is_refused(trained_run):
-    from keras_makemore.data import Vocabulary
-    from keras_makemore.sampling import sample_words
-    from keras_makemore.scoring import score_words
+    from keras_makemore.data.vocabulary import Vocabulary
+    from keras_makemore.sampling.scoring import score_words
+    from keras_makemore.sampling.words import sample_words
 
     run = trained_run
     size = run.corpus.vocab.size
@@ -193,8 +192,8 @@ DAMAGE = {
 
 @pytest.mark.parametrize("case", DAMAGE)
 def test_damaged_run_files_are_named(run_copy, case):
-    from keras_makemore.plots import plot_run
-    from keras_makemore.report import write_report
+    from keras_makemore.analysis.plots import plot_run
+    from keras_makemore.analysis.report import write_report
 
     damage, needle = DAMAGE[case]
     damage(run_copy)
@@ -218,7 +217,7 @@ def test_damaged_run_files_in_the_cli(run_copy):
 
 def test_a_plot_of_a_long_run_needs_no_array_of_every_step(run_copy):
     """A plan of 10^9 steps (the most a file may say) is drawn from 4,000 points of the schedule."""
-    from keras_makemore.plots import plot_run
+    from keras_makemore.analysis.plots import plot_run
 
     _edit_json(run_copy / "config.json", step_plan={"total_steps": 10**9, "epochs": 2, "steps_per_epoch": 5 * 10**8,
                                                      "steps_per_execution": 1000})

@@ -18,10 +18,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import ROOT, fill_disk, mounted_tmpfs, run_cli
-from keras_makemore import rundir
-from keras_makemore.config import TrainConfig
+
+from keras_makemore.training import rundir
+from keras_makemore.training.config import TrainConfig
 
 TINY = ("--block-size", "3", "--hidden", "24", "--embed-dim", "4", "--batch-size", "16", "--optimizer", "adam",
         "--lr", "0.01", "--seed", "7", "--quiet", "--samples", "0")
@@ -41,7 +41,7 @@ def _one_line_error(result: subprocess.CompletedProcess) -> str:
 
 
 def _weights(run_dir: Path) -> list:
-    from keras_makemore.runs import load_model
+    from keras_makemore.training.run import load_model
 
     return load_model(run_dir / rundir.MODEL_FILE).get_weights()
 
@@ -64,7 +64,7 @@ def model_with_state():
 
 
 def test_a_full_disk_at_the_backup_write_keeps_the_checkpoint_before(small_disk, model_with_state):
-    from keras_makemore.callbacks import AtomicBackupAndRestore
+    from keras_makemore.training.callbacks import AtomicBackupAndRestore
 
     model = model_with_state
     backup = AtomicBackupAndRestore(small_disk / "backup")
@@ -87,7 +87,7 @@ def test_a_full_disk_at_the_backup_write_keeps_the_checkpoint_before(small_disk,
 
 
 def test_a_damaged_newest_checkpoint_falls_back_to_the_one_before(tmp_path, model_with_state):
-    from keras_makemore.callbacks import AtomicBackupAndRestore
+    from keras_makemore.training.callbacks import AtomicBackupAndRestore
 
     model = model_with_state
     backup = AtomicBackupAndRestore(tmp_path / "backup")
@@ -142,7 +142,7 @@ def test_a_disk_filled_by_another_process_during_training_resumes_to_the_same_we
 
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory, words_path):
-    from keras_makemore.training import train
+    from keras_makemore.training.recipe import train
 
     config = TrainConfig(data=str(words_path), block_size=3, embed_dim=4, hidden_units=24, batch_size=16,
                          steps=60, eval_every=20, optimizer="adam", lr=0.01, seed=7)
@@ -152,7 +152,7 @@ def finished_run(tmp_path_factory, words_path):
 @pytest.mark.parametrize("disk", ["full", "read-only"])
 def test_a_failure_at_the_final_history_write_is_resumed_without_training_again(
         small_disk, finished_run, monkeypatch, disk, capsys):
-    from keras_makemore.training import train
+    from keras_makemore.training.recipe import train
 
     write_history = rundir.write_history
 
@@ -223,7 +223,7 @@ def test_two_resumes_of_one_run_cannot_run_at_once(tmp_path, finished_run):
 def test_resume_refuses_changed_data(tmp_path, finished_run, words_path, change):
     data = tmp_path / "words.txt"
     shutil.copy(words_path, data)
-    from keras_makemore.training import train
+    from keras_makemore.training.recipe import train
 
     config = TrainConfig.from_json(finished_run.config.to_json() | {"data": str(data), "steps": 40})
     run = tmp_path / "run"
@@ -238,7 +238,7 @@ def test_resume_refuses_changed_data(tmp_path, finished_run, words_path, change)
 
 
 def test_a_run_lock_is_released_when_the_process_ends(tmp_path):
-    script = "from pathlib import Path; from keras_makemore import rundir\n" \
+    script = "from pathlib import Path; from keras_makemore.training import rundir\n" \
              f"with rundir.run_lock(Path({str(tmp_path)!r})): print('held', flush=True); input()\n"
     holder = subprocess.Popen([sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
                               env=dict(os.environ, PYTHONPATH=str(ROOT)))

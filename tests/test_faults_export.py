@@ -11,11 +11,11 @@ import threading
 import numpy as np
 import pytest
 import tensorflow as tf
-
 from conftest import ROOT, run_cli
+
+from keras_makemore.artifacts.reader import ExportedModel
+from keras_makemore.artifacts.writer import export_run
 from keras_makemore.errors import UserError
-from keras_makemore.export import export_run
-from keras_makemore.exported import ExportedModel
 
 pytestmark = pytest.mark.slow  # exports and runs the CLI in subprocesses
 
@@ -204,7 +204,7 @@ def test_export_on_a_full_disk_is_one_line_and_keeps_the_earlier_export(trained_
 
 def _patched_tflite(exported_run, tmp_path, replace) -> str:
     """A copy of the run's .tflite file whose vocabulary table (marker and code points, int32) is `replace`d."""
-    from keras_makemore.runs import Run
+    from keras_makemore.training.run import Run
 
     vocab = Run.load(exported_run).vocab
     table = [0] + [ord(c) for c in vocab.chars]
@@ -250,7 +250,7 @@ def test_a_tflite_file_with_a_damaged_vocabulary_is_refused(exported_run, tmp_pa
     ({"vocabulary": [0.0, 97.5], "block_size": 3, "max_length": 32}, "must list 2 to 1,048,576 code points"),
 ])
 def test_decode_metadata_is_bounded(meta, needle):
-    from keras_makemore.exported import check_decode_metadata
+    from keras_makemore.artifacts.reader import check_decode_metadata
 
     meta = {k: np.asarray(v, np.float32 if isinstance(v, list) and isinstance(v[0], float) else np.int32)
             for k, v in meta.items()}
@@ -268,7 +268,7 @@ def test_decode_metadata_is_bounded(meta, needle):
 
 
 def test_decode_metadata_of_a_real_export_passes(exported_run):
-    from keras_makemore.runs import Run
+    from keras_makemore.training.run import Run
 
     exported = ExportedModel(exported_run / "export" / "model.tflite")
     run = Run.load(exported_run)
@@ -303,7 +303,7 @@ def test_the_saved_model_check_refuses_links_and_special_files(exported_run, tmp
 
 
 def test_the_saved_model_digest_is_read_in_blocks(exported_run, tmp_path):
-    from keras_makemore.exported import saved_model_digests
+    from keras_makemore.artifacts.reader import saved_model_digests
 
     saved_model = _saved_model_copy(exported_run, tmp_path)
     big = saved_model / "assets" / "big.bin"
@@ -325,7 +325,7 @@ def test_score_file_with_a_very_long_line(exported_run, tmp_path):
 
 
 def test_scoring_is_chunked_by_characters_and_agrees_with_scoring_one_by_one(trained_run):
-    from keras_makemore import scoring
+    from keras_makemore.sampling import scoring
 
     words = ["emma"] * 300 + ["a" * 4000] + ["ava"] * 50
     chunks = [words[start:stop] for start, stop in scoring._chunks_by_tokens(words)]

@@ -8,7 +8,6 @@ import zipfile
 from pathlib import Path
 
 import pytest
-
 from conftest import fill_disk, mounted_tmpfs, run_cli
 
 pytestmark = pytest.mark.slow  # runs the CLI in subprocesses

@@ -11,10 +11,10 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-
 from conftest import run_cli
+
 from keras_makemore.errors import UserError
-from keras_makemore.lr_finder import LRFinder, find_lr, suggest_learning_rates
+from keras_makemore.training.lr_finder import LRFinder, find_lr, suggest_learning_rates
 
 
 def _regression_data(n=256, seed=0):
@@ -219,7 +219,7 @@ _MIRRORED = textwrap.dedent("""
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
     import keras, numpy as np
-    from keras_makemore.lr_finder import find_lr
+    from keras_makemore.training.lr_finder import find_lr
 
     rng = np.random.default_rng(0)
     x = rng.normal(size=(512, 4)).astype("float32")
@@ -256,8 +256,8 @@ def test_sweep_under_mirrored_strategy_matches_one_device():
 
 
 def test_lecture_mlp_on_names_suggests_a_rate_near_the_lectures(names_path):
-    from keras_makemore.config import TrainConfig
-    from keras_makemore.training import find_lr_for_config
+    from keras_makemore.training.config import TrainConfig
+    from keras_makemore.training.recipe import find_lr_for_config
 
     result = find_lr_for_config(TrainConfig(data=str(names_path)))  # block 3, embed 10, hidden 200, batch 32, SGD
     assert 0.03 <= result.learning_rate <= 0.3, result.summary()

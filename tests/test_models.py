@@ -2,24 +2,26 @@
 
 import dataclasses
 import json
-import shutil
 import subprocess
 import sys
 
 import keras
 import numpy as np
 import pytest
-
 from conftest import ROOT
 from test_web import chromium  # noqa: F401  (the fixture: Chromium, node and the page's modules, or a skip)
-from keras_makemore.config import PRESETS, TrainConfig, preset_name
-from keras_makemore.data import Corpus, read_words
+
+from keras_makemore.analysis.evaluation import evaluate_splits, mean_nll
+from keras_makemore.data.corpus import Corpus
+from keras_makemore.data.reading import read_words
+from keras_makemore.data.words import packed_word_sequences, word_sequences
 from keras_makemore.errors import UserError
-from keras_makemore.evaluation import evaluate_splits, mean_nll
 from keras_makemore.models import MODEL_NAMES, REGISTRY, get_model_type
-from keras_makemore.models.base import (IGNORED, WINDOW, WORD, block_size_for, count_parameters, model_type_of,
-                                        next_token_logits, packed_word_sequences, word_sequences)
-from keras_makemore.runs import load_model
+from keras_makemore.models.base import IGNORED, WINDOW, WORD, block_size_for
+from keras_makemore.models.keras_model import model_type_of, next_token_logits
+from keras_makemore.training.config import TrainConfig
+from keras_makemore.training.presets import preset_name
+from keras_makemore.training.run import load_model
 
 # Small networks of every type, for the fast tests.
 TINY = {"mlp": dict(block_size=3, embed_dim=4, hidden_units=16),
@@ -51,10 +53,10 @@ def test_the_registry_names_every_model_and_each_module_defines_its_own():
 def test_each_model_builds_as_counted_and_reloads_in_safe_mode(name, words_path, tmp_path):
     config = tiny_config(name, words_path)
     words = read_words(words_path)
-    block_size = block_size_for(config, max(map(len, words)))
+    block_size = block_size_for(get_model_type(name), config.block_size, max(map(len, words)))
     model_type = get_model_type(name)
     model = model_type.build(config, 30, block_size)
-    assert model.count_params() == count_parameters(config, 30, block_size)
+    assert model.count_params() == model_type.count_parameters(config, 30, block_size)
     assert model_type_of(model) is model_type and model.get_layer("embedding").input_dim == 30
     x = np.random.default_rng(0).integers(0, 30, (5, block_size)).astype(np.int32)
     assert np.asarray(next_token_logits(model)(x)).shape == (5, 30)
@@ -69,11 +71,11 @@ def test_each_model_builds_as_counted_and_reloads_in_safe_mode(name, words_path,
 def test_makemore_sizes():
     """makemore.py's default Transformer on names, the lecture's WaveNet: the parameter counts they report."""
     transformer = TrainConfig.from_preset("transformer")
-    assert count_parameters(dataclasses.replace(transformer, hidden_units=256), 27, 16) == 204_571
+    assert get_model_type("transformer").count_parameters(dataclasses.replace(transformer, hidden_units=256), 27, 16) == 204_571
     wavenet = get_model_type("wavenet").build(TrainConfig(model="wavenet", block_size=8, embed_dim=24,
                                                           hidden_units=128), 27, 8)
     assert sum(int(np.prod(w.shape)) for w in wavenet.trainable_weights) == 76_579
-    assert count_parameters(TrainConfig(), 27, 3) == 11_897
+    assert get_model_type("mlp").count_parameters(TrainConfig(), 27, 3) == 11_897
 
 
 def test_word_sequences_start_with_the_marker_and_ignore_the_padding():
@@ -81,8 +83,8 @@ def test_word_sequences_start_with_the_marker_and_ignore_the_padding():
     x, y = word_sequences(["ab", "c"], corpus.vocab, 4)
     assert x.tolist() == [[0, 1, 2, 0], [0, 3, 0, 0]]
     assert y.tolist() == [[1, 2, 0, -1], [3, 0, -1, -1]]
-    assert block_size_for(TrainConfig(model="gru"), 5) == 6
-    assert block_size_for(TrainConfig(model="mlp", block_size=5), 2) == 5
+    assert block_size_for(get_model_type("gru"), 3, 5) == 6
+    assert block_size_for(get_model_type("mlp"), 5, 2) == 5
 
 
 def test_packed_word_sequences_hold_every_word_once_each_within_a_row(words_path):
@@ -124,7 +126,7 @@ def tiny_word_model(name: str, words_path) -> tuple[Corpus, keras.Model]:
     """The words of `words_path` with the context of word model `name`, and its tiny network."""
     config = tiny_config(name, words_path)
     words = read_words(words_path)
-    corpus = Corpus(words, block_size_for(config, max(map(len, words))))
+    corpus = Corpus(words, block_size_for(get_model_type(name), config.block_size, max(map(len, words))))
     return corpus, get_model_type(name).build(config, corpus.vocab.size, corpus.block_size)
 
 
@@ -153,9 +155,10 @@ def test_a_word_model_is_evaluated_once_per_word_with_the_losses_of_every_window
 
 def test_weight_decay_leaves_a_models_exempt_variables_alone():
     # Zero gradients leave Adam's update at zero: only the decoupled weight decay moves a variable.
-    from keras_makemore.config import plan_steps
-    from keras_makemore.training import compiled_model
     import tensorflow as tf
+
+    from keras_makemore.training.config import plan_steps
+    from keras_makemore.training.recipe import compiled_model
 
     config = TrainConfig.from_preset("transformer", embed_dim=8, hidden_units=8, layers=1, heads=2, steps=10,
                                      eval_every=10)
@@ -173,18 +176,18 @@ def test_weight_decay_leaves_a_models_exempt_variables_alone():
 
 
 def test_model_settings_are_checked():
-    from keras_makemore.training import _validate
+    from keras_makemore.training.recipe import validate_config
 
     with pytest.raises(UserError, match="block_size must be a power of two for model wavenet"):
-        _validate(TrainConfig(model="wavenet", block_size=6))
+        validate_config(TrainConfig(model="wavenet", block_size=6))
     with pytest.raises(UserError, match="embed_dim 10 must be a multiple of heads 4"):
-        _validate(TrainConfig(model="transformer", embed_dim=10))
+        validate_config(TrainConfig(model="transformer", embed_dim=10))
     with pytest.raises(UserError, match="block_size must be 1 for model bigram"):
-        _validate(TrainConfig(model="bigram", block_size=3))
+        validate_config(TrainConfig(model="bigram", block_size=3))
     with pytest.raises(UserError, match="model must be one of"):
         TrainConfig(model="lstm").validate()
     with pytest.raises(UserError, match="model gru cannot keep words packed in one row apart") as error:
-        _validate(TrainConfig(model="gru", pack_words=True))
+        validate_config(TrainConfig(model="gru", pack_words=True))
     assert error.value.argument == "pack_words"
 
 
@@ -199,8 +202,8 @@ def test_every_model_but_mlp_has_a_preset_of_its_own():
 
 @pytest.fixture(scope="module", params=MODEL_NAMES)
 def exported_run(request, tmp_path_factory, words_path):
-    from keras_makemore.export import export_run
-    from keras_makemore.training import train
+    from keras_makemore.artifacts.writer import export_run
+    from keras_makemore.training.recipe import train
 
     run_dir = tmp_path_factory.mktemp(request.param) / "run"
     train(tiny_config(request.param, words_path), run_dir, verbose=0)
@@ -211,8 +214,8 @@ def exported_run(request, tmp_path_factory, words_path):
 def test_every_model_trains_and_exports_to_builtin_ops_within_1e4_of_keras(exported_run):
     from ai_edge_litert.interpreter import Interpreter
 
-    from keras_makemore.evaluation import evaluate_splits
-    from keras_makemore.runs import Run
+    from keras_makemore.analysis.evaluation import evaluate_splits
+    from keras_makemore.training.run import Run
 
     run_dir, report = exported_run
     run = Run.load(run_dir)
@@ -231,10 +234,10 @@ _OPTIONS = [{}, {"temperature": 1.4, "top_k": 6, "top_p": 0.9, "prefix": "a", "m
 @pytest.mark.slow
 @pytest.mark.parametrize("options", _OPTIONS, ids=["defaults", "controls"])
 def test_every_model_samples_the_same_words_on_every_runtime(exported_run, options):
-    from keras_makemore.exported import ExportedModel
-    from keras_makemore.runs import Run
-    from keras_makemore.sampling import sample_words
-    from keras_makemore.scoring import score_words
+    from keras_makemore.artifacts.reader import ExportedModel
+    from keras_makemore.sampling.scoring import score_words
+    from keras_makemore.sampling.words import sample_words
+    from keras_makemore.training.run import Run
 
     run_dir, report = exported_run
     run = Run.load(run_dir)
@@ -267,7 +270,7 @@ class _StopAfterFirstInterval(keras.callbacks.Callback):
 @pytest.mark.parametrize("name, overrides", [("wavenet", {}), ("gru", {}), ("transformer", {"dropout": 0.1})])
 def test_an_interrupted_run_resumes_bit_identically(name, overrides, tmp_path, words_path):
     """BatchNorm's moving statistics, dropout's seeds and the word minibatches all continue where they stopped."""
-    from keras_makemore.training import train
+    from keras_makemore.training.recipe import train
 
     config = tiny_config(name, words_path, **overrides)
     whole = train(config, tmp_path / "whole", verbose=0)

@@ -5,13 +5,16 @@ import shutil
 import keras
 import numpy as np
 import pytest
+from conftest import run_cli
 from PIL import Image
 
-from conftest import run_cli
-from keras_makemore.callbacks import EmbeddingProjector
-from keras_makemore.data import Corpus, Vocabulary, make_dataset, read_words
+from keras_makemore.analysis.plots import plot_embeddings, plot_run, project_2d, token_labels
+from keras_makemore.data.corpus import Corpus
+from keras_makemore.data.reading import read_words
+from keras_makemore.data.vocabulary import Vocabulary
+from keras_makemore.data.windows import make_dataset
 from keras_makemore.models.mlp import build_model
-from keras_makemore.plots import plot_embeddings, plot_run, project_2d, token_labels
+from keras_makemore.training.callbacks import EmbeddingProjector
 
 
 def assert_readable_png(path, min_size=(600, 400)):

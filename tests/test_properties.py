@@ -7,9 +7,12 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from keras_makemore.data import MARKER_ID, Vocabulary, build_examples, read_words, split_words
+from keras_makemore.data.reading import read_words
+from keras_makemore.data.split import split_words
+from keras_makemore.data.vocabulary import MARKER_ID, Vocabulary
+from keras_makemore.data.windows import build_examples
 from keras_makemore.errors import UserError
-from keras_makemore.sampling import sample_words
+from keras_makemore.sampling.words import sample_words
 
 # Text that a UTF-8 file can hold: any code point but lone surrogates.
 unicode_text = st.text(st.characters(exclude_categories=("Cs",)), max_size=200)

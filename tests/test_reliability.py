@@ -11,14 +11,14 @@ import time
 import keras
 import numpy as np
 import pytest
-
 from conftest import run_cli
-from keras_makemore import _atomic
+
+from keras_makemore import atomic
 from keras_makemore.cli import main
-from keras_makemore.data import Vocabulary
+from keras_makemore.data.vocabulary import Vocabulary
 from keras_makemore.errors import UserError
-from keras_makemore.config import TrainConfig
-from keras_makemore.training import train
+from keras_makemore.training.config import TrainConfig
+from keras_makemore.training.recipe import train
 
 TINY = ("--steps", "40", "--eval-every", "20", "--hidden", "8", "--embed-dim", "2", "--quiet")
 
@@ -189,9 +189,9 @@ def test_nan_stops_training_and_keeps_the_best_checkpoint(tmp_path, words_path):
 
 def test_atomic_write_leaves_the_old_file_on_failure(tmp_path):
     target = tmp_path / "artifact.json"
-    _atomic.write_json(target, {"version": 1})
+    atomic.write_json(target, {"version": 1})
     with pytest.raises(RuntimeError):
-        with _atomic.atomic_path(target) as tmp:
+        with atomic.atomic_path(target) as tmp:
             tmp.write_text('{"version": 2, "half')
             raise RuntimeError("crash mid-write")
     assert json.loads(target.read_text()) == {"version": 1}

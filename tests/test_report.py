@@ -4,12 +4,12 @@ import re
 import shutil
 
 import pytest
-
 from conftest import run_cli
-from keras_makemore.evaluation import evaluate_splits, fit_verdict
-from keras_makemore.report import write_report
-from keras_makemore.runs import Run
 from test_plots import assert_readable_png
+
+from keras_makemore.analysis.evaluation import evaluate_splits, fit_verdict
+from keras_makemore.analysis.report import write_report
+from keras_makemore.training.run import Run
 
 pytestmark = pytest.mark.slow  # runs the CLI in a subprocess
 

@@ -5,9 +5,9 @@ import pytest
 import tensorflow as tf
 
 from keras_makemore.errors import UserError
-from keras_makemore.generation import pick_tokens, seeded_uniforms
-from keras_makemore.sampling import iter_words, novelty, sample_words
-from keras_makemore.scoring import WordScore, read_word_file, score_words
+from keras_makemore.sampling.graph import pick_tokens, seeded_uniforms
+from keras_makemore.sampling.scoring import WordScore, read_word_file, score_words
+from keras_makemore.sampling.words import iter_words, novelty, sample_words
 
 
 def test_same_seed_same_words(trained_run):

@@ -7,15 +7,15 @@ import sys
 
 import keras
 import pytest
-
 from conftest import run_cli
-from keras_makemore.errors import UserError
-from keras_makemore.evaluation import evaluate_splits
-from keras_makemore.plots import plot_sweep
-from keras_makemore.sweep import read_sweep_csv, sweep
-from keras_makemore.config import TrainConfig
-from keras_makemore.training import train
 from test_plots import assert_readable_png
+
+from keras_makemore.analysis.evaluation import evaluate_splits
+from keras_makemore.analysis.plots import plot_sweep
+from keras_makemore.errors import UserError
+from keras_makemore.search.sweep import read_sweep_csv, sweep
+from keras_makemore.training.config import TrainConfig
+from keras_makemore.training.recipe import train
 
 
 class _InterruptAfterFirstInterval(keras.callbacks.Callback):
@@ -86,9 +86,9 @@ def test_sweep_plot_of_a_three_by_two_grid(tmp_path):
 _TRAIN_THEN_SWEEP = """
 import json, sys
 import tensorflow as tf
-from keras_makemore.config import TrainConfig
-from keras_makemore.sweep import sweep
-from keras_makemore.training import train
+from keras_makemore.training.config import TrainConfig
+from keras_makemore.search.sweep import sweep
+from keras_makemore.training.recipe import train
 base = TrainConfig.from_json(json.loads(sys.argv[1]))
 train(base, sys.argv[2] + "/first", verbose=0, num_samples=0)  # a step this small takes one thread
 rows = sweep(base, sys.argv[2] + "/sweep", hidden_units=[8], embed_dims=[2], block_sizes=[3], print_fn=print)

@@ -7,15 +7,15 @@ import sys
 import numpy as np
 import pytest
 
-from keras_makemore.config import TrainConfig
 from keras_makemore.errors import UserError
-from keras_makemore.threads import ONE_THREAD_BELOW, auto_intra_op_threads, step_size
+from keras_makemore.training.config import TrainConfig
+from keras_makemore.training.threads import ONE_THREAD_BELOW, auto_intra_op_threads, step_size
 
 _FRESH_TRAIN = """
 import json, sys
 import tensorflow as tf
-from keras_makemore.config import TrainConfig
-from keras_makemore.training import train
+from keras_makemore.training.config import TrainConfig
+from keras_makemore.training.recipe import train
 config = TrainConfig.from_json(json.loads(sys.argv[1]))
 train(config, sys.argv[2], verbose=0, num_samples=0)
 print(json.dumps({"threads": tf.config.threading.get_intra_op_parallelism_threads()}))
@@ -50,7 +50,7 @@ def test_threads_must_be_zero_or_more():
 
 @pytest.mark.slow
 def test_a_fresh_process_trains_with_the_chosen_threads_and_the_same_weights(tmp_path):
-    from keras_makemore.runs import load_model
+    from keras_makemore.training.run import load_model
 
     base = TrainConfig(steps=300, eval_every=300)
     chosen = {name: _train_in_fresh_process(config, tmp_path / name)
@@ -70,7 +70,7 @@ def test_threads_asked_for_after_tensorflow_started_say_how_to_get_them(tmp_path
 
     import tensorflow as tf
 
-    from keras_makemore.training import train
+    from keras_makemore.training.recipe import train
 
     tf.constant(0)  # this process runs TensorFlow already
     running = tf.config.threading.get_intra_op_parallelism_threads()
@@ -86,7 +86,7 @@ def test_threads_asked_for_after_tensorflow_started_say_how_to_get_them(tmp_path
 
 
 def test_threads_do_not_make_another_run():
-    from keras_makemore.config import config_differences
+    from keras_makemore.training.config import config_differences
 
     # A run resumed, or a sweep cell reused, on other threads is the same run.
     assert config_differences(TrainConfig(), TrainConfig(threads=1)) == []

@@ -7,14 +7,16 @@ import keras
 import numpy as np
 import pytest
 
-from keras_makemore.data import Corpus, make_dataset, read_words
+from keras_makemore.analysis.evaluation import evaluate_splits, mean_nll
+from keras_makemore.data.corpus import Corpus
+from keras_makemore.data.reading import read_words
+from keras_makemore.data.windows import make_dataset
 from keras_makemore.errors import UserError
-from keras_makemore.evaluation import evaluate_splits, mean_nll
 from keras_makemore.models.mlp import build_model
-from keras_makemore.config import TrainConfig
-from keras_makemore.optimizers import make_lr_schedule
-from keras_makemore.runs import load_model
-from keras_makemore.training import train
+from keras_makemore.training.config import TrainConfig
+from keras_makemore.training.optimizers import make_lr_schedule
+from keras_makemore.training.recipe import train
+from keras_makemore.training.run import load_model
 
 
 def test_run_directory_holds_everything(trained_run):

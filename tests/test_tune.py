@@ -13,23 +13,23 @@ import time
 import keras
 import numpy as np
 import pytest
-
 from conftest import ROOT, run_cli
-from keras_makemore import rundir
-from keras_makemore.config import TUNE_MODELS, TUNE_SPACE, TrainConfig, TuneConfig
-from keras_makemore.errors import UserError
-from keras_makemore.evaluation import evaluate_splits
-from keras_makemore.runs import Run
-from keras_makemore.training import train
 from test_plots import assert_readable_png
+
+from keras_makemore.analysis.evaluation import evaluate_splits
+from keras_makemore.errors import UserError
+from keras_makemore.search.space import TUNE_MODELS, TUNE_SPACE, TuneConfig
+from keras_makemore.training import rundir
+from keras_makemore.training.config import TrainConfig
+from keras_makemore.training.recipe import train
+from keras_makemore.training.run import Run
 
 pytest.importorskip("keras_tuner")
 
 import keras_tuner  # noqa: E402
 
 from keras_makemore.models import MODEL_NAMES, get_model_type  # noqa: E402
-from keras_makemore.tune import (TrainConfigHyperModel, _Budget, _scaled, read_tune_csv, search_space,  # noqa: E402
-                                 tune)
+from keras_makemore.search.tune import TrainConfigHyperModel, _Budget, _scaled, read_tune_csv, search_space, tune
 
 TINY = {"block_size": 3, "embed_dim": (2, 4), "hidden_units": (8, 16), "batch_size": 16, "steps": 300, "lr": 0.01}
 

@@ -15,7 +15,6 @@ import threading
 from urllib.parse import urlencode
 
 import pytest
-
 from conftest import ROOT, run_cli
 
 pytestmark = pytest.mark.slow  # exports a model and drives Chromium

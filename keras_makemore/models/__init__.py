@@ -1,19 +1,19 @@
-"""The model zoo: one module per architecture, one registry, one contract.
+"""The model zoo: one module per model type, one registry, one contract (`keras_makemore.models.base`).
 
-`REGISTRY` names the module of each model type; every module defines
-`MODEL`, a `keras_makemore.models.base.ModelType` (the contract: how to build
-the network from a `TrainConfig`, whether its context is a window of
-characters or the whole word, how many parameters it has). Everything else in
-keras-makemore (training, evaluation, the LR finder, sampling, scoring, plots,
-report, export) reaches a model only through `keras_makemore.models.base`.
+`REGISTRY` names the module of each model type; every module defines `MODEL`,
+a `ModelType`: its network, its presets, its search rows, the fields it reads.
+Everything else in keras-makemore reaches a model type through
+`get_model_type`, and a built Keras model through
+`keras_makemore.models.keras_model`.
 
-Adding a model is adding one module beside these and one line here.
-This file imports no TensorFlow, so `config` can read the model names.
+Adding a model type is adding one module beside these and one line here. The
+registry and the model modules import no TensorFlow at import time.
 """
 
+import functools
 import importlib
 
-# model type -> module in this package
+# model type -> module in this package; the first is the default model type
 REGISTRY = {
     "mlp": "mlp",
     "bigram": "bigram",
@@ -24,8 +24,10 @@ REGISTRY = {
     "transformer": "transformer",
 }
 MODEL_NAMES = tuple(REGISTRY)
+DEFAULT_MODEL = MODEL_NAMES[0]
 
 
+@functools.cache
 def get_model_type(name: str):
     """The `ModelType` registered as `name` (a `UserError` for an unknown name)."""
     if name not in REGISTRY:
@@ -33,3 +35,8 @@ def get_model_type(name: str):
 
         raise UserError(f"model must be one of {', '.join(MODEL_NAMES)}, got {name!r}", argument="model")
     return importlib.import_module(f"keras_makemore.models.{REGISTRY[name]}").MODEL
+
+
+def names_of_kind(context: str) -> tuple[str, ...]:
+    """The model types whose context is `context` (`"window"` or `"word"`), in registry order."""
+    return tuple(name for name in MODEL_NAMES if get_model_type(name).context == context)

@@ -1,8 +1,14 @@
 """`bigram`: a table of next-character logits per character (makemore part 1; makemore.py's `Bigram`)."""
 
-import keras
+from __future__ import annotations
 
-from keras_makemore.config import TrainConfig
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import keras
+
+    from keras_makemore.training.config import TrainConfig
+
 from keras_makemore.errors import UserError
 from keras_makemore.models.base import EMBEDDING_LAYER, WINDOW, ModelType, keras_name
 
@@ -23,6 +29,8 @@ def build_bigram(vocab_size: int) -> keras.Model:
     >>> build_bigram(27).count_params()
     729
     """
+    import keras
+
     contexts = keras.Input(shape=(1,), dtype="int32", name="context")
     rows = keras.layers.Embedding(vocab_size, vocab_size, embeddings_initializer="zeros", name=EMBEDDING_LAYER)(contexts)
     logits = keras.layers.Flatten(name="logits")(rows)
@@ -35,12 +43,18 @@ def _check(config: TrainConfig) -> None:
                         f"got {config.block_size}", argument="block_size")
 
 
+PRESETS = {"bigram": dict(model="bigram", block_size=1, batch_size=128, steps=2_000, eval_every=500,
+                          optimizer="adam", lr=0.1, lr_schedule="cosine")}
+
+
 MODEL = ModelType(
     name="bigram",
     summary="a [V, V] table of next-character logits, one row per character (makemore part 1)",
     context=WINDOW,
-    hyperparameters=("block_size",),
+    hyperparameters={"block_size": "characters of context (1)"},
     build=lambda c, vocab_size, block_size: build_bigram(vocab_size),
     count_parameters=lambda c, vocab_size, block_size: vocab_size * vocab_size,
+    presets=PRESETS,
+    search_space={},  # a table of V x V logits: only the optimizer's rows
     check=_check,
 )

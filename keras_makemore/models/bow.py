@@ -1,10 +1,15 @@
 """`bow`: makemore.py's bag of words: each position averages the embeddings of the word so far, then an MLP."""
 
-import keras
+from __future__ import annotations
 
-from keras_makemore.config import TrainConfig
-from keras_makemore.models.base import EMBEDDING_LAYER, WORD, ModelType, initializers, keras_name
-from keras_makemore.models.layers import CausalMean, PositionEmbedding
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import keras
+
+    from keras_makemore.training.config import TrainConfig
+
+from keras_makemore.models.base import EMBEDDING_LAYER, WORD, ModelType, keras_name
 
 
 def build_bow(vocab_size: int, length: int, embed_dim: int = 64, hidden_units: int = 64,
@@ -27,6 +32,11 @@ def build_bow(vocab_size: int, length: int, embed_dim: int = 64, hidden_units: i
     >>> build_bow(27, 16).count_params()
     12827
     """
+    import keras
+
+    from keras_makemore.models.keras_model import initializers
+    from keras_makemore.models.layers import CausalMean, PositionEmbedding
+
     init = initializers(seed)
     tokens = keras.Input(shape=(length,), dtype="int32", name="sequence")
     x = keras.layers.Embedding(vocab_size, embed_dim, embeddings_initializer=init("RandomUniform", minval=-0.05,
@@ -46,11 +56,17 @@ def _count(c: TrainConfig, vocab_size: int, length: int) -> int:
     return (vocab_size + length) * e + e * h + h + h * e + e + e * vocab_size + vocab_size
 
 
+PRESETS = {"bow": dict(model="bow", embed_dim=64, hidden_units=64, batch_size=64, steps=6_000, eval_every=1_500,
+                       optimizer="adamw", lr=3e-3, lr_schedule="cosine", weight_decay=0.01)}
+
+
 MODEL = ModelType(
     name="bow",
     summary="Embedding + position -> x + causal mean of x -> x + MLP(tanh) -> Dense (makemore.py's BoW)",
     context=WORD,
-    hyperparameters=("embed_dim", "hidden_units"),
+    hyperparameters={"embed_dim": "embedding size", "hidden_units": "MLP"},
     build=lambda c, vocab_size, length: build_bow(vocab_size, length, c.embed_dim, c.hidden_units, seed=c.seed),
     count_parameters=_count,
+    presets=PRESETS,
+    search_space={"embed_dim": (32, 64, 128), "hidden_units": (32, 64, 128)},
 )

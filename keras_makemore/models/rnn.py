@@ -1,9 +1,15 @@
 """`rnn`: makemore.py's vanilla recurrent network: `h = tanh(W [x, h])` along the word."""
 
-import keras
+from __future__ import annotations
 
-from keras_makemore.config import TrainConfig
-from keras_makemore.models.base import EMBEDDING_LAYER, WORD, ModelType, initializers, keras_name
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import keras
+
+    from keras_makemore.training.config import TrainConfig
+
+from keras_makemore.models.base import EMBEDDING_LAYER, WORD, ModelType, keras_name
 
 
 def build_recurrent(cell: str, vocab_size: int, length: int, embed_dim: int = 64, hidden_units: int = 64,
@@ -32,6 +38,10 @@ def build_recurrent(cell: str, vocab_size: int, length: int, embed_dim: int = 64
     >>> build_recurrent("gru", 27, 16).count_params()
     28251
     """
+    import keras
+
+    from keras_makemore.models.keras_model import initializers
+
     init = initializers(seed)
     tokens = keras.Input(shape=(length,), dtype="int32", name="sequence")
     x = keras.layers.Embedding(vocab_size, embed_dim, embeddings_initializer=init("RandomUniform", minval=-0.05,
@@ -52,12 +62,18 @@ def count_recurrent(gates: int, c: TrainConfig, vocab_size: int) -> int:
     return vocab_size * e + gates * (e * h + h * h + h) + h * vocab_size + vocab_size
 
 
+PRESETS = {"rnn": dict(model="rnn", embed_dim=64, hidden_units=64, batch_size=64, steps=6_000, eval_every=1_500,
+                       optimizer="adamw", lr=3e-3, lr_schedule="cosine", weight_decay=0.01)}
+
+
 MODEL = ModelType(
     name="rnn",
     summary="Embedding -> SimpleRNN(tanh) over the word -> Dense (makemore.py's RNN)",
     context=WORD,
-    hyperparameters=("embed_dim", "hidden_units"),
+    hyperparameters={"embed_dim": "embedding size", "hidden_units": "state"},
     build=lambda c, vocab_size, length: build_recurrent("rnn", vocab_size, length, c.embed_dim, c.hidden_units,
                                                         seed=c.seed),
     count_parameters=lambda c, vocab_size, length: count_recurrent(1, c, vocab_size),
+    presets=PRESETS,
+    search_space={"embed_dim": (32, 64, 128), "hidden_units": (32, 64, 128)},
 )

@@ -1,12 +1,17 @@
 """`transformer`: makemore.py's decoder-only Transformer: causal self-attention, pre-norm blocks, learned positions."""
 
-import keras
+from __future__ import annotations
 
-from keras_makemore.config import TrainConfig
-from keras_makemore.data import MARKER_ID
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import keras
+
+    from keras_makemore.training.config import TrainConfig
+
+from keras_makemore.data.vocabulary import MARKER_ID
 from keras_makemore.errors import UserError
-from keras_makemore.models.base import EMBEDDING_LAYER, WORD, ModelType, initializers, keras_name
-from keras_makemore.models.layers import CausalSelfAttention, PositionEmbedding, WordBoundaries
+from keras_makemore.models.base import EMBEDDING_LAYER, WORD, ModelType, keras_name
 
 
 def build_transformer(vocab_size: int, length: int, embed_dim: int = 64, hidden_units: int = 256, layers: int = 4,
@@ -41,6 +46,11 @@ def build_transformer(vocab_size: int, length: int, embed_dim: int = 64, hidden_
     >>> build_transformer(27, 16).count_params()
     204571
     """
+    import keras
+
+    from keras_makemore.models.keras_model import initializers
+    from keras_makemore.models.layers import CausalSelfAttention, PositionEmbedding, WordBoundaries
+
     init = initializers(seed)
     drop_seeds = iter(range(0 if seed is None else seed, 10**9))
 
@@ -83,15 +93,35 @@ def _check(config: TrainConfig) -> None:
                         "transformer: each head takes an equal share", argument="embed_dim")
 
 
+# `transformer`, the type's own: makemore.py's network and optimizer at its batch of 32 rows, each row holding about
+# two words end to end (`pack_words`), dropout 0.2: a step costs what makemore.py's does, so it runs more steps per
+# second and is ahead at every wall time (benchmarks/vs_makemore.py); val 1.9247. `best`: the same network one word
+# a row at batch 64, dropout 0.15, weight decay 0.1 sparing norms and biases (`decay_exempt`): val 1.9195 after
+# 453 s of training on 2 idle cores. docs/models.md has the measurements behind both.
+_BEST = dict(model="transformer", embed_dim=64, hidden_units=256, layers=4, heads=4, dropout=0.15,
+             batch_size=64, steps=24_000, eval_every=2_000, optimizer="adamw", lr=2e-3, lr_schedule="cosine",
+             weight_decay=0.1)
+PRESETS = {"transformer": _BEST | dict(pack_words=True, batch_size=32, dropout=0.2), "best": _BEST}
+
+# embed_dim up to 96, not 128: the largest network (6 layers, hidden 512) has 4x the preset's parameters
+# (826,203), not 6x.
+SEARCH_SPACE = {"embed_dim": (32, 64, 96), "hidden_units": (128, 256, 512), "layers": (2, 4, 6),
+                "heads": (2, 4, 8), "dropout": (0.0, 0.1, 0.2)}
+
+
 MODEL = ModelType(
     name="transformer",
     summary="Embedding + position -> (x + attention(norm x), x + MLP(norm x)) x layers -> norm -> Dense "
             "(makemore.py's Transformer)",
     context=WORD,
-    hyperparameters=("embed_dim", "hidden_units", "layers", "heads", "dropout", "pack_words"),
+    hyperparameters={"embed_dim": "width", "hidden_units": "MLP", "layers": "blocks",
+                     "heads": "attention heads per block", "dropout": "embeddings and residual branches",
+                     "pack_words": "words packed end to end in a row"},
     build=lambda c, vocab_size, length: build_transformer(vocab_size, length, c.embed_dim, c.hidden_units, c.layers,
                                                           c.heads, c.dropout, seed=c.seed, packed_words=c.pack_words),
     count_parameters=_count,
+    presets=PRESETS,
+    search_space=SEARCH_SPACE,
     check=_check,
     # Measured (batch 64, dropout 0.1, 2 cores): 48.8 steps/s with XLA compiling each step, 35.8 without XLA;
     # XLA compiling the whole loop ran dropout slower (40.1 against 51.1 steps/s for each step, batch 32).

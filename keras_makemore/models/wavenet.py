@@ -1,10 +1,16 @@
 """`wavenet`: makemore part 5's hierarchical model, pairs of consecutive characters fused level by level."""
 
-import keras
+from __future__ import annotations
 
-from keras_makemore.config import TrainConfig
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import keras
+
+    from keras_makemore.training.config import TrainConfig
+
 from keras_makemore.errors import UserError
-from keras_makemore.models.base import EMBEDDING_LAYER, WINDOW, ModelType, initializers, is_power_of_two, keras_name
+from keras_makemore.models.base import EMBEDDING_LAYER, WINDOW, ModelType, is_power_of_two, keras_name
 
 
 def build_wavenet(vocab_size: int, block_size: int = 8, embed_dim: int = 24, hidden_units: int = 128,
@@ -33,6 +39,10 @@ def build_wavenet(vocab_size: int, block_size: int = 8, embed_dim: int = 24, hid
     >>> sum(w.numpy().size for w in build_wavenet(27).trainable_weights)
     76579
     """
+    import keras
+
+    from keras_makemore.models.keras_model import initializers
+
     if block_size < 2 or not is_power_of_two(block_size):
         raise ValueError(f"block_size must be a power of two, 2 or more, got {block_size}")
     init = initializers(seed)
@@ -65,13 +75,21 @@ def _check(config: TrainConfig) -> None:
                         f"got {config.block_size}", argument="block_size")
 
 
+PRESETS = {"wavenet": dict(model="wavenet", block_size=8, embed_dim=24, hidden_units=128, batch_size=128,
+                           steps=20_000, eval_every=5_000, optimizer="adamw", lr=3e-3, lr_schedule="cosine",
+                           weight_decay=0.05)}
+
+
 MODEL = ModelType(
     name="wavenet",
     summary="Embedding -> (pairs -> Dense -> BatchNorm -> tanh) x log2(block) -> Dense (makemore part 5)",
     context=WINDOW,
-    hyperparameters=("block_size", "embed_dim", "hidden_units"),
+    hyperparameters={"block_size": "characters of context", "embed_dim": "embedding size",
+                     "hidden_units": "the tanh layer"},
     build=lambda c, vocab_size, block_size: build_wavenet(vocab_size, block_size, c.embed_dim, c.hidden_units,
                                                           seed=c.seed),
     count_parameters=_count,
+    presets=PRESETS,
+    search_space={"block_size": (4, 8, 16), "embed_dim": (12, 24, 48), "hidden_units": (64, 128, 256)},
     check=_check,
 )

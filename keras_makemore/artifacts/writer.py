@@ -1,0 +1,465 @@
+"""Export a trained model for devices: a SavedModel and a LiteRT `.tflite` file.
+
+Both artifacts carry the signatures of `SIGNATURE_TABLE` (inputs and outputs
+int32 or float32 only, which is all LiteRT.js reads): `next_token`,
+`generate`, `score`, `decode`, and `generate_fixed`, `score_fixed` and
+`decode_fixed`, the same with `FIXED_BATCH` words per call and every shape
+fixed, for LiteRT.js, which allocates from the signature's shapes and cannot
+resize. `signature_table()` lists their inputs and outputs (the table of
+`export/README.md`). The vocabulary travels inside the artifact (`decode`):
+the file alone is enough to sample.
+
+The SavedModel is written with `keras.export.ExportArchive`, the LiteRT file by
+TensorFlow's converter from that SavedModel, optionally quantized.
+"""
+
+import contextlib
+import dataclasses
+import errno
+import json
+import os
+import shutil
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Callable, Iterable, Iterator, NamedTuple
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from keras_makemore import atomic
+from keras_makemore.artifacts.reader import MANIFEST_FILE, ExportedModel, saved_model_digests
+from keras_makemore.data.vocabulary import MARKER_ID, Vocabulary
+from keras_makemore.errors import UserError
+from keras_makemore.models.keras_model import model_shape, next_token_logits, serving_logits
+from keras_makemore.sampling.controls import SamplingControls
+from keras_makemore.sampling.graph import generate_tokens
+from keras_makemore.sampling.scoring import score_tokens
+
+EXPORT_DIR = "export"
+SAVED_MODEL_DIR = "saved_model"
+QUANTIZATIONS = ("none", "float16", "dynamic", "int8")
+FIXED_BATCH = 100  # words per call of the *_fixed signatures
+_REPRESENTATIVE_BATCHES = 100
+
+
+class _Serving(NamedTuple):
+    """What a signature's function is built from: the model's forward pass and the artifact's sizes."""
+
+    logits_fn: Callable[[tf.Tensor], tf.Tensor]
+    block_size: int
+    max_length: int
+    code_points: np.ndarray  # the code point of each token id, 0 for the marker
+
+
+class _Calibration(NamedTuple):
+    """int8 calibration inputs: batches of training contexts, sampling controls, and words the model sampled."""
+
+    contexts: list[np.ndarray]
+    controls: list[dict[str, np.ndarray]]
+    words: list[np.ndarray]  # [FIXED_BATCH, max_length] token ids per entry of `controls`
+
+
+@dataclasses.dataclass(frozen=True)
+class Signature:
+    """One signature of the exported artifacts.
+
+    Args:
+        name: the signature's key in both artifacts.
+        function: `_Serving -> function` of the inputs, returning a dict of outputs.
+        inputs: `(block_size, max_length) -> [tf.TensorSpec]`, the function's inputs in order.
+        calibration: `_Calibration -> iterable of input dicts` for int8 calibration.
+        takes: the inputs, as `signature_table()` lists them.
+        gives: the outputs, as `signature_table()` lists them.
+    """
+
+    name: str
+    function: Callable[[_Serving], Callable]
+    inputs: Callable[[int, int], list]
+    calibration: Callable[[_Calibration], Iterable[dict]]
+    takes: str
+    gives: str
+
+
+def _scalar(name: str) -> tf.TensorSpec:
+    return tf.TensorSpec([], tf.int32, name=name)
+
+
+def _next_token(serving: _Serving) -> Callable:
+    def next_token(context):
+        logits = serving.logits_fn(context)
+        return {"logits": logits, "probabilities": tf.nn.softmax(logits)}
+    return next_token
+
+
+def _generate(serving: _Serving) -> Callable:
+    def generate(seed, num_words, first_row, *controls):
+        tokens = generate_tokens(serving.logits_fn, seed, first_row, num_words, block_size=serving.block_size,
+                                 **SamplingControls.by_name(controls))
+        return {"tokens": _bindable(tokens)}
+    return generate
+
+
+def _generate_fixed(serving: _Serving) -> Callable:
+    def generate_fixed(seed, first_row, *controls):
+        # A constant num_words makes TF 2.21's int8 calibrator crash (segfault) in
+        # the loop; one computed from an input does not, and the reshape fixes the shape.
+        num_words = FIXED_BATCH + 0 * first_row
+        tokens = generate_tokens(serving.logits_fn, seed, first_row, num_words, block_size=serving.block_size,
+                                 **SamplingControls.by_name(controls))
+        return {"tokens": _bindable(tf.reshape(tokens, [FIXED_BATCH, serving.max_length]))}
+    return generate_fixed
+
+
+def _score(serving: _Serving) -> Callable:
+    return lambda words: score_tokens(serving.logits_fn, serving.block_size, words)
+
+
+def _decode(serving: _Serving) -> Callable:
+    def decode(tokens):
+        table = tf.constant(serving.code_points)
+        return {"code_points": tf.gather(table, tokens), "vocabulary": table,
+                "block_size": tf.constant(serving.block_size, tf.int32),
+                "max_length": tf.constant(serving.max_length, tf.int32)}
+    return decode
+
+
+# The signatures, in the order of `export.json`: adding one is adding an entry here.
+SIGNATURE_TABLE = (
+    Signature("next_token", _next_token, lambda block, length: [tf.TensorSpec([None, block], tf.int32, name="context")],
+              lambda c: ({"context": batch} for batch in c.contexts),
+              "`context` int32 `[n, block_size]` (token ids, 0 = start marker)",
+              "`logits`, `probabilities` float32 `[n, V]`"),
+    Signature("generate", _generate,
+              lambda block, length: [_scalar("seed"), _scalar("num_words"), _scalar("first_row"),
+                                     *SamplingControls.tensor_specs(length)],
+              lambda c: ({"seed": np.int32(seed), "num_words": np.int32(32), "first_row": np.int32(0), **controls}
+                         for seed, controls in enumerate(c.controls)),
+              "`seed`, `num_words` (>= 1), `first_row` (>= 0) int32 `[]`; controls (below)",
+              "`tokens` int32 `[num_words, L]`: rows `first_row...` of the seed's stream"),
+    Signature("score", _score, lambda block, length: [tf.TensorSpec([None, length], tf.int32, name="words")],
+              lambda c: ({"words": words[:32]} for words in c.words),
+              "`words` int32 `[n, L]` (token ids, zero-padded)", "`log_prob`, `nll` float32 `[n]`"),
+    # A signature without inputs would be simpler, but the int8 calibrator rejects one.
+    Signature("decode", _decode, lambda block, length: [tf.TensorSpec([None, None], tf.int32, name="tokens")],
+              lambda c: ({"tokens": words[:32]} for words in c.words), "`tokens` int32 `[n, m]`",
+              "`code_points` int32 `[n, m]` (0 for the marker), `vocabulary` int32 `[V]`, `block_size`, "
+              "`max_length` int32 `[]`"),
+    Signature("generate_fixed", _generate_fixed,
+              lambda block, length: [_scalar("seed"), _scalar("first_row"), *SamplingControls.tensor_specs(length)],
+              lambda c: ({"seed": np.int32(seed), "first_row": np.int32(0), **controls}
+                         for seed, controls in enumerate(c.controls)),
+              "as `generate`, without `num_words`", "`tokens` int32 `[B, L]`"),
+    Signature("score_fixed", _score,
+              lambda block, length: [tf.TensorSpec([FIXED_BATCH, length], tf.int32, name="words")],
+              lambda c: ({"words": words} for words in c.words), "`words` int32 `[B, L]`",
+              "`log_prob`, `nll` float32 `[B]`"),
+    Signature("decode_fixed", _decode,
+              lambda block, length: [tf.TensorSpec([FIXED_BATCH, length], tf.int32, name="tokens")],
+              lambda c: ({"tokens": words} for words in c.words), "`tokens` int32 `[B, L]`",
+              "as `decode`, `code_points` `[B, L]`"),
+)
+SIGNATURES = tuple(signature.name for signature in SIGNATURE_TABLE)
+
+
+def signature_table() -> str:
+    """The signatures' inputs and outputs as a Markdown table (`L` is the artifact's `max_length`,
+    `V` the vocabulary size with the marker, `B` = `FIXED_BATCH`)."""
+    rows = [f"| `{s.name}` | {s.takes} | {s.gives} |" for s in SIGNATURE_TABLE]
+    return "\n".join(["| signature | inputs | outputs |", "| --- | --- | --- |", *rows])
+
+
+def litert_filename(quantize: str = "none") -> str:
+    """`model.tflite`, or `model_<quantize>.tflite` for a quantized model."""
+    return "model.tflite" if quantize == "none" else f"model_{quantize}.tflite"
+
+
+def write_saved_model(model: keras.Model, vocab: Vocabulary, path: str | os.PathLike, max_length: int) -> Path:
+    """Write `model` as a SavedModel with the signatures of `SIGNATURE_TABLE`.
+
+    Args:
+        model: a model of the zoo (`keras_makemore.models`), or any model
+            mapping int32 contexts `[batch, block_size]` to logits.
+        vocab: the model's vocabulary; it is stored in the SavedModel.
+        path: the SavedModel directory to write (replaced atomically if it exists).
+        max_length: `L`, the most characters per word that `generate` draws and `score` takes.
+
+    Returns:
+        `path`.
+
+    Example:
+
+    ```python
+    write_saved_model(run.model, run.vocab, "export/saved_model", max_length=32)
+    convert_to_litert("export/saved_model", "export/model.tflite")
+    ```
+    """
+    shape = model_shape(model)
+    block_size, vocab_size = shape["block_size"], shape["vocab_size"]
+    if vocab_size != vocab.size:
+        raise UserError(f"the model has {vocab_size} tokens but the vocabulary {vocab.size}: pass the run's own vocabulary",
+                        argument="vocab")
+    if max_length < 1:
+        raise UserError(f"max_length must be at least 1, got {max_length}", argument="max_length")
+
+    code_points = np.array([MARKER_ID] + [ord(c) for c in vocab.chars], dtype=np.int32)
+    serving = _Serving(serving_logits(model), block_size, max_length, code_points)
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    for signature in SIGNATURE_TABLE:
+        archive.add_endpoint(signature.name, signature.function(serving), signature.inputs(block_size, max_length))
+    path = Path(path)
+    with atomic.atomic_dir(path) as tmp:
+        archive.write_out(str(tmp), verbose=False)
+    return path
+
+
+def _bindable(tokens: tf.Tensor) -> tf.Tensor:
+    """`tokens` through one real op (a no-op on token ids).
+
+    LiteRT.js cannot bind a signature output that comes straight out of a WHILE
+    whose loop shapes are dynamic: it returns zeros (LiteRT.js 2.5.3, Node 20 and Chromium).
+    """
+    return tf.maximum(tokens, MARKER_ID)
+
+
+def convert_to_litert(
+    saved_model: str | os.PathLike,
+    path: str | os.PathLike,
+    quantize: str = "none",
+    representative_contexts: np.ndarray | None = None,
+) -> Path:
+    """Convert a SavedModel from `write_saved_model` into a LiteRT `.tflite` file.
+
+    Args:
+        saved_model: the SavedModel directory.
+        path: the `.tflite` file to write (atomically).
+        quantize: `"none"` (float32), `"float16"` (float16 weights),
+            `"dynamic"` (int8 weights, float activations) or `"int8"` (int8
+            weights and activations, calibrated on `representative_contexts`;
+            ops without int8 kernels stay float).
+        representative_contexts: int32 `[n, block_size]` training contexts; `"int8"` needs them.
+
+    Returns:
+        `path`.
+    """
+    if quantize not in QUANTIZATIONS:
+        raise UserError(f"unknown quantization {quantize!r}: choose one of {', '.join(QUANTIZATIONS)}")
+    converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model), signature_keys=list(SIGNATURES))
+    if quantize != "none":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if quantize == "float16":
+        converter.target_spec.supported_types = [tf.float16]
+    if quantize == "int8":
+        if representative_contexts is None or not len(representative_contexts):
+            raise UserError("int8 quantization needs representative contexts to calibrate on: pass training contexts")
+        samples = list(_representative_samples(saved_model, representative_contexts))
+        converter.representative_dataset = lambda: iter(samples)
+    with warnings.catch_warnings():  # int8 calibration runs TF's own, deprecated, tf.lite.Interpreter
+        warnings.filterwarnings("ignore", message=".*tf.lite.Interpreter is deprecated", category=UserWarning)
+        flatbuffer = converter.convert()
+    path = Path(path)
+    with atomic.atomic_path(path) as tmp:
+        tmp.write_bytes(flatbuffer)
+    return path
+
+
+def _representative_samples(saved_model: str | os.PathLike, contexts: np.ndarray) -> Iterator[tuple[str, dict]]:
+    """Calibration inputs for every signature: training contexts, and words the model samples with a few controls."""
+    signatures = tf.saved_model.load(str(saved_model)).signatures  # written by `write_saved_model` just before
+    meta = signatures["decode"](tokens=tf.zeros([1, 1], tf.int32))
+    vocab = Vocabulary(chr(c) for c in meta["vocabulary"].numpy()[MARKER_ID + 1:])
+    max_length = int(meta["max_length"])
+    rng = np.random.default_rng(0)
+    batches = [contexts[rng.integers(0, len(contexts), 32)].astype(np.int32) for _ in range(_REPRESENTATIVE_BATCHES)]
+    controls = [SamplingControls(**options).inputs(vocab, max_length)
+                for options in ({"temperature": 0.5}, {}, {"temperature": 1.5, "top_k": 5, "top_p": 0.9})]
+    words = [signatures["generate_fixed"](seed=tf.constant(seed), first_row=tf.constant(0),
+                                          **{k: tf.constant(v) for k, v in inputs.items()})["tokens"].numpy()
+             for seed, inputs in enumerate(controls)]
+    calibration = _Calibration(batches, controls, words)
+    for signature in SIGNATURE_TABLE:
+        for inputs in signature.calibration(calibration):
+            yield signature.name, inputs
+
+
+@dataclasses.dataclass(frozen=True)
+class ExportCheck:
+    """How an exported model compares with the Keras model on the same contexts.
+
+    `max_abs_diff` is the largest absolute difference of any next-token
+    probability; the losses are mean negative log-likelihoods in nats.
+    """
+
+    examples: int
+    max_abs_diff: float
+    keras_loss: float
+    exported_loss: float
+
+    def to_json(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def check_against_keras(
+    model: keras.Model, exported: ExportedModel, x: np.ndarray, y: np.ndarray, batch_size: int = 4096
+) -> ExportCheck:
+    """Run both models on every context of `x`; compare probabilities and the loss on targets `y`."""
+    logits_fn = next_token_logits(model)
+    max_diff, keras_total, exported_total = 0.0, 0.0, 0.0
+    for start in range(0, len(x), batch_size):
+        xb, yb = x[start:start + batch_size], y[start:start + batch_size]
+        keras_logits = np.asarray(logits_fn(xb))
+        out = exported.next_token(xb)
+        keras_probs = np.asarray(tf.nn.softmax(keras_logits))
+        max_diff = max(max_diff, float(np.abs(out["probabilities"] - keras_probs).max()))
+        keras_total += _total_nll(keras_logits, yb)
+        exported_total += _total_nll(out["logits"], yb)
+    n = max(1, len(x))
+    return ExportCheck(len(x), max_diff, keras_total / n, exported_total / n)
+
+
+def _total_nll(logits: np.ndarray, y: np.ndarray) -> float:
+    logits = logits.astype(np.float64)
+    logits -= logits.max(axis=-1, keepdims=True)
+    log_probs = logits - np.log(np.exp(logits).sum(axis=-1, keepdims=True))
+    return float(-log_probs[np.arange(len(y)), y].sum())
+
+
+@dataclasses.dataclass
+class ExportReport:
+    """What `export_run` wrote, and how the LiteRT file compares with Keras on the val split."""
+
+    export_dir: Path
+    saved_model: Path
+    litert: Path
+    quantize: str
+    check: ExportCheck | None
+
+    @property
+    def litert_bytes(self) -> int:
+        return self.litert.stat().st_size
+
+    def to_json(self) -> dict:
+        return {"export_dir": str(self.export_dir), "saved_model": str(self.saved_model),
+                "litert": str(self.litert), "litert_bytes": self.litert_bytes, "quantize": self.quantize,
+                "val_check": self.check.to_json() if self.check else None}
+
+
+def export_run(run_dir: str | os.PathLike, quantize: str = "none", check: bool = True) -> ExportReport:
+    """Export a trained run into `run_dir/export/`: SavedModel, `.tflite` file and `export.json`.
+
+    Everything is written into a staging folder first and moved into place
+    only once all of it is written, so a failure (a full disk) leaves the
+    earlier export as it was. Exports of one run wait for each other.
+
+    Args:
+        run_dir: a directory written by `keras-makemore train`.
+        quantize: one of `QUANTIZATIONS`; see `convert_to_litert`.
+        check: compare the LiteRT model with Keras on every val context (needs
+            the run's data file; skipped when it is gone, except for int8,
+            which calibrates on the training contexts and fails without them).
+
+    Returns:
+        An `ExportReport`; the same facts are merged into `export/export.json`,
+        with the sha256 of every SavedModel file, which `ExportedModel` checks
+        before it opens the SavedModel.
+    """
+    from keras_makemore.training.run import Run
+
+    if quantize not in QUANTIZATIONS:
+        raise UserError(f"quantize must be one of {', '.join(QUANTIZATIONS)}, got {quantize!r}", argument="quantize")
+    run = Run.load(run_dir)
+    corpus = None
+    if check or quantize == "int8":
+        try:
+            corpus = run.corpus()
+        except UserError:
+            if quantize == "int8":
+                raise
+    export_dir = run.path / EXPORT_DIR
+    if export_dir.exists() and not export_dir.is_dir():
+        raise UserError(f"run_dir: {export_dir} is a file, where the export folder goes: move it away, "
+                        "then export again", argument="run_dir")
+    name = litert_filename(quantize)
+    try:
+        with _run_lock(run.path), _staging(export_dir) as staging:
+            saved_model = write_saved_model(run.model, run.vocab, staging / SAVED_MODEL_DIR, run.max_length)
+            representative = corpus.examples("train")[0] if quantize == "int8" else None
+            litert = convert_to_litert(saved_model, staging / name, quantize, representative)
+            result = None
+            if check and corpus is not None:
+                result = check_against_keras(run.model, ExportedModel(litert), *corpus.examples("val"))
+            manifest = _manifest(export_dir, run, name, quantize, litert.stat().st_size, result,
+                                 saved_model_digests(saved_model))
+            atomic.write_json(staging / MANIFEST_FILE, manifest)
+            _move_dir(saved_model, export_dir / SAVED_MODEL_DIR, staging / "replaced")
+            os.replace(litert, export_dir / name)
+            os.replace(staging / MANIFEST_FILE, export_dir / MANIFEST_FILE)
+    except (OSError, tf.errors.OpError) as e:
+        disk = atomic.disk_error(e)
+        if disk is None:
+            raise
+        problem, fix = ((f"the device of {export_dir} is read-only", "copy the run to a writable disk")
+                        if disk[0] == errno.EROFS else (f"no space left on the device of {export_dir}", "free some space"))
+        raise UserError(f"{problem} while exporting: {fix}, then export again (the earlier export, if any, is intact)"
+                        ) from None
+    return ExportReport(export_dir, export_dir / SAVED_MODEL_DIR, export_dir / name, quantize, result)
+
+
+@contextlib.contextmanager
+def _run_lock(run_path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on the run directory: a second export of the run waits for the first."""
+    import fcntl  # POSIX; the lock dies with the process, so a killed export never blocks the next
+
+    fd = os.open(run_path, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def _staging(export_dir: Path) -> Iterator[Path]:
+    """A fresh hidden folder inside `export_dir` (same file system, so moves out of it are renames); removed after.
+
+    Call it holding the run's lock: staging folders left by a killed export are removed first.
+    """
+    created = not export_dir.exists()
+    export_dir.mkdir(parents=True, exist_ok=True)
+    for stale in export_dir.glob(".staging-*"):
+        shutil.rmtree(stale, ignore_errors=True)
+    staging = Path(tempfile.mkdtemp(dir=export_dir, prefix=".staging-"))
+    try:
+        yield staging
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+        if created and not any(export_dir.iterdir()):
+            export_dir.rmdir()
+
+
+def _move_dir(source: Path, dest: Path, aside: Path) -> None:
+    """Put directory `source` at `dest`, moving an existing `dest` to `aside` first (renames only)."""
+    if dest.exists():
+        os.replace(dest, aside)
+    os.replace(source, dest)
+
+
+def _manifest(export_dir: Path, run, litert_name: str, quantize: str, litert_bytes: int,
+              check: ExportCheck | None, digests: dict[str, str]) -> dict:
+    """`export.json`: the earlier one's LiteRT entries, updated with this export."""
+    try:
+        manifest = json.loads((export_dir / MANIFEST_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        manifest = {}
+    manifest = manifest if isinstance(manifest, dict) else {}
+    litert = manifest.get("litert") if isinstance(manifest.get("litert"), dict) else {}
+    litert[litert_name] = {"quantize": quantize, "bytes": litert_bytes,
+                           "val_check": check.to_json() if check else None}
+    manifest.update({
+        "saved_model": SAVED_MODEL_DIR, "saved_model_sha256": digests, "signatures": list(SIGNATURES),
+        "vocab_size": run.vocab.size, "block_size": run.config.block_size, "max_length": run.max_length,
+        "fixed_batch": FIXED_BATCH, "litert": litert,
+    })
+    return manifest

@@ -1,0 +1,219 @@
+"""Whole words sampled inside a TensorFlow graph: one loop for Keras, SavedModel and LiteRT.
+
+`generate_tokens` is the only sampling code in keras-makemore. `sample_words`
+runs it around the Keras model, `keras-makemore export` writes it into the
+SavedModel and the `.tflite` file, so one seed and one set of controls give
+the same words everywhere. Its ops are LiteRT builtins (a WHILE loop, TOPK_V2,
+CUMSUM, integer arithmetic) that LiteRT.js runs too.
+
+Each character is drawn with one uniform number `u(seed, row, position)` from
+a counter-based hash that needs only int32 arithmetic that cannot overflow
+(multiplication modulo the prime 2**31 - 1 by Schrage's method, xor and
+shifts). The same Python function runs on numpy arrays (`seeded_uniforms`) and
+on tensors, so a seed gives the same numbers, bit for bit, in numpy,
+TensorFlow and LiteRT. Row `r` of a seed's stream does not depend on how many
+rows are asked for, so words can be drawn in chunks (`first_row`).
+"""
+
+import weakref
+from typing import Callable
+
+import numpy as np
+import tensorflow as tf
+
+from keras_makemore.data.vocabulary import MARKER_ID
+from keras_makemore.models.keras_model import next_token_logits
+
+_MODULUS = 2**31 - 1  # a prime, so that multiplying modulo it scrambles
+# (xor constant, multiplier, shift) of each scrambling round.
+_ROUNDS = ((0x2545F491, 48271, 16), (0x1B873593, 16807, 13), (0x6B43A9B5, 69621, 15))
+
+
+def _mulmod(x, a: int):
+    """`(a * x) mod (2**31 - 1)` for `0 <= x < 2**31`, never leaving int32 (Schrage's method)."""
+    q, r = divmod(_MODULUS, a)
+    return (a * (x % q) - r * (x // q)) % _MODULUS
+
+
+def _scramble(x, xor):
+    for constant, multiplier, shift in _ROUNDS:
+        x = _mulmod(xor(x, constant), multiplier)
+        x = xor(x, x // 2**shift)
+    return x
+
+
+def _row_states(seed, rows, xor):
+    return _scramble(xor(_scramble(seed % _MODULUS, xor), rows), xor)
+
+
+def _uniforms_from_states(states, cols, xor, to_float):
+    """Uniform numbers in (0, 1), one per `(row state, col)`: odd multiples of 2**-24, exact in float32."""
+    x = _scramble(xor(states, cols), xor)
+    return to_float((x // 2**8) * 2 + 1) * 2.0**-24
+
+
+def seeded_uniforms(seed: int, num_words: int, max_length: int, first_row: int = 0) -> np.ndarray:
+    """The float32 uniforms `[num_words, max_length]` of rows `first_row...` of `seed`'s stream.
+
+    Character `t` of word `r` is the first token whose cumulative probability
+    exceeds `u[r, t]` times the total; every runtime draws with these numbers.
+
+    Example:
+
+    >>> u = seeded_uniforms(seed=7, num_words=2, max_length=4)
+    >>> u.shape, u.dtype
+    ((2, 4), dtype('float32'))
+    >>> bool((seeded_uniforms(7, 1, 4, first_row=1) == u[1:]).all())
+    True
+    """
+    rows = np.arange(first_row, first_row + num_words, dtype=np.int64)[:, None]
+    states = _row_states(np.int64(seed), rows, np.bitwise_xor)
+    cols = np.arange(max_length, dtype=np.int64)[None, :]
+    return _uniforms_from_states(states, cols, np.bitwise_xor, lambda x: x.astype(np.float32)).astype(np.float32)
+
+
+def _tf_xor(a, b):
+    return tf.bitwise.bitwise_xor(a, tf.cast(b, tf.int32))
+
+
+def seeded_uniforms_fn(seed: tf.Tensor, first_row: tf.Tensor, num_words: tf.Tensor) -> Callable:
+    """`(rows, t) -> seeded_uniforms(seed, num_words, ..., first_row)[rows, t]`, computed only for `rows`."""
+    rows = tf.range(num_words, dtype=tf.int32) + tf.cast(first_row, tf.int32)
+    states = _row_states(tf.cast(seed, tf.int32), rows, _tf_xor)
+    return lambda rows, t: _uniforms_from_states(tf.gather(states, rows), t, _tf_xor,
+                                                 lambda x: tf.cast(x, tf.float32))
+
+
+def pick_tokens(logits, uniforms, t, temperature, top_k, top_p, min_length):
+    """One character per row: the sampling rule every runtime shares.
+
+    The pick is the first token whose cumulative weight exceeds `uniforms`
+    times the total weight, the weights being `softmax(logits / temperature)`,
+    filtered when a control asks for it (see `_filtered_weights`).
+
+    Args:
+        logits: float32 `[batch, vocab]`.
+        uniforms: float32 `[batch]` in (0, 1).
+        t: int32 scalar, the character's position in the word.
+        temperature: float32 scalar > 0.
+        top_k: int32 scalar; 0 keeps every token.
+        top_p: float32 scalar in (0, 1]; 1 keeps every token.
+        min_length: int32 scalar.
+
+    Returns:
+        int32 token ids `[batch]`.
+    """
+    scaled = logits / temperature
+    # Filtering sorts every row: it halves LiteRT's words/s, so it runs only when asked for.
+    needed = tf.logical_or(tf.logical_or(top_k > 0, top_p < 1.0), t < min_length)
+    weights = tf.cond(needed, lambda: _filtered_weights(scaled, t, top_k, top_p, min_length),
+                      lambda: tf.nn.softmax(scaled))
+    cdf = tf.cumsum(weights, axis=-1)
+    picks = tf.reduce_sum(tf.cast(cdf < uniforms[:, None] * cdf[:, -1:], tf.int32), axis=-1)
+    return tf.minimum(picks, logits.shape[-1] - 1)
+
+
+def _filtered_weights(scaled, t, top_k, top_p, min_length):
+    """Unnormalised weights: no end marker before `min_length`, then the top-k and top-p cut-offs.
+
+    The weights are `exp(scaled)` relative to the likeliest allowed token, so
+    they never overflow and that token's weight is 1 even when the others
+    underflow. Top-k and top-p keep the tokens at least as likely as the last
+    one inside both cut-offs (ties are kept).
+    """
+    vocab_size = scaled.shape[-1]
+    allowed = tf.logical_or(tf.not_equal(tf.range(vocab_size), MARKER_ID), t >= min_length)
+    best = tf.reduce_max(tf.where(allowed, scaled, tf.reduce_min(scaled, axis=-1, keepdims=True)),
+                         axis=-1, keepdims=True)
+    weights = tf.where(allowed, tf.exp(tf.minimum(scaled - best, 0.0)), 0.0)
+    ranked = tf.math.top_k(weights, k=vocab_size, sorted=True).values
+    in_top_k = tf.range(vocab_size) < tf.where(top_k > 0, top_k, vocab_size)
+    ranked_k = tf.where(in_top_k, ranked, 0.0)
+    before = tf.cumsum(ranked_k, axis=-1, exclusive=True)
+    in_top_p = tf.logical_or(before < top_p * tf.reduce_sum(ranked_k, axis=-1, keepdims=True), top_p >= 1.0)
+    threshold = tf.reduce_min(tf.where(tf.logical_and(in_top_k, in_top_p), ranked, ranked[:, :1]),
+                              axis=-1, keepdims=True)
+    return tf.where(weights >= threshold, weights, 0.0)
+
+
+def generate_tokens(
+    logits_fn: Callable[[tf.Tensor], tf.Tensor],
+    seed: tf.Tensor,
+    first_row: tf.Tensor,
+    num_words: tf.Tensor,
+    temperature: tf.Tensor,
+    top_k: tf.Tensor,
+    top_p: tf.Tensor,
+    prefix: tf.Tensor,
+    min_length: tf.Tensor,
+    max_length: tf.Tensor,
+    block_size: int,
+) -> tf.Tensor:
+    """Sample rows `first_row .. first_row + num_words - 1` of `seed`'s stream inside the graph.
+
+    Only the words still growing are fed to the model: each step drops the
+    words that drew their marker, so the work follows the characters sampled,
+    not `num_words * max_length`.
+
+    Args:
+        logits_fn: int32 contexts `[batch, block_size]` -> logits `[batch, vocab]`.
+        seed, first_row, num_words: int32 scalars.
+        temperature, top_k, top_p, min_length: see `pick_tokens`.
+        prefix: int32 `[width]` token ids every word starts with, zero-padded;
+            its length `width` is the width of the result.
+        max_length: int32 scalar, the longest word (prefix included); 0 means `width`.
+        block_size: the model's context length.
+
+    Returns:
+        int32 token ids `[num_words, width]`: each word's characters, then
+        markers (0).
+    """
+    width = tf.shape(prefix)[0]
+    positions = tf.range(width)
+    prefix_length = tf.reduce_min(tf.where(tf.equal(prefix, MARKER_ID), positions, width))
+    length = tf.where(max_length > 0, tf.minimum(max_length, width), width)
+    uniforms_fn = seeded_uniforms_fn(seed, first_row, num_words)
+
+    def keep_going(t, rows, context, tokens):
+        return tf.logical_and(t < length, tf.size(rows) > 0)
+
+    def step(t, rows, context, tokens):
+        logits = logits_fn(context)
+        sampled = pick_tokens(logits, uniforms_fn(rows, t), t, temperature, top_k, top_p, min_length)
+        picks = tf.where(t < prefix_length, tf.gather(prefix, t), sampled)
+        column = tf.scatter_nd(rows[:, None], picks, [num_words])
+        tokens += column[:, None] * tf.cast(tf.equal(positions, t), tf.int32)[None, :]
+        growing = tf.cast(tf.where(picks != MARKER_ID)[:, 0], tf.int32)
+        context = tf.concat([context[:, 1:], picks[:, None]], axis=1)
+        return t + 1, tf.gather(rows, growing), tf.gather(context, growing), tokens
+
+    start = (tf.constant(0), tf.range(num_words), tf.zeros([num_words, block_size], tf.int32),
+             tf.zeros([num_words, width], tf.int32))
+    invariants = (tf.TensorShape([]), tf.TensorShape([None]), tf.TensorShape([None, block_size]),
+                  start[3].shape)
+    return tf.while_loop(keep_going, step, start, shape_invariants=invariants)[3]
+
+
+_KERAS_GRAPHS = weakref.WeakKeyDictionary()
+
+
+def keras_graph_function(model, block_size: int, graph_fn: Callable, input_signature: list) -> Callable:
+    """`tf.function` of `graph_fn(logits_fn, block_size, *inputs)` around a Keras model, traced once per model.
+
+    The traced graph holds the model's weights, not the model, so it goes
+    with the model; it reads the weights' current values, so it follows
+    training.
+    """
+    graphs = _KERAS_GRAPHS.setdefault(model, {})
+    key = (graph_fn, block_size)  # a call with another block size must not reuse, or poison, this graph
+    if key not in graphs:
+        model_ref = weakref.ref(model)
+
+        def logits_fn(context):
+            return next_token_logits(model_ref())(context)
+
+        # The graph functions write their loops and branches as TensorFlow ops: without AutoGraph's rewrite
+        # of their source, the first call traces in 0.1 s instead of 1.0 s (the lecture's MLP).
+        graphs[key] = tf.function(lambda *inputs: graph_fn(logits_fn, block_size, *inputs),
+                                  input_signature=input_signature, autograph=False)
+    return graphs[key]

@@ -1,0 +1,1 @@
+"""Searching settings: `tune` (a KerasTuner search over `TrainConfig`) and `sweep` (a grid of network sizes)."""
