@@ -11,7 +11,7 @@ and `evaluate_splits` in another:
     python benchmarks/scale.py --generate words.txt --lines 2000000   # only write the corpus
     python benchmarks/scale.py --prepare words.txt   # only time its preparation, best of 5
 
-Each row prints the command it ran. The figures are in docs/big-corpora.md.
+Each row prints the command it ran. The figures are in docs/benchmarks.md.
 """
 
 import argparse
