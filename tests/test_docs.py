@@ -155,3 +155,26 @@ def test_every_command_line_in_the_docs_parses():
     print(f"{checked} command lines checked")
     assert not failures, f"{len(failures)} of {checked} command lines do not parse:\n" + "\n".join(failures)
     assert checked >= 80, f"only {checked} command lines found: is the extraction broken?"
+
+
+def _anchors(page: Path) -> set[str]:
+    """The `#fragment`s a Markdown page has: GitHub's heading anchors and explicit `<a id="...">` tags."""
+    text = page.read_text(encoding="utf-8")
+    found = set(re.findall(r'<a id="([^"]+)">', text))
+    for heading in re.findall(r"^#+ (.*)$", FENCE.sub("", text), flags=re.M):
+        heading = re.sub(r"<[^>]+>", "", heading).strip().lower()
+        found.add(re.sub(r"[^\w\- ]", "", heading).replace(" ", "-"))
+    return found
+
+
+def test_every_link_to_a_section_finds_it():
+    broken = []
+    for page in PAGES:
+        for target in LINK.findall(page.read_text(encoding="utf-8")):
+            if re.match(r"[a-z]+:", target) or "#" not in target:
+                continue
+            name, fragment = target.split("#", 1)
+            linked = (page.parent / name).resolve() if name else page
+            if linked.suffix == ".md" and linked.exists() and fragment not in _anchors(linked):
+                broken.append(f"{page.relative_to(ROOT)}: {target}")
+    assert not broken
