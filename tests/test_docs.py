@@ -128,6 +128,8 @@ def _parse_error(argv: list[str]) -> str | None:
 
     parser = build_parser()
     commands = parser._subparsers._group_actions[0].choices  # argparse lists its subcommands nowhere public
+    for command in commands.values():
+        command.allow_abbrev = False  # the docs spell each flag whole: a prefix breaks when a flag is added
     if len(argv) == 1 and not argv[0].startswith("-"):  # `keras-makemore sample` alone names the command, in prose or a table
         return None if argv[0] in commands else f"no command {argv[0]!r}"
     err = io.StringIO()
