@@ -12,8 +12,8 @@ SHARED = "/".join(["..", "shared"])  # spelled apart, so that this file does not
 LINK = re.compile(r"\]\(([^)\s]+)\)")
 
 
-def test_readme_is_at_most_15000_characters():
-    assert len((ROOT / "README.md").read_text(encoding="utf-8")) <= 15_000
+def test_readme_is_at_most_12000_characters():
+    assert len((ROOT / "README.md").read_text(encoding="utf-8")) <= 12_000
 
 
 def test_every_relative_link_resolves_to_a_file_in_the_repository():
