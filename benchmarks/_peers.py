@@ -37,7 +37,7 @@ def load_warning(load_average: tuple[float, float, float]) -> None:
     """Say so, above the tables, when the machine was busy before the runs began (a 1-minute load of 0.5 or more).
 
     On this 2-core machine at load 3-5, torch's two threads ran makemore.py's Transformer at 0.5-5 steps/s
-    (issue 22 measured 64 idle): a busy core stalls every multi-threaded op.
+    (64 on the idle machine, 2026-12-01): a busy core stalls every multi-threaded op.
     """
     if load_average[0] >= 0.5:
         print(f"**Not an idle machine: load average {load_average[0]:.2f} when the runs began; the figures below "

@@ -5,7 +5,7 @@ layer against other ways of writing the same products, side by side.
 products of `[16, 16]` blocks, `batch x heads` of them (256 at batch 64). XLA
 runs those on this CPU as one small product after another, and the backward
 pass's products with a transposed operand cost about 2.7 us each (a profile of
-the preset's step: docs/models.md). Each row below is `--layers` attention
+the preset's step: docs/benchmarks.md). Each row below is `--layers` attention
 layers of the preset's sizes with their `qkv` projection, forward and
 backward, compiled with XLA: milliseconds per call, the best of `--rounds`
 rounds of `--calls` calls, the rows taking turns. `qkv only` has no attention

@@ -5,7 +5,7 @@ Keras' dropout draws its masks with TensorFlow's default algorithm, Philox,
 which XLA draws slowly on CPU. `ThreefryDropout` below is Keras' `Dropout`
 drawing with Threefry under XLA instead, from the same `SeedGenerator`
 state. It is faster, and it is not in the package: with it, the preset's
-val ended higher at each seed tried (docs/models.md). Two figures:
+val ended higher at each seed tried (docs/benchmarks.md). Two figures:
 
 - the masks alone: the preset's nine dropout masks of a step (`[64, 16, 64]`
   each, rate 0.15) drawn in one XLA-compiled function, milliseconds per step,

@@ -1,4 +1,4 @@
-"""makemore.py's Transformer in PyTorch, trained for a wall-clock budget: the peer of `vs_makemore.py` (issue 22).
+"""makemore.py's Transformer in PyTorch, trained for a wall-clock budget: the peer of `vs_makemore.py`.
 
 The model, optimizer and loop are makemore.py's (karpathy/makemore, its
 defaults): GPT with n_layer 4, n_head 4, n_embd 64, block_size = the longest

@@ -7,11 +7,11 @@ fresh process, timed with `/usr/bin/time`, and measures `Corpus.from_file`
 and `evaluate_splits` in another:
 
     python benchmarks/scale.py                       # all sizes
-    python benchmarks/scale.py --lines 2000000       # one size (the issue's 2M-line check)
+    python benchmarks/scale.py --lines 2000000       # one size (the 2M-line list of docs/benchmarks.md)
     python benchmarks/scale.py --generate words.txt --lines 2000000   # only write the corpus
     python benchmarks/scale.py --prepare words.txt   # only time its preparation, best of 5
 
-Each row prints the command it ran. The figures are in docs/big-corpora.md.
+Each row prints the command it ran. The figures are in docs/benchmarks.md.
 """
 
 import argparse
@@ -119,7 +119,7 @@ def prepare(path: Path, repeats: int = 5) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--lines", type=int, action="append", help="corpus size(s) in lines (default: all of SIZES)")
-    parser.add_argument("--steps", type=int, default=20_000, help="training steps (default 20000, as in the issue)")
+    parser.add_argument("--steps", type=int, default=20_000, help="training steps (default 20000)")
     parser.add_argument("--generate", metavar="FILE", help="only write the corpus of --lines lines to FILE")
     parser.add_argument("--prepare", metavar="FILE", help="only time preparing FILE in this process, best of 5")
     args = parser.parse_args()

@@ -1,4 +1,4 @@
-"""The Transformer side by side: `keras-makemore train --model transformer` against makemore.py's (issue 22).
+"""The Transformer side by side: `keras-makemore train --model transformer` against makemore.py's.
 
 Both train on the lecture's 80/10/10 split of the packaged names.txt (the
 script checks that the two sides' train and val words are the same) and are

@@ -1,4 +1,4 @@
-"""The lecture's whole process, keras-makemore against the lecture's PyTorch loop (issue 20).
+"""The lecture's whole process, keras-makemore against the lecture's PyTorch loop.
 
 Both sides train the makemore part-2 MLP (block 3, embed 10, hidden 200) with
 the lecture's recipe: 200,000 steps of minibatch 32, lr 0.1 then 0.01 from
