@@ -1,4 +1,4 @@
-"""Faults of values, the command line, the Python API and damaged run files (issue 25)."""
+"""Faults of values, the command line, the Python API and damaged run files."""
 
 import json
 import shutil

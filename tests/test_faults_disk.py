@@ -1,4 +1,4 @@
-"""Faults of the disk and of interruption (issue 25): a full disk at any write, a 0-byte backup, two resumes.
+"""Faults of the disk and of interruption: a full disk at any write, a 0-byte backup, two resumes.
 
 After a failure at any write the run either resumes to the very weights of an
 uninterrupted run, or says that it cannot and how to start again. The full

@@ -200,7 +200,7 @@ def test_export_on_a_full_disk_is_one_line_and_keeps_the_earlier_export(trained_
         subprocess.run(["umount", str(mount)], check=True)
 
 
-# Issue 25: untrusted .tflite metadata, odd files in a SavedModel, memory from input, pipes, serve.py.
+# Untrusted .tflite metadata, odd files in a SavedModel, memory from input, pipes, serve.py.
 
 def _patched_tflite(exported_run, tmp_path, replace) -> str:
     """A copy of the run's .tflite file whose vocabulary table (marker and code points, int32) is `replace`d."""

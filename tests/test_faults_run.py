@@ -1,4 +1,4 @@
-"""Faults on the run side (issue 14): each is one line on stderr, exit 2, no traceback, nothing saved lost."""
+"""Faults on the run side: each is one line on stderr, exit 2, no traceback, nothing saved lost."""
 
 import hashlib
 import json

@@ -689,7 +689,7 @@ def _space_json(space: dict) -> dict:
 
 
 def _load_state(out_dir: Path, settings: dict) -> dict:
-    """`tune.json` of an earlier session (a `UserError` if it searched otherwise), or a new one."""
+    """`tune.json` of an earlier search in the directory (a `UserError` if it searched otherwise), or a new one."""
     path = out_dir / TUNE_JSON
     if not path.exists():
         if (out_dir / PROJECT).exists():

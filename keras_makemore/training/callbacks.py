@@ -92,7 +92,7 @@ class BestModelCheckpoint(keras.callbacks.Callback):
         filepath: destination ending in `.keras`.
         model: the model to save; default the model being fitted.
         monitor: the log key to minimise.
-        initial_best: save only values below this (e.g. the best of an earlier session).
+        initial_best: save only values below this (e.g. the best of the run before it was interrupted).
 
     Attributes:
         saved_epoch: the epoch (0-based) last saved in this session, or `None`.
@@ -248,7 +248,7 @@ class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
 
     Keras writes `latest.weights.h5` in place, through HDF5: a disk that fills
     during the write leaves a torn or 0-byte file, an HDF5 `RuntimeError`, and
-    (issue 25: in 4 of 4 runs with another process filling the disk) a
+    (in 4 of 4 runs with another process filling the disk, measured) a
     segmentation fault. Here the weights (with the optimizer's state) are
     serialised in memory, written to a temporary file, flushed with `fsync`
     and renamed to `epoch-NNNNNN.weights.h5`, NNNNNN being the epochs done. A
