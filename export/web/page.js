@@ -64,7 +64,7 @@ function options() {
     count: number('n', v => Number.isInteger(v) && v >= 1 && v <= 100000, 'must be a whole number from 1 to 100000, got %'),
     seed: number('seed', v => Number.isInteger(v) && v >= -(2 ** 31) && v < 2 ** 31, 'must be a 32-bit whole number, got %'),
     temperature: number('temperature', v => v >= 1e-6 && Number.isFinite(v), 'must be at least 1e-6, got %: try 1'),
-    topK: number('top_k', v => Number.isInteger(v) && v >= 0, 'must be a whole number, got %: 0 turns it off'),
+    topK: number('top_k', v => Number.isInteger(v) && v >= 0 && v < 2 ** 31, 'must be a whole number below 2^31, got %: 0 turns it off'),
     topP: number('top_p', v => v > 0 && v <= 1, 'must be above 0 and at most 1, got %: 1 turns it off'),
     prefix: form.elements.prefix.value,
   };
