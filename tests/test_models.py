@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+import shutil
 import subprocess
 import sys
 
@@ -340,3 +341,41 @@ def test_every_model_samples_the_same_words_in_the_browser(exported_run, chromiu
                               "--seed", "4", "--temperature", "0.8", "--top-k", "5", "--prefix", "a"],
                              capture_output=True, text=True, timeout=120)
     assert shown["error"] is None and shown["words"] == sampler.stdout.splitlines()
+
+
+_COPIED_MODEL = """
+import sys
+sys.path.insert(0, {folder!r})
+from keras_makemore import models
+models.REGISTRY[{name!r}] = {module!r}  # the one line a new model type adds to the registry
+models.MODEL_NAMES = tuple(models.REGISTRY)
+from keras_makemore.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.slow  # trains, exports and samples in subprocesses
+def test_a_model_module_copied_under_a_new_name_is_a_new_model_type(tmp_path, words_path):
+    """A copy of a model type's module, registered under a new name and edited nowhere else, trains, exports and
+    samples as that model type: its network, presets and search rows come with it."""
+
+    (tmp_path / "my_models").mkdir()
+    (tmp_path / "my_models" / "__init__.py").write_text("")
+    shutil.copy(ROOT / "keras_makemore" / "models" / "gru.py", tmp_path / "my_models" / "gru2.py")
+    program = tmp_path / "with_copy.py"
+    program.write_text(_COPIED_MODEL.format(folder=str(tmp_path), name="gru2", module="my_models.gru2"))
+
+    def cli(*args):
+        result = subprocess.run([sys.executable, str(program), *args], capture_output=True, text=True, timeout=600)
+        assert result.returncode == 0, result.stderr
+        return result.stdout
+
+    run = tmp_path / "run"
+    cli("train", "--model", "gru2", "--data", str(words_path), "--embed-dim", "8", "--hidden-units", "8",
+        "--batch-size", "16", "--steps", "40", "--eval-every", "20", "--out", str(run), "--quiet", "--samples", "0")
+    assert json.loads((run / "config.json").read_text())["model"] == "gru2"
+    cli("export", str(run))
+    from_run = cli("sample", str(run), "-n", "6", "--seed", "3").split()
+    from_tflite = cli("sample", str(run / "export" / "model.tflite"), "-n", "6", "--seed", "3").split()
+    assert from_run == from_tflite and len(from_run) >= 6
+    assert "gru2" in cli("train", "--help") and "gru2" in cli("tune", "--help")

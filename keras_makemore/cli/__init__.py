@@ -84,7 +84,7 @@ def _preset_values(name: str) -> str:
     """
     default = TrainConfig().to_json()[name]  # field defaults, default factories included
     values = {preset: settings.get(name, default) for preset, settings in PRESETS.items()
-              if settings.get("model", "mlp") == "mlp"}
+              if settings.get("model", DEFAULT_MODEL) == DEFAULT_MODEL}
     if len(set(map(repr, values.values()))) > 1:
         return " (preset " + ", ".join(f"{preset}: {value}" for preset, value in values.items()) + ")"
     value = next(iter(values.values()))

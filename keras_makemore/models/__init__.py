@@ -13,7 +13,7 @@ registry and the model modules import no TensorFlow at import time.
 import functools
 import importlib
 
-# model type -> module in this package; the first is the default model type
+# model type -> its module: a name in this package, or a dotted path to a module outside it; the first is the default
 REGISTRY = {
     "mlp": "mlp",
     "bigram": "bigram",
@@ -34,7 +34,9 @@ def get_model_type(name: str):
         from keras_makemore.errors import UserError
 
         raise UserError(f"model must be one of {', '.join(MODEL_NAMES)}, got {name!r}", argument="model")
-    return importlib.import_module(f"keras_makemore.models.{REGISTRY[name]}").MODEL
+    module = REGISTRY[name] if "." in REGISTRY[name] else f"keras_makemore.models.{REGISTRY[name]}"
+    declared = importlib.import_module(module).MODEL
+    return declared.registered_as(name, default=name == DEFAULT_MODEL)
 
 
 def names_of_kind(context: str) -> tuple[str, ...]:

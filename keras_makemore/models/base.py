@@ -100,6 +100,22 @@ class ModelType:
         """The preset `train --model NAME` starts from: the first of `presets` (`None` if it has none)."""
         return next(iter(self.presets), None)
 
+    def registered_as(self, name: str, default: bool = False) -> "ModelType":
+        """This model type under its registry name `name`: its networks are named after it (`keras_name(name)`),
+        its presets set `model` to it (but the default model type's, which need not), and a preset named after the
+        type it was declared as is named after `name`. So a module copied under a new name is a new model type."""
+        build = self.build
+
+        def build_named(config, vocab_size: int, block_size: int):
+            model = build(config, vocab_size, block_size)
+            model.name = keras_name(name)
+            return model
+
+        presets = {(name if preset == self.name else preset):
+                   {key: value for key, value in settings.items() if key != "model"} | ({} if default else {"model": name})
+                   for preset, settings in self.presets.items()}
+        return dataclasses.replace(self, name=name, build=build_named, presets=presets)
+
 
 def keras_name(model_type: str) -> str:
     """The name of the Keras model of `model_type`: `mlp` -> `mlp_language_model`."""

@@ -43,7 +43,7 @@ def _check(config: TrainConfig) -> None:
                         f"got {config.block_size}", argument="block_size")
 
 
-PRESETS = {"bigram": dict(model="bigram", block_size=1, batch_size=128, steps=2_000, eval_every=500,
+PRESETS = {"bigram": dict(block_size=1, batch_size=128, steps=2_000, eval_every=500,
                           optimizer="adam", lr=0.1, lr_schedule="cosine")}
 
 

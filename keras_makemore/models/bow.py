@@ -56,7 +56,7 @@ def _count(c: TrainConfig, vocab_size: int, length: int) -> int:
     return (vocab_size + length) * e + e * h + h + h * e + e + e * vocab_size + vocab_size
 
 
-PRESETS = {"bow": dict(model="bow", embed_dim=64, hidden_units=64, batch_size=64, steps=6_000, eval_every=1_500,
+PRESETS = {"bow": dict(embed_dim=64, hidden_units=64, batch_size=64, steps=6_000, eval_every=1_500,
                        optimizer="adamw", lr=3e-3, lr_schedule="cosine", weight_decay=0.01)}
 
 

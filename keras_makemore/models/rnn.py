@@ -62,7 +62,7 @@ def count_recurrent(gates: int, c: TrainConfig, vocab_size: int) -> int:
     return vocab_size * e + gates * (e * h + h * h + h) + h * vocab_size + vocab_size
 
 
-PRESETS = {"rnn": dict(model="rnn", embed_dim=64, hidden_units=64, batch_size=64, steps=6_000, eval_every=1_500,
+PRESETS = {"rnn": dict(embed_dim=64, hidden_units=64, batch_size=64, steps=6_000, eval_every=1_500,
                        optimizer="adamw", lr=3e-3, lr_schedule="cosine", weight_decay=0.01)}
 
 

@@ -98,7 +98,7 @@ def _check(config: TrainConfig) -> None:
 # second and is ahead at every wall time (benchmarks/vs_makemore.py); val 1.9247. `best`: the same network one word
 # a row at batch 64, dropout 0.15, weight decay 0.1 sparing norms and biases (`decay_exempt`): val 1.9195 after
 # 453 s of training on 2 idle cores. docs/models.md has the measurements behind both.
-_BEST = dict(model="transformer", embed_dim=64, hidden_units=256, layers=4, heads=4, dropout=0.15,
+_BEST = dict(embed_dim=64, hidden_units=256, layers=4, heads=4, dropout=0.15,
              batch_size=64, steps=24_000, eval_every=2_000, optimizer="adamw", lr=2e-3, lr_schedule="cosine",
              weight_decay=0.1)
 PRESETS = {"transformer": _BEST | dict(pack_words=True, batch_size=32, dropout=0.2), "best": _BEST}

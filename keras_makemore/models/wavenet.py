@@ -75,7 +75,7 @@ def _check(config: TrainConfig) -> None:
                         f"got {config.block_size}", argument="block_size")
 
 
-PRESETS = {"wavenet": dict(model="wavenet", block_size=8, embed_dim=24, hidden_units=128, batch_size=128,
+PRESETS = {"wavenet": dict(block_size=8, embed_dim=24, hidden_units=128, batch_size=128,
                            steps=20_000, eval_every=5_000, optimizer="adamw", lr=3e-3, lr_schedule="cosine",
                            weight_decay=0.05)}
 

@@ -8,9 +8,23 @@ network, with the measurements behind them.
 
 from keras_makemore.models import DEFAULT_MODEL, MODEL_NAMES, get_model_type
 
-PRESETS: dict[str, dict] = {name: settings for model in MODEL_NAMES
-                            for name, settings in get_model_type(model).presets.items()}
-DEFAULT_PRESET = get_model_type(DEFAULT_MODEL).own_preset
+
+
+def _gather() -> tuple[dict[str, dict], dict[str, str]]:
+    """Every model type's presets in registry order, a name taken twice prefixed with its model type's; and the
+    name under which each model type's own preset is listed."""
+    presets, own = {}, {}
+    for model in MODEL_NAMES:
+        for i, (name, settings) in enumerate(get_model_type(model).presets.items()):
+            listed = name if name not in presets else f"{model}-{name}"
+            presets[listed] = settings
+            if i == 0:
+                own[model] = listed
+    return presets, own
+
+
+PRESETS, OWN_PRESETS = _gather()
+DEFAULT_PRESET = OWN_PRESETS[DEFAULT_MODEL]
 
 
 def preset_name(preset: str | None, model: str | None) -> str:
@@ -23,7 +37,4 @@ def preset_name(preset: str | None, model: str | None) -> str:
     """
     if preset is not None:
         return preset
-    from keras_makemore.models import REGISTRY
-
-    own = get_model_type(model).own_preset if model in REGISTRY else None
-    return own or DEFAULT_PRESET
+    return OWN_PRESETS.get(model, DEFAULT_PRESET)
