@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from keras_makemore.analysis.evaluation import evaluate_splits, mean_nll
-from keras_makemore.data import corpus, streaming
+from keras_makemore.data import streaming
 from keras_makemore.data.corpus import Corpus
 from keras_makemore.data.reading import read_words
 from keras_makemore.data.split import SPLIT_NAMES

@@ -1,5 +1,6 @@
 """`Corpus`: a word list prepared for one model, its vocabulary, split and examples per split, in memory."""
 
+import copy
 import functools
 import os
 from typing import Iterable, Sequence
@@ -98,6 +99,22 @@ class Corpus:
         self._word_indices = dict(zip(SPLIT_NAMES, parts))
         self._windows: dict[str, Windows] = {}
         self._examples: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+
+    def with_block_size(self, block_size: int) -> "Corpus":
+        """The same words, vocabulary and split with another context length: nothing is read or split again.
+
+        Example:
+
+        >>> corpus = Corpus(["emma", "olivia", "ava", "isabella", "sophia", "mia", "amelia"], 3)
+        >>> longer = corpus.with_block_size(corpus.max_word_length + 1)
+        >>> longer.block_size, longer.split == corpus.split
+        (9, True)
+        """
+        if block_size < 1:
+            raise UserError(f"block_size must be at least 1, got {block_size}", argument="block_size")
+        other = copy.copy(self)
+        other.block_size, other._windows, other._examples = block_size, {}, {}
+        return other
 
     @property
     def num_words(self) -> int:

@@ -9,7 +9,6 @@ network, with the measurements behind them.
 from keras_makemore.models import DEFAULT_MODEL, MODEL_NAMES, get_model_type
 
 
-
 def _gather() -> tuple[dict[str, dict], dict[str, str]]:
     """Every model type's presets in registry order, a name taken twice prefixed with its model type's; and the
     name under which each model type's own preset is listed."""

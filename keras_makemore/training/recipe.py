@@ -317,7 +317,7 @@ def corpus_for(config: TrainConfig, data_path: Path) -> Corpus | StreamedCorpus:
             raise UserError(f"model {config.model} trains on whole words held in memory, and {data_path} is "
                             f"streamed from disk for its size: use a window model ({', '.join(names_of_kind(WINDOW))})",
                             argument="model")
-        corpus = Corpus.from_file(data_path, block_size, seed=config.split_seed)
+        corpus = corpus.with_block_size(block_size)
     check_model_size(model_type, config, corpus.vocab.size, corpus.block_size)
     return corpus
 
