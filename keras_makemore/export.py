@@ -28,7 +28,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_makemore import _atomic
+from keras_makemore import _atomic, rundir
 from keras_makemore.controls import SamplingControls
 from keras_makemore.data import MARKER_ID, Vocabulary
 from keras_makemore.errors import UserError
@@ -351,7 +351,8 @@ def export_run(run_dir: str | os.PathLike, quantize: str = "none", check: bool =
 
     Everything is written into a staging folder first and moved into place
     only once all of it is written, so a failure (a full disk) leaves the
-    earlier export as it was. Exports of one run wait for each other.
+    earlier export as it was. A run that another process trains or exports
+    is refused at once (a `UserError` saying it is busy).
 
     Args:
         run_dir: a directory written by `keras-makemore train`.
@@ -369,7 +370,12 @@ def export_run(run_dir: str | os.PathLike, quantize: str = "none", check: bool =
 
     if quantize not in QUANTIZATIONS:
         raise UserError(f"quantize must be one of {', '.join(QUANTIZATIONS)}, got {quantize!r}", argument="quantize")
-    run = Run.load(run_dir)
+    with rundir.run_lock(Path(run_dir)):  # before the run is read: a run being trained changes under a reader
+        return _export_locked(Run.load(run_dir), quantize, check)
+
+
+def _export_locked(run, quantize: str, check: bool) -> ExportReport:
+    """`export_run` of the loaded `run`, whose directory this process has locked."""
     corpus = None
     if check or quantize == "int8":
         try:
@@ -383,7 +389,7 @@ def export_run(run_dir: str | os.PathLike, quantize: str = "none", check: bool =
                         "then export again", argument="run_dir")
     name = litert_filename(quantize)
     try:
-        with _run_lock(run.path), _staging(export_dir) as staging:
+        with _staging(export_dir) as staging:
             saved_model = write_saved_model(run.model, run.vocab, staging / SAVED_MODEL_DIR, run.max_length)
             representative = corpus.examples("train")[0] if quantize == "int8" else None
             litert = convert_to_litert(saved_model, staging / name, quantize, representative)
@@ -405,19 +411,6 @@ def export_run(run_dir: str | os.PathLike, quantize: str = "none", check: bool =
         raise UserError(f"{problem} while exporting: {fix}, then export again (the earlier export, if any, is intact)"
                         ) from None
     return ExportReport(export_dir, export_dir / SAVED_MODEL_DIR, export_dir / name, quantize, result)
-
-
-@contextlib.contextmanager
-def _run_lock(run_path: Path) -> Iterator[None]:
-    """Hold an exclusive lock on the run directory: a second export of the run waits for the first."""
-    import fcntl  # POSIX; the lock dies with the process, so a killed export never blocks the next
-
-    fd = os.open(run_path, os.O_RDONLY)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)
 
 
 @contextlib.contextmanager

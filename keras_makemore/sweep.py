@@ -30,7 +30,7 @@ from keras_makemore.plots import plot_sweep
 from keras_makemore.rundir import BACKUP_DIR, CONFIG_FILE, HISTORY_JSON, read_config, step_plan
 from keras_makemore.runs import Run
 from keras_makemore.threads import set_intra_op_threads
-from keras_makemore.training import train
+from keras_makemore.training import _create_run_dir, train
 from keras_makemore.tune import reraise_trial_errors, search
 
 SWEEP_CSV = "sweep.csv"
@@ -72,6 +72,7 @@ def sweep(
     ```
     """
     out_dir = Path(out_dir)
+    _create_run_dir(out_dir, argument="out_dir")  # a file, or a path under one, is refused before any cell trains
     # Threads are fixed for the process at its first training: the first cell's own choice would hold for
     # every cell, so the cells take TensorFlow's default unless `base` names a number, or the threads this
     # process already runs TensorFlow with (a notebook that trained before).

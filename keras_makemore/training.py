@@ -374,12 +374,13 @@ def find_lr_for_config(config: TrainConfig, run_dir: str | os.PathLike | None = 
     return result
 
 
-def _create_run_dir(run_dir: Path) -> None:
+def _create_run_dir(run_dir: Path, argument: str = "run_dir") -> None:
+    """Create `run_dir` (and its parents) and check that it can be written; a `UserError` naming `argument` if not."""
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
         probe = run_dir / ".write-test"
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as e:
-        raise UserError(f"run_dir {run_dir} cannot be written: {e.strerror}; choose another run_dir",
-                        argument="run_dir") from None
+        raise UserError(f"{argument} {run_dir} cannot be written: {e.strerror}; choose another {argument}",
+                        argument=argument) from None

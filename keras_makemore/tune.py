@@ -50,7 +50,7 @@ from keras_makemore.plots import _save, _THOUSANDS
 from keras_makemore.models import get_model_type
 from keras_makemore.models.base import count_parameters, training_examples
 from keras_makemore.streaming import StreamedCorpus
-from keras_makemore.training import (_corpus, _restore, _run_callbacks, _start_run_dir,
+from keras_makemore.training import (_corpus, _create_run_dir, _restore, _run_callbacks, _start_run_dir,
                                      compiled_model, file_sha256, xla_scope)
 
 TUNE_CSV = "tune.csv"
@@ -631,6 +631,14 @@ def tune(
         "tune": {k: v for k, v in config.to_json().items() if k != "budget"},
         "bases": {model: b.to_json() for model, b in bases.items()},
         "space": _space_json(space), "data_sha256": file_sha256(hypermodel.data_path)}))
+    _create_run_dir(out_dir, argument="out_dir")
+    with rundir.run_lock(out_dir, argument="out_dir", doing="searching"):  # one search writes a directory at a time
+        return _search(config, out_dir, settings, bases, space, hypermodel, print_fn)
+
+
+def _search(config: TuneConfig, out_dir: Path, settings: dict, bases: dict, space: dict,
+            hypermodel: TrainConfigHyperModel, print_fn: Callable[[str], None]) -> TuneResult:
+    """The search of `tune` into `out_dir`, which this process has locked."""
     state = _load_state(out_dir, settings)
     budget = _Budget(out_dir / TUNE_JSON, config.budget_seconds(), state)
     budget.save()

@@ -125,3 +125,52 @@ def test_report_and_plot_on_a_full_disk_leave_the_run_intact(small_disk, run_dir
     line = _one_line_error(run_cli(command, str(copy)))
     assert line.startswith(FULL_DISK[0]) and line.endswith(FULL_DISK[1])
     assert _digests(copy) == before
+
+
+def _copy_run(source: Path, dest: Path) -> Path:
+    dest.mkdir(parents=True)
+    for f in source.iterdir():
+        if f.is_file():
+            (dest / f.name).write_bytes(f.read_bytes())
+    return dest
+
+
+def test_export_of_a_busy_run_says_so_at_once(tmp_path, run_dir):
+    from keras_makemore import rundir
+
+    run = _copy_run(run_dir, tmp_path / "run")
+    before = _digests(run)
+    with rundir.run_lock(run):  # a training (or another export) of the run, as far as export can tell
+        result = run_cli("export", str(run), timeout=120)
+    line = _one_line_error(result)
+    assert line == (f"keras-makemore: error: RUN_DIR {run} is busy: another process is training or exporting it; "
+                    "wait for it to end, or stop it first")
+    assert _digests(run) == before and not (run / "export").exists()
+
+
+def test_resume_while_the_run_is_exported_says_so_at_once(tmp_path, run_dir):
+    """`export RUN` holds the run's lock while it writes; `train --resume RUN` meanwhile is refused, not blocked."""
+    import sys
+    import time
+
+    from conftest import ROOT
+
+    run = _copy_run(run_dir, tmp_path / "run")
+    (run / "history.json").unlink()  # an interrupted run, as far as --resume can tell
+    script = ("import sys, time; from pathlib import Path; from keras_makemore import export\n"
+              "real = export._export_locked\n"
+              "def slow(*a, **k):\n    print('exporting', flush=True); time.sleep(60); return real(*a, **k)\n"
+              "export._export_locked = slow\n"
+              f"export.export_run(Path({str(run)!r}), check=False)\n")
+    exporter = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True,
+                                env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    try:
+        assert exporter.stdout.readline().strip() == "exporting"
+        started = time.monotonic()
+        line = _one_line_error(run_cli("train", "--resume", str(run), timeout=120))
+        assert time.monotonic() - started < 60
+    finally:
+        exporter.kill()
+        exporter.wait()
+    assert line == (f"keras-makemore: error: --resume {run} is busy: another process is training or exporting it; "
+                    "wait for it to end, or stop it first")
