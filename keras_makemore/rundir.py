@@ -12,6 +12,7 @@ import csv
 import json
 import math
 import os
+import stat
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -27,6 +28,30 @@ HISTORY_JSON = "history.json"
 BACKUP_DIR = "backup"
 TENSORBOARD_DIR = "tensorboard"
 MAX_STEPS = 10**9  # a bound for the step counts read from a file: 10^9 steps are years of training
+# A bound for the JSON and CSV files of a run: a vocabulary of every Unicode character is 8 MB of JSON, a
+# history of 10^6 validation passes 100 MB of CSV.
+MAX_TEXT_BYTES = 256 << 20
+_KINDS = ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+          (stat.S_ISSOCK, "a socket"), (stat.S_ISDIR, "a directory"))
+
+
+def check_file(path: Path, limit: int | None = MAX_TEXT_BYTES) -> Path:
+    """`path` if it is missing or a regular file (a link is followed) of at most `limit` bytes; a `UserError`
+    naming it if not. Call it before opening a run's file: a FIFO would block the reader, a device never end."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return path  # the caller says what is missing
+    except OSError as e:
+        raise UserError(f"{path} cannot be read ({e.strerror}): restore the run's own file, or retrain the run"
+                        ) from None
+    if not stat.S_ISREG(st.st_mode):
+        kind = next((name for test, name in _KINDS if test(st.st_mode)), "not a regular file")
+        raise UserError(f"{path} is {kind}, not a regular file: restore the run's own file, or retrain the run")
+    if limit is not None and st.st_size > limit:
+        raise UserError(f"{path} holds {st.st_size:,} bytes, more than the {limit:,} a run's {path.name} can "
+                        "hold: restore the run's own file, or retrain the run")
+    return path
 
 
 def write_config(run_dir: Path, config: TrainConfig, plan: StepPlan, **info: Any) -> None:
@@ -36,7 +61,7 @@ def write_config(run_dir: Path, config: TrainConfig, plan: StepPlan, **info: Any
 
 def read_config(run_dir: Path) -> tuple[TrainConfig, dict]:
     """`config.json` as a `TrainConfig` and the whole JSON object; a `UserError` if it is missing or damaged."""
-    path = run_dir / CONFIG_FILE
+    path = check_file(run_dir / CONFIG_FILE)
     try:
         info = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -86,7 +111,7 @@ def _damaged(name: str, problem: str) -> UserError:
 
 def read_csv_rows(path: str | os.PathLike) -> list[dict]:
     """Rows of a CSV file as dicts of strings; `[]` if the file does not exist."""
-    path = Path(path)
+    path = check_file(Path(path))
     if not path.exists():
         return []
     try:
@@ -160,7 +185,7 @@ def run_lock(run_dir: Path, argument: str = "run_dir", doing: str = "training or
 
 def read_finished_history(run_dir: Path) -> dict:
     """`history.json` of a finished run as a dict of lists of numbers (and the training time), `{}` if absent."""
-    path = run_dir / HISTORY_JSON
+    path = check_file(run_dir / HISTORY_JSON)
     if not path.exists():
         return {}
     try:

@@ -174,3 +174,32 @@ def test_resume_while_the_run_is_exported_says_so_at_once(tmp_path, run_dir):
         exporter.wait()
     assert line == (f"keras-makemore: error: --resume {run} is busy: another process is training or exporting it; "
                     "wait for it to end, or stop it first")
+
+
+@pytest.mark.parametrize("name, command", [
+    ("model.keras", "sample"), ("config.json", "score"), ("vocab.json", "sample"), ("history.csv", "plot"),
+    ("model.keras", "evaluate"), ("history.csv", "report"),
+])
+@pytest.mark.parametrize("kind", ["fifo", "/dev/zero"])
+def test_a_run_file_that_is_not_a_regular_file_is_refused(tmp_path, run_dir, name, command, kind):
+    run = _copy_run(run_dir, tmp_path / "run")
+    (run / name).unlink()
+    if kind == "fifo":
+        os.mkfifo(run / name)
+    else:
+        os.symlink(kind, run / name)
+    args = {"sample": ("-n", "2"), "score": ("emma",), "plot": ("--out", str(tmp_path / "plots")),
+            "evaluate": (), "report": ()}[command]
+    line = _one_line_error(run_cli(command, str(run), *args, timeout=120))  # a FIFO must not block it
+    what = "a FIFO" if kind == "fifo" else "a character device"
+    assert line == (f"keras-makemore: error: {run / name} is {what}, not a regular file: restore the run's own "
+                    "file, or retrain the run")
+
+
+def test_a_run_file_over_its_bound_is_refused_unread(tmp_path, run_dir):
+    run = _copy_run(run_dir, tmp_path / "run")
+    with open(run / "vocab.json", "r+b") as f:
+        f.truncate(300 << 20)  # sparse: 300 MB that take no disk
+    line = _one_line_error(run_cli("sample", str(run), "-n", "2"))
+    assert line == (f"keras-makemore: error: {run / 'vocab.json'} holds 314,572,800 bytes, more than the "
+                    "268,435,456 a run's vocab.json can hold: restore the run's own file, or retrain the run")
