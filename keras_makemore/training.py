@@ -12,9 +12,11 @@ trains on the very minibatches the uninterrupted run would have.
 import contextlib
 import dataclasses
 import hashlib
+import io
 import os
 import shutil
 import time
+import zipfile
 from pathlib import Path
 from typing import Sequence
 
@@ -136,6 +138,9 @@ def _train(config, run_dir, callbacks, verbose, num_samples, resume, tensorboard
 
     # Model and optimizer
     model = compiled_model(config, corpus.vocab.size, corpus.block_size, plan, strategy)
+
+    if resume and chief:
+        _check_network_unchanged(run_dir, config, model)
 
     # Fit
     with worker_dir(run_dir, chief) as out_dir:
@@ -329,6 +334,38 @@ def _check_data_unchanged(run_dir: Path, data_path: Path) -> None:
         raise UserError(f"data file {data_path} changed since the run started (its sha256 differs from the one in "
                         f"{rundir.CONFIG_FILE}): a resumed run must train on the same words; put the original file "
                         "back, or train a new run on the changed file", argument="data")
+
+
+def _check_network_unchanged(run_dir: Path, config: TrainConfig, model: keras.Model) -> None:
+    """Refuse to resume a run whose saved weights are not of `model`'s network (its config.json was edited).
+
+    Keras would skip the weights that do not fit, train fresh ones on and overwrite the run's model. The
+    shapes of the weights in the newest checkpoint and in `model.keras` are read without building their networks.
+    """
+    import h5py
+
+    expected = sorted(tuple(w.shape) for w in model.weights)
+    files = [path for _, path in AtomicBackupAndRestore(run_dir / rundir.BACKUP_DIR).checkpoints()[:1]]
+    files += [run_dir / rundir.MODEL_FILE] if (run_dir / rundir.MODEL_FILE).exists() else []
+    for path in files:
+        try:
+            rundir.check_file(path, limit=None)
+            with contextlib.ExitStack() as stack:
+                if path.suffix == ".keras":
+                    archive = stack.enter_context(zipfile.ZipFile(path))
+                    source = io.BytesIO(archive.read("model.weights.h5"))
+                else:
+                    source = path
+                weights = stack.enter_context(h5py.File(source, "r"))
+                shapes = []
+                weights.visititems(lambda name, item: shapes.append(tuple(item.shape))
+                                   if isinstance(item, h5py.Dataset) and not name.startswith("optimizer/") else None)
+        except (OSError, KeyError, ValueError, zipfile.BadZipFile):
+            continue  # a damaged file: the checkpoint's loader falls back, the model file is rewritten
+        if sorted(shapes) != expected:
+            raise UserError(f"run_dir {run_dir}: its {rundir.CONFIG_FILE} describes a {config.model} network whose "
+                            f"weights do not fit those in {path.relative_to(run_dir)}: {rundir.CONFIG_FILE} changed "
+                            "since the run started; restore it, or train a new run", argument="run_dir")
 
 
 def file_sha256(path: str | os.PathLike) -> str:

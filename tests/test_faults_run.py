@@ -3,6 +3,7 @@
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import zipfile
 from pathlib import Path
@@ -203,3 +204,44 @@ def test_a_run_file_over_its_bound_is_refused_unread(tmp_path, run_dir):
     line = _one_line_error(run_cli("sample", str(run), "-n", "2"))
     assert line == (f"keras-makemore: error: {run / 'vocab.json'} holds 314,572,800 bytes, more than the "
                     "268,435,456 a run's vocab.json can hold: restore the run's own file, or retrain the run")
+
+
+def _interrupted_run(words_path: Path, run: Path, model: str = "gru", **settings) -> Path:
+    """A real run of `model` stopped by Ctrl-C right after its first checkpoint (20 of 40 steps)."""
+    import keras
+
+    from keras_makemore.config import TrainConfig
+    from keras_makemore.training import train
+
+    class CtrlC(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            raise KeyboardInterrupt
+
+    config = TrainConfig.from_preset(model, **{"data": str(words_path), "steps": 40, "eval_every": 20,
+                                               "hidden_units": 8, "embed_dim": 4, "batch_size": 8} | settings)
+    with pytest.raises(KeyboardInterrupt):
+        train(config, run, callbacks=[CtrlC()], verbose=0)
+    assert (run / "backup" / "epoch-000001.weights.h5").exists()
+    return run
+
+
+def _tree_digests(directory: Path) -> dict[str, str]:
+    return {str(p.relative_to(directory)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(directory.rglob("*")) if p.is_file()}
+
+
+def test_resume_refuses_a_config_naming_another_network_and_touches_nothing(tmp_path, words_path):
+    run = _interrupted_run(words_path, tmp_path / "run")
+    config = json.loads((run / "config.json").read_text())
+    (run / "config.json").write_text(json.dumps(config | {"model": "transformer"}))
+    before = _tree_digests(run)
+    line = _one_line_error(run_cli("train", "--resume", str(run), "--quiet", "--samples", "0"))
+    assert line == (f"keras-makemore: error: --resume {run}: its config.json describes a transformer network whose "
+                    "weights do not fit those in backup/epoch-000001.weights.h5: config.json changed since the run "
+                    "started; restore it, or train a new run")
+    assert _tree_digests(run) == before
+    # Without its checkpoint, model.keras is what the network is checked against.
+    shutil.rmtree(run / "backup")
+    line = _one_line_error(run_cli("train", "--resume", str(run), "--quiet", "--samples", "0"))
+    assert "weights do not fit those in model.keras" in line
+    assert _tree_digests(run) == {k: v for k, v in before.items() if not k.startswith("backup")}
