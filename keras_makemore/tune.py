@@ -640,11 +640,27 @@ def _search(config: TuneConfig, out_dir: Path, settings: dict, bases: dict, spac
             hypermodel: TrainConfigHyperModel, print_fn: Callable[[str], None]) -> TuneResult:
     """The search of `tune` into `out_dir`, which this process has locked."""
     state = _load_state(out_dir, settings)
+    _check_search_files(out_dir)
     budget = _Budget(out_dir / TUNE_JSON, config.budget_seconds(), state)
     budget.save()
-    with contextlib.redirect_stdout(io.StringIO()):  # KerasTuner prints "Reloading Tuner from ..."; we say more
-        tuner = _Tuner(budget, print_fn, oracle=_oracle(config, bases[config.models()[0]].seed, hypermodel), hypermodel=hypermodel,
-                       directory=str(out_dir), project_name=PROJECT, overwrite=False)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):  # KerasTuner prints "Reloading Tuner from ..."; we say more
+            tuner = _Tuner(budget, print_fn, oracle=_oracle(config, bases[config.models()[0]].seed, hypermodel),
+                           hypermodel=hypermodel, directory=str(out_dir), project_name=PROJECT, overwrite=False)
+    except (ValueError, KeyError, TypeError, AttributeError, IndexError, RuntimeError) as e:
+        if isinstance(e, UserError):
+            raise
+        cause = e.__cause__ or e
+        oracle = isinstance(e, RuntimeError) and isinstance(cause, KeyError)  # `Oracle.reload`'s own wrapping
+        raise _damaged_search(out_dir, out_dir / PROJECT / ("oracle.json" if oracle else ""),
+                              "KerasTuner cannot read it back: "
+                              f"{type(cause).__name__} {str(cause)[:80]!r}") from None
+    for trial_id, trial in tuner.oracle.trials.items():
+        try:
+            hypermodel.config(trial.hyperparameters)
+        except (KeyError, TypeError, ValueError) as e:
+            raise _damaged_search(out_dir, Path(tuner.get_trial_dir(trial_id)) / "trial.json",
+                                  f"its values are not a trial of this search: {type(e).__name__}") from None
     if tuner.oracle.trials:
         print_fn(f"continuing the search in {out_dir}: {len(tuner.oracle.trials)} trials started before, "
                  f"{budget.used:.0f} s of the budget used")
@@ -722,7 +738,8 @@ def _load_state(out_dir: Path, settings: dict) -> dict:
             raise UserError(f"out_dir {out_dir} holds a search without its {TUNE_JSON}: choose another out_dir",
                             argument="out_dir")
         return {"settings": settings, "seconds_used": 0.0, "trials": {}}
-    state = json.loads(path.read_text(encoding="utf-8"))
+    state = _read_search_json(out_dir, path)
+    _check_state(out_dir, state)
     if state["settings"] != settings:
         old, new = _flatten(state["settings"]), _flatten(settings)
         differences = [f"{k} {old.get(k)!r}, now {new.get(k)!r}" for k in sorted(set(old) | set(new))
@@ -731,6 +748,82 @@ def _load_state(out_dir: Path, settings: dict) -> dict:
                         "with the original settings (only --budget may change), or choose another out_dir",
                         argument="out_dir")
     return state
+
+
+def _damaged_search(out_dir: Path, path: Path, problem: str) -> UserError:
+    return UserError(f"{path} of the search in {out_dir} is damaged ({problem}): delete {out_dir} to search again "
+                     "from the start, or choose another out_dir", argument="out_dir")
+
+
+def _read_search_json(out_dir: Path, path: Path) -> dict:
+    """A JSON object of the search directory; a `UserError` naming the file if it is not one."""
+    rundir.check_file(path)
+    try:
+        obj = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError):
+        raise _damaged_search(out_dir, path, "not UTF-8 JSON") from None
+    if not isinstance(obj, dict):
+        raise _damaged_search(out_dir, path, f"a JSON object is expected, got {type(obj).__name__}")
+    return obj
+
+
+def _check_state(out_dir: Path, state: dict) -> None:
+    """`tune.json`'s fields: settings, a number of seconds, and a timing (an object of numbers) per trial."""
+    path = out_dir / TUNE_JSON
+    if not isinstance(state.get("settings"), dict):
+        raise _damaged_search(out_dir, path, "settings must be a JSON object")
+    used = state.get("seconds_used")
+    if type(used) not in (int, float) or not 0 <= used < math.inf:
+        raise _damaged_search(out_dir, path, f"seconds_used must be a number of seconds, got {used!r}")
+    trials = state.get("trials")
+    if not isinstance(trials, dict):
+        raise _damaged_search(out_dir, path, "trials must be a JSON object")
+    for name, timing in trials.items():
+        if not isinstance(timing, dict):
+            raise _damaged_search(out_dir, path, f"trial {name!r} must be a JSON object, got {timing!r}")
+        for key, value in timing.items():
+            text = key in ("model", "previous")
+            if not (value is None or (isinstance(value, str) if text else
+                                      type(value) in (int, float) and 0 <= value < math.inf)):
+                raise _damaged_search(out_dir, path, f"trial {name!r}: {key} must be "
+                                      f"{'text' if text else 'a number'}, got {value!r}")
+
+
+# The classes a KerasTuner file may name: its hyperparameters and their conditions. Anything else (a class that
+# runs code) is refused before KerasTuner deserialises the file.
+_HP_CLASSES = {"Boolean", "Choice", "Fixed", "Float", "Int", "Parent"}
+
+
+def _check_search_files(out_dir: Path) -> None:
+    """KerasTuner's files in `out_dir/search/` (oracle, tuner, each trial): JSON objects that name only
+    hyperparameter classes; a `UserError` naming the first that is not."""
+    project = out_dir / PROJECT
+    files = [project / "oracle.json", project / "tuner0.json", *sorted(project.glob("trial_*/trial.json"))]
+    for path in files:
+        if not path.exists():
+            continue
+        obj = _read_search_json(out_dir, path)
+        names = []
+        _class_names(obj, names)
+        odd = [n for n in names if n not in _HP_CLASSES]
+        if odd:
+            raise _damaged_search(out_dir, path, f"it names class {str(odd[0])[:60]!r}, which is no hyperparameter")
+        if path.name == "trial.json" and not (isinstance(obj.get("hyperparameters"), dict)
+                                              and isinstance(obj["hyperparameters"].get("values"), dict)):
+            raise _damaged_search(out_dir, path, "it holds no hyperparameter values")
+
+
+def _class_names(obj, found: list) -> None:
+    if isinstance(obj, dict):
+        if obj.get("module") is not None or obj.get("registered_name") is not None:  # Keras' importable form
+            found.append(f"{obj.get('module')}.{obj.get('class_name')}")
+        elif "class_name" in obj:
+            found.append(obj["class_name"])
+        for value in obj.values():
+            _class_names(value, found)
+    elif isinstance(obj, list):
+        for value in obj:
+            _class_names(value, found)
 
 
 def _flatten(obj, prefix: str = "") -> dict:

@@ -61,3 +61,59 @@ def test_two_searches_into_one_directory_cannot_run_at_once(tmp_path, words_path
     assert line == (f"keras-makemore: error: --out {out} is busy: another process is searching it; wait for it to "
                     "end, or stop it first")
     assert not list(out.iterdir())
+
+
+@pytest.fixture(scope="module")
+def finished_search(tmp_path_factory, words_path):
+    out = tmp_path_factory.mktemp("tune") / "search"
+    result = run_cli(*_tiny(words_path), "--out", str(out))
+    assert result.returncode == 0, result.stderr[-3000:]
+    return out
+
+
+def _edit_json(path: Path, edit) -> None:
+    obj = json.loads(path.read_text())
+    edit(obj)
+    path.write_text(json.dumps(obj))
+
+
+def _plant_code(trial: dict, marker: Path) -> None:
+    trial["hyperparameters"]["space"][0] = {"module": "os", "class_name": "system", "registered_name": None,
+                                            "config": {"command": f"touch {marker}"}}
+
+
+DAMAGES = {
+    "tune.json not JSON": ("tune.json", lambda p, m: p.write_text("{not json"), "not UTF-8 JSON"),
+    "tune.json a list": ("tune.json", lambda p, m: p.write_text("[1, 2]"), "a JSON object is expected, got list"),
+    "seconds_used text": ("tune.json", lambda p, m: _edit_json(p, lambda s: s.update(seconds_used="ten")),
+                          "seconds_used must be a number of seconds, got 'ten'"),
+    "a trial a number": ("tune.json", lambda p, m: _edit_json(p, lambda s: s["trials"].update({"0": 5})),
+                         "trial '0' must be a JSON object, got 5"),
+    "oracle.json not JSON": ("search/oracle.json", lambda p, m: p.write_text("oracle"), "not UTF-8 JSON"),
+    "oracle.json empty": ("search/oracle.json", lambda p, m: p.write_text("{}"),
+                          "KerasTuner cannot read it back: KeyError"),
+    "trial.json not JSON": ("search/trial_0/trial.json", lambda p, m: p.write_text("\x00\x01"), "not UTF-8 JSON"),
+    "trial.json naming os.system": ("search/trial_0/trial.json", lambda p, m: _edit_json(p, lambda t: _plant_code(t, m)),
+                                    "it names class 'os.system', which is no hyperparameter"),
+    "trial.json without values": ("search/trial_0/trial.json",
+                                  lambda p, m: _edit_json(p, lambda t: t["hyperparameters"].update(values={})),
+                                  "its values are not a trial of this search: KeyError"),
+    "tuner0.json not JSON": ("search/tuner0.json", lambda p, m: p.write_text("tuner"), "not UTF-8 JSON"),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("damage", DAMAGES)
+def test_a_damaged_search_file_is_named_and_nothing_planted_runs(tmp_path, finished_search, words_path, damage):
+    name, spoil, problem = DAMAGES[damage]
+    out = tmp_path / "search"
+    shutil.copytree(finished_search, out)
+    marker = tmp_path / "pwned"
+    spoil(out / name, marker)
+    before = _digests(out)
+    line = _one_line_error(run_cli(*_tiny(words_path), "--out", str(out)))
+    assert line.startswith(f"keras-makemore: error: {out / name} of the search in {out} is damaged ({problem}")
+    assert line.endswith(f"): delete {out} to search again from the start, or choose another --out")
+    assert not marker.exists()
+    after = _digests(out)
+    assert {k: v for k, v in after.items() if k != "tune.json"} == {k: v for k, v in before.items() if k != "tune.json"}
