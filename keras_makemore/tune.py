@@ -48,7 +48,7 @@ from keras_makemore.distribute import make_strategy
 from keras_makemore.errors import UserError
 from keras_makemore.plots import _save, _THOUSANDS
 from keras_makemore.models import get_model_type
-from keras_makemore.models.base import count_parameters, training_examples
+from keras_makemore.models.base import block_size_for, check_model_size, count_parameters, training_examples
 from keras_makemore.streaming import StreamedCorpus
 from keras_makemore.training import (_corpus, _create_run_dir, _restore, _run_callbacks, _start_run_dir,
                                      compiled_model, file_sha256, xla_scope)
@@ -165,6 +165,22 @@ def _check_rows(base: TrainConfig, rows: dict) -> None:
         except UserError as e:
             raise UserError(f"model {base.model} cannot train every combination searched: {e}",
                             argument=e.argument) from None
+
+
+def _check_sizes(space: dict, bases: Mapping[str, TrainConfig], hypermodel: "TrainConfigHyperModel") -> None:
+    """A `UserError` before anything trains if a combination of a model type's rows makes too large a network."""
+    corpus = None
+    for model, rows in space.items():
+        network = [name for name in get_model_type(model).hyperparameters
+                   if name in rows and not isinstance(rows[name], LogRange)]
+        for combination in itertools.product(*(rows[name] for name in network)):
+            config = dataclasses.replace(bases[model], **dict(zip(network, combination)))
+            corpus = corpus or hypermodel.corpus(bases[model])  # one vocabulary for every network
+            try:
+                check_model_size(config, corpus.vocab.size, block_size_for(config, corpus.max_word_length))
+            except UserError as e:
+                raise UserError(f"model {model} cannot train every combination searched: {e}",
+                                argument=e.argument) from None
 
 
 class TrainConfigHyperModel(keras_tuner.HyperModel):
@@ -627,6 +643,7 @@ def tune(
     hyperband = config.tuner == "hyperband"
     hypermodel = TrainConfigHyperModel(bases, space, config.evals, hyperband=hyperband)
     read_words(hypermodel.data_path)  # a missing or unreadable file is the user's error, said here
+    _check_sizes(space, bases, hypermodel)
     settings = json.loads(json.dumps({
         "tune": {k: v for k, v in config.to_json().items() if k != "budget"},
         "bases": {model: b.to_json() for model, b in bases.items()},

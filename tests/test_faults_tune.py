@@ -117,3 +117,26 @@ def test_a_damaged_search_file_is_named_and_nothing_planted_runs(tmp_path, finis
     assert not marker.exists()
     after = _digests(out)
     assert {k: v for k, v in after.items() if k != "tune.json"} == {k: v for k, v in before.items() if k != "tune.json"}
+
+
+@pytest.mark.slow
+def test_every_row_size_is_checked_before_any_trial_trains(tmp_path, words_path):
+    out = tmp_path / "search"
+    flags = _tiny(words_path)
+    flags[flags.index("--hidden") + 1:flags.index("--hidden") + 3] = ["50", "1000000000"]
+    line = _one_line_error(run_cli(*flags, "--out", str(out)))
+    assert line == ("keras-makemore: error: model mlp cannot train every combination searched: --hidden-units "
+                    "1000000000 with embed_dim 2 and block_size 3 would make 34,000,000,081 parameters for model mlp "
+                    "(126.7 GiB of float32 weights), over the limit of 200,000,000: make them smaller")
+    assert not out.exists()  # nothing trained, nothing written
+
+
+def test_search_sizes_are_checked_for_every_combination(words_path):
+    from keras_makemore.config import TrainConfig, TuneConfig
+    from keras_makemore.errors import UserError
+    from keras_makemore.tune import tune
+
+    base = TrainConfig(data=str(words_path), seed=3)
+    with pytest.raises(UserError, match="model wavenet cannot train every combination searched: .* would make"):
+        tune(TuneConfig(model="wavenet", tuner="grid"), base, "/nonexistent/never-written",
+             fixed={"hidden_units": (8, 10**6), "embed_dim": (2, 10**4)})
