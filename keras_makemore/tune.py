@@ -696,11 +696,30 @@ def _search(config: TuneConfig, out_dir: Path, settings: dict, bases: dict, spac
     if best is not None:
         best_config = hypermodel.config(tuner.oracle.get_trial(best["trial"]).hyperparameters)
         best_dir = out_dir / BEST_DIR
+        if not (tuner.run_dir(best["trial"]) / rundir.MODEL_FILE).exists():
+            _retrain(tuner, best["trial"])
         with _atomic.atomic_dir(best_dir) as tmp:
             shutil.copytree(tuner.run_dir(best["trial"]), tmp, ignore=shutil.ignore_patterns(rundir.BACKUP_DIR))
         plot_tune(rows, out_dir / TUNE_PNG, title=f"tune {out_dir.resolve().name}: {config.tuner}, model "
                                                   f"{config.model}, {budget.used / 60:.1f} min of {config.budget}")
     return TuneResult(rows, best, best_config, best_dir, stopped, budget.used)
+
+
+def _retrain(tuner: "_Tuner", trial_id: str) -> None:
+    """Train the run of trial `trial_id`, whose model file is gone, again from step 0 to where it was.
+
+    Minibatches are a function of `(seed, step)`: the run ends with the weights and history it had.
+    """
+    hp = tuner.oracle.get_trial(trial_id).hyperparameters
+    run_dir = tuner.run_dir(trial_id)
+    epochs = tuner._epochs_done(trial_id)
+    config = tuner.hypermodel.config(hp)
+    tuner.print_fn(f"[trial {trial_id}] {_describe(config, tuner.hypermodel.space)}: its {rundir.MODEL_FILE} is "
+                   f"missing from {run_dir}; training it again, {epochs * tuner.hypermodel.plan(config).steps_per_epoch:,}"
+                   " steps")
+    keras.backend.clear_session()
+    with _atomic.atomic_dir(run_dir) as tmp:
+        tuner.hypermodel.fit(hp, tuner.hypermodel.build(hp), tmp, epochs=epochs)
 
 
 class _AtomicSaves:

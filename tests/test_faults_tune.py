@@ -140,3 +140,24 @@ def test_search_sizes_are_checked_for_every_combination(words_path):
     with pytest.raises(UserError, match="model wavenet cannot train every combination searched: .* would make"):
         tune(TuneConfig(model="wavenet", tuner="grid"), base, "/nonexistent/never-written",
              fixed={"hidden_units": (8, 10**6), "embed_dim": (2, 10**4)})
+
+
+@pytest.mark.slow
+def test_a_trial_whose_model_was_deleted_is_trained_again_for_best(tmp_path, finished_search, words_path):
+    import numpy as np
+
+    from keras_makemore.runs import load_model
+
+    out = tmp_path / "search"
+    shutil.copytree(finished_search, out)
+    for model in [*out.glob("search/trial_*/run/model.keras"), out / "best" / "model.keras"]:
+        model.unlink()
+    result = run_cli(*_tiny(words_path), "--out", str(out))
+    assert result.returncode == 0, result.stderr[-3000:]
+    trial = next(line for line in result.stdout.splitlines() if "is missing" in line)
+    assert trial.startswith("[trial ") and f"its model.keras is missing from {out / 'search'}" in trial
+    assert "training it again, 40 steps" in trial
+    assert (out / "best" / "history.csv").read_text() == (finished_search / "best" / "history.csv").read_text()
+    again, before = load_model(out / "best" / "model.keras"), load_model(finished_search / "best" / "model.keras")
+    for a, b in zip(again.get_weights(), before.get_weights(), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)  # minibatches are a function of (seed, step)
