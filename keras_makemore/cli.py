@@ -346,6 +346,9 @@ def _add_control_flag(p, field: dataclasses.Field) -> None:
 _JSON_MAX_WORDS = 1_000_000  # --json holds every word in memory; plain output streams
 
 
+_STREAMED_NOVELTY_WORDS = 100_000  # the novelty of a run with a streamed data file: of its first words sampled
+
+
 def _sample(args) -> int:
     from keras_makemore.controls import resolve_seed
     from keras_makemore.data import read_words
@@ -356,12 +359,21 @@ def _sample(args) -> int:
     if args.json and args.num_samples > _JSON_MAX_WORDS:
         raise UserError(f"num_samples must be at most {_JSON_MAX_WORDS:,} with json, which holds every word in "
                         f"memory, got {args.num_samples:,}: drop --json to stream the words", argument="num_samples")
-    training = None
+    from keras_makemore.streaming import StreamedCorpus
+
+    corpus = training = None
     try:
-        training = set(opened.run.corpus().split.train) if opened.run else None
+        corpus = opened.run.corpus() if opened.run else None
     except UserError:
         if args.new_only:
             raise
+    streamed = isinstance(corpus, StreamedCorpus)  # its words stay on disk: novelty is found by searching the file
+    if streamed and args.new_only:
+        raise UserError(f"new_only holds the training words in memory, and the run's data file {corpus.path} is "
+                        "streamed from disk for its size: leave new_only out, or pass --exclude with a smaller list "
+                        "of words", argument="new_only")
+    if corpus is not None and not streamed:
+        training = set(corpus.split.train)
     if args.new_only and training is None:
         raise UserError(f"new_only needs the training words, and {args.source} is not in a run's export folder: "
                         "sample the run directory, or pass --exclude with the training words", argument="new_only")
@@ -371,15 +383,20 @@ def _sample(args) -> int:
     max_length = opened.max_length if args.max_length is None else args.max_length  # 0 is refused, not "unset"
     words = iter_words(opened.model, opened.vocab, opened.block_size, args.num_samples, seed, exclude=exclude,
                        max_draws=args.max_draws, **controls | {"max_length": max_length})
-    found, novel, collected = 0, 0, []
+    found, novel, collected, checked = 0, 0, [], []
     for word in words:
         found += 1
         novel += training is not None and word not in training
+        if streamed and len(checked) < _STREAMED_NOVELTY_WORDS:
+            checked.append(word)
         if args.json:
             collected.append(word)
         else:
             print(word)
     novelty = novel / found if training is not None and found else None
+    if checked:  # the first words sampled, searched for in one pass over the file
+        known = set(corpus.known(checked))
+        novelty = sum(w not in known for w in checked) / len(checked)
     if args.json:
         print(json.dumps({"samples": collected, "novelty": novelty, "seed": seed, "requested": args.num_samples,
                           **controls, "new_only": args.new_only, "exclude": args.exclude}, ensure_ascii=False))
@@ -408,7 +425,11 @@ def _score(args) -> int:
     from keras_makemore.errors import UserError
     from keras_makemore.scoring import read_word_file, score_words
 
+    from keras_makemore.streaming import stream_threshold_bytes
+
     opened = _open_source(args)
+    if args.file and Path(args.file).is_file() and Path(args.file).stat().st_size > stream_threshold_bytes():
+        return _score_streamed(args, opened)
     words = list(args.words) + (read_word_file(args.file, opened.vocab) if args.file else [])
     if not words:
         raise UserError("words: give words to score, or a file of them with --file FILE", argument="words")
@@ -419,6 +440,35 @@ def _score(args) -> int:
     print(f"{'nll':>8} {'perplexity':>11} {'log_prob':>10}  word")
     for s in scores:
         print(f"{s.nll:>8.4f} {s.perplexity:>11.3f} {s.log_prob:>10.4f}  {s.word}")
+    return 0
+
+
+def _score_streamed(args, opened) -> int:
+    """`score` of a file too big to hold (as `open_corpus` would stream it): read and scored a batch of lines at a
+    time, the scores printed in file order (sorting would hold them all)."""
+    import itertools
+
+    from keras_makemore.scoring import iter_word_file, score_words
+
+    for _ in iter_word_file(args.file, opened.vocab):  # a first pass checks every line: an error prints nothing else
+        pass
+    print(f"# {args.file} is scored as it is read, for its size: the scores come in file order, not sorted",
+          file=sys.stderr)
+    batches = itertools.chain([list(args.words)] if args.words else [], iter_word_file(args.file, opened.vocab))
+    first = True
+    if args.json:
+        print('{"words": [', end="")
+    else:
+        print(f"{'nll':>8} {'perplexity':>11} {'log_prob':>10}  word")
+    for batch in batches:
+        for s in score_words(opened.model, opened.vocab, batch):
+            if args.json:
+                print(("" if first else ", ") + json.dumps(s.to_json(), ensure_ascii=False), end="")
+            else:
+                print(f"{s.nll:>8.4f} {s.perplexity:>11.3f} {s.log_prob:>10.4f}  {s.word}")
+            first = False
+    if args.json:
+        print("]}")
     return 0
 
 

@@ -391,11 +391,11 @@ def _export_locked(run, quantize: str, check: bool) -> ExportReport:
     try:
         with _staging(export_dir) as staging:
             saved_model = write_saved_model(run.model, run.vocab, staging / SAVED_MODEL_DIR, run.max_length)
-            representative = corpus.examples("train")[0] if quantize == "int8" else None
+            representative = _examples(corpus, "train")[0] if quantize == "int8" else None
             litert = convert_to_litert(saved_model, staging / name, quantize, representative)
             result = None
             if check and corpus is not None:
-                result = check_against_keras(run.model, ExportedModel(litert), *corpus.examples("val"))
+                result = check_against_keras(run.model, ExportedModel(litert), *_examples(corpus, "val"))
             manifest = _manifest(export_dir, run, name, quantize, litert.stat().st_size, result,
                                  saved_model_digests(saved_model))
             _atomic.write_json(staging / MANIFEST_FILE, manifest)
@@ -411,6 +411,21 @@ def _export_locked(run, quantize: str, check: bool) -> ExportReport:
         raise UserError(f"{problem} while exporting: {fix}, then export again (the earlier export, if any, is intact)"
                         ) from None
     return ExportReport(export_dir, export_dir / SAVED_MODEL_DIR, export_dir / name, quantize, result)
+
+
+STREAMED_CHECK_BYTES = 64 << 20  # the contexts a streamed corpus gives the val check and int8's calibration
+
+
+def _examples(corpus, split: str) -> tuple[np.ndarray, np.ndarray]:
+    """`(contexts, next ids)` of `split`: all of them, or of a streamed corpus a sample spread over the split
+    of at most `STREAMED_CHECK_BYTES` (the file is read a chunk at a time)."""
+    from keras_makemore.streaming import StreamedCorpus
+
+    if not isinstance(corpus, StreamedCorpus):
+        return corpus.examples(split)
+    cap = max(1, STREAMED_CHECK_BYTES // (4 * (corpus.block_size + 1)))
+    parts = list(corpus.windows(split).batches(4096, max_examples=cap).as_numpy_iterator())
+    return np.concatenate([x for x, _ in parts]), np.concatenate([y for _, y in parts])
 
 
 @contextlib.contextmanager

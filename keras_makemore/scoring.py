@@ -94,6 +94,39 @@ def read_word_file(path: str | os.PathLike, vocab: Vocabulary) -> list[str]:
     return words
 
 
+def iter_word_file(path: str | os.PathLike, vocab: Vocabulary, batch: int = 10_000) -> Iterator[list[str]]:
+    """The words of a text file, one a line, `batch` at a time, read line by line (for files too big to hold).
+
+    A character outside `vocab`, a line over `MAX_WORD_LENGTH` characters or bytes that are not UTF-8 are
+    reported by line number only; a line is never read past that length.
+    """
+    from keras_makemore.data import check_data_file
+
+    path, chars, words, number = check_data_file(path), set(vocab.chars), [], 0
+    try:
+        with open(path, encoding="utf-8-sig", newline="\n") as f:
+            while line := f.readline(MAX_WORD_LENGTH + 2):
+                number += 1
+                if not line.endswith("\n") and len(line) > MAX_WORD_LENGTH:
+                    raise UserError(f"file {path} line {number:,} has more than the {MAX_WORD_LENGTH:,} characters "
+                                    "a model scores: remove the line", argument="file")
+                word = line.strip()
+                if not word:
+                    continue
+                if not set(word) <= chars:
+                    raise UserError(f"file {path} line {number:,} has a character the model never saw: "
+                                    "remove the line, or score with a model trained on such characters", argument="file")
+                words.append(word)
+                if len(words) == batch:
+                    yield words
+                    words = []
+    except UnicodeDecodeError as e:
+        raise UserError(f"file {path} is not UTF-8 text (near line {number + 1:,}, {e.reason}): convert it to "
+                        "UTF-8, e.g. with iconv", argument="file") from None
+    if words:
+        yield words
+
+
 def score_tokens(logits_fn, block_size: int, words: tf.Tensor) -> dict[str, tf.Tensor]:
     """`log_prob` and `nll`, float32 `[n]`, of int32 token ids `words` `[n, width]` (zero-padded), inside the graph."""
     n, width = tf.shape(words)[0], tf.shape(words)[1]

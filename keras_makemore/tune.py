@@ -43,7 +43,7 @@ import numpy as np
 from keras_makemore import _atomic, engine, rundir
 from keras_makemore.callbacks import AtomicBackupAndRestore, EarlyStoppingOnValLoss, StopOnNonFiniteLoss, ValLoss
 from keras_makemore.config import TUNE_MODELS, TUNE_SPACE, LogRange, TrainConfig, TuneConfig, plan_steps
-from keras_makemore.data import Corpus, load_names, read_words
+from keras_makemore.data import Corpus, check_data_file, load_names
 from keras_makemore.distribute import make_strategy
 from keras_makemore.errors import UserError
 from keras_makemore.plots import _save, _THOUSANDS
@@ -169,13 +169,12 @@ def _check_rows(base: TrainConfig, rows: dict) -> None:
 
 def _check_sizes(space: dict, bases: Mapping[str, TrainConfig], hypermodel: "TrainConfigHyperModel") -> None:
     """A `UserError` before anything trains if a combination of a model type's rows makes too large a network."""
-    corpus = None
     for model, rows in space.items():
+        corpus = hypermodel.corpus(bases[model])  # one vocabulary for every network; read once per kind of context
         network = [name for name in get_model_type(model).hyperparameters
                    if name in rows and not isinstance(rows[name], LogRange)]
         for combination in itertools.product(*(rows[name] for name in network)):
             config = dataclasses.replace(bases[model], **dict(zip(network, combination)))
-            corpus = corpus or hypermodel.corpus(bases[model])  # one vocabulary for every network
             try:
                 check_model_size(config, corpus.vocab.size, block_size_for(config, corpus.max_word_length))
             except UserError as e:
@@ -642,8 +641,8 @@ def tune(
     space = search_space(config, bases, fixed)
     hyperband = config.tuner == "hyperband"
     hypermodel = TrainConfigHyperModel(bases, space, config.evals, hyperband=hyperband)
-    read_words(hypermodel.data_path)  # a missing or unreadable file is the user's error, said here
-    _check_sizes(space, bases, hypermodel)
+    check_data_file(hypermodel.data_path)  # a missing file is the user's error, said here
+    _check_sizes(space, bases, hypermodel)  # and an unreadable one here: its corpus is opened (or streamed)
     settings = json.loads(json.dumps({
         "tune": {k: v for k, v in config.to_json().items() if k != "budget"},
         "bases": {model: b.to_json() for model, b in bases.items()},
