@@ -212,12 +212,22 @@ def _train(args) -> int:
               f"`keras-makemore train --resume {run_dir}`", file=sys.stderr)
         return 2
     run = Run.load(run_dir, model=result.model)
-    losses = evaluate_splits(run.model, result.corpus, ("train", "val"),
-                             progress=sys.stdout.isatty() and not args.quiet)
-    words = sample_words(run.model, run.vocab, run.config.block_size, 10, seed=run.config.seed,
-                         max_length=run.max_length)
+    try:
+        losses = evaluate_splits(run.model, result.corpus, ("train", "val"),
+                                 progress=sys.stdout.isatty() and not args.quiet)
+        words = sample_words(run.model, run.vocab, run.config.block_size, 10, seed=run.config.seed,
+                             max_length=run.max_length)
+        known = result.corpus.known(words)
+    except Exception as e:
+        from keras_makemore.streaming import failure_behind
+
+        failure = e if isinstance(e, UserError) else failure_behind(e)
+        if not hasattr(failure, "problem"):  # not a streamed data file that changed
+            raise
+        raise UserError(f"{failure.problem}: the run finished and is saved in {run_dir}; put the original file "
+                        f"back, then see its losses with `keras-makemore evaluate {run_dir}`", argument="data") from None
     print(f"train loss {losses['train'].nll:.4f}  val loss {losses['val'].nll:.4f}")
-    print(f"samples ({novelty(words, result.corpus.known(words)):.0%} novel):", *words, sep="\n  ")
+    print(f"samples ({novelty(words, known):.0%} novel):", *words, sep="\n  ")
     print(f"run saved in {run_dir}  (next: keras-makemore sample {run_dir})")
     if args.tensorboard:
         print(f"TensorBoard logs in {run_dir / 'tensorboard'}  (view: tensorboard --logdir {run_dir / 'tensorboard'})")
@@ -800,7 +810,12 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except Exception as e:
         from keras_makemore._atomic import disk_error
+        from keras_makemore.streaming import failure_behind
 
+        failure = failure_behind(e)  # a streamed data file's error, which tf.data rewrapped
+        if failure is not None:
+            print(f"keras-makemore: error: {_in_flag_terms(failure, args.argument_flags)}", file=sys.stderr)
+            return 2
         disk = disk_error(e)
         if disk is None:
             raise

@@ -37,7 +37,7 @@ from keras_makemore.models import MODEL_NAMES, get_model_type
 from keras_makemore.models.base import block_size_for, check_model_size, loss, training_examples
 from keras_makemore.optimizers import make_optimizer
 from keras_makemore.runs import load_model
-from keras_makemore.streaming import StreamedCorpus, open_corpus
+from keras_makemore.streaming import StreamedCorpus, failure_behind, open_corpus
 from keras_makemore.threads import auto_intra_op_threads, set_intra_op_threads
 
 
@@ -104,8 +104,16 @@ def train(
             return shared or locks.enter_context(rundir.run_lock(run_dir))
 
         locked = lock()  # False when the directory does not exist yet: then once `_train` creates it
-        return _train(config, run_dir, callbacks, verbose, num_samples, resume, tensorboard,
-                      lock_new_run=lambda: locked or lock())
+        try:
+            return _train(config, run_dir, callbacks, verbose, num_samples, resume, tensorboard,
+                          lock_new_run=lambda: locked or lock())
+        except (tf.errors.OpError, UserError) as e:  # a streamed data file read in validation, or through tf.data
+            failure = failure_behind(e) if isinstance(e, tf.errors.OpError) else e
+            if not hasattr(failure, "problem") or not (run_dir / rundir.CONFIG_FILE).exists():
+                raise  # not a streamed data file that changed, or no run started yet: said as it is
+            raise UserError(f"{failure.problem}: training stopped, and what it saved is intact; put the original file "
+                            f"back, then continue with `keras-makemore train --resume {run_dir}`",
+                            argument="data") from None
 
 
 def _train(config, run_dir, callbacks, verbose, num_samples, resume, tensorboard, lock_new_run) -> TrainResult:

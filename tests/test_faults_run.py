@@ -245,3 +245,61 @@ def test_resume_refuses_a_config_naming_another_network_and_touches_nothing(tmp_
     line = _one_line_error(run_cli("train", "--resume", str(run), "--quiet", "--samples", "0"))
     assert "weights do not fit those in model.keras" in line
     assert _tree_digests(run) == {k: v for k, v in before.items() if not k.startswith("backup")}
+
+
+def _shuffled(text: str) -> str:
+    import random
+
+    lines = text.splitlines()
+    random.Random(0).shuffle(lines)
+    return "\n".join(lines) + "\n"
+
+
+DATA_CHANGES = {
+    "shuffled": _shuffled,
+    "truncated": lambda text: text[:len(text) // 2],
+    "edited in place": lambda text: text[:5000] + ("x" if text[5000] != "x" else "y") + text[5001:],
+    "upper-cased": str.upper,
+}
+
+
+# The second read is the validation split's, read once before training; the sixth a training chunk, read by
+# tf.data's generator (where an exception reaches the caller as a TensorFlow error).
+@pytest.mark.parametrize("change, at", [(change, 2) for change in DATA_CHANGES] + [("upper-cased", 6)])
+def test_a_data_file_changed_while_training_streams_it_stops_the_run_resumably(
+        tmp_path, names_path, monkeypatch, capsys, change, at):
+    from keras_makemore import cli, streaming
+    from keras_makemore.data import read_words
+
+    data = tmp_path / "words.txt"
+    original = "\n".join(read_words(names_path)[:2000]) + "\n"
+    data.write_text(original, encoding="utf-8")
+    monkeypatch.setattr(streaming, "stream_threshold_bytes", lambda: 1000)
+    monkeypatch.setattr(streaming, "STREAM_CHUNK_BYTES", 3000)  # several chunks, read in turn while training
+
+    reads = []
+    read = streaming.StreamedCorpus._read
+
+    def read_then_change(corpus, chunk):  # the file changes between two reads of it while training runs
+        reads.append(chunk)
+        if len(reads) == at:
+            data.write_text(DATA_CHANGES[change](original), encoding="utf-8")
+        return read(corpus, chunk)
+
+    monkeypatch.setattr(streaming.StreamedCorpus, "_read", read_then_change)
+    run = tmp_path / "run"
+    flags = ["--steps", "90", "--eval-every", "30", "--batch-size", "64", "--hidden", "8", "--embed-dim", "2",
+             "--quiet", "--samples", "0"]
+    assert cli.main(["train", "--data", str(data), "--out", str(run), *flags]) == 2
+    out, err = capsys.readouterr()
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"keras-makemore: error: --data file {data} changed while it was "
+                                                   "read ("), err
+    assert lines[0].endswith(f"): training stopped, and what it saved is intact; put the original file back, then "
+                             f"continue with `keras-makemore train --resume {run}`")
+    assert not (run / "history.json").exists() and (run / "config.json").exists()
+
+    monkeypatch.setattr(streaming.StreamedCorpus, "_read", read)
+    data.write_text(original, encoding="utf-8")  # restored: the run goes on
+    assert cli.main(["train", "--resume", str(run), "--quiet", "--samples", "0"]) == 0, capsys.readouterr().err
+    assert len(json.loads((run / "history.json").read_text())["val_loss"]) == 3
