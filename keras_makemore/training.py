@@ -27,7 +27,7 @@ from keras_makemore.callbacks import (AtomicBackupAndRestore, AtomicCSVLogger, B
                                       EarlyStoppingOnValLoss, SampleWords, StopOnNonFiniteLoss, ValLoss,
                                       tensorboard_callbacks)
 from keras_makemore.config import StepPlan, TrainConfig, config_differences, plan_steps
-from keras_makemore.data import Corpus, load_names
+from keras_makemore.data import Corpus, check_data_file, load_names
 from keras_makemore.distribute import is_chief, make_strategy, worker_dir
 from keras_makemore.errors import UserError
 from keras_makemore.lr_finder import LRFinderResult, find_lr
@@ -121,6 +121,8 @@ def _train(config, run_dir, callbacks, verbose, num_samples, resume, tensorboard
 
     # Data
     data_path = Path(config.data) if config.data else load_names()
+    if resume and chief:
+        _check_data_unchanged(run_dir, data_path)  # hashed in blocks, before the words are read into memory
     corpus = _corpus(config, data_path)
     train_examples = training_examples(get_model_type(config.model), corpus, "train", config.pack_words)
     plan = plan_steps(config, len(train_examples))
@@ -131,8 +133,6 @@ def _train(config, run_dir, callbacks, verbose, num_samples, resume, tensorboard
         lock_new_run()
         _check_new_run_dir(run_dir)  # again, now that no other process can start a run there
         _start_run_dir(run_dir, config, corpus, data_path, plan)
-    elif chief:
-        _check_data_unchanged(run_dir, data_path)
 
     # Model and optimizer
     model = compiled_model(config, corpus.vocab.size, corpus.block_size, plan, strategy)
@@ -305,8 +305,8 @@ def _start_run_dir(run_dir: Path, config: TrainConfig, corpus: Corpus | Streamed
 
 def _config_to_resume(run_dir: Path, config: TrainConfig | None) -> TrainConfig:
     if not (run_dir / rundir.CONFIG_FILE).exists():
-        raise UserError(f"run_dir {run_dir} holds no run to resume (no {rundir.CONFIG_FILE}): start one there "
-                        "with resume=False", argument="run_dir")
+        raise UserError(f"run_dir {run_dir} holds no run to resume (no {rundir.CONFIG_FILE}): check the path, or "
+                        "start a new run there instead of resuming", argument="run_dir")
     if (run_dir / rundir.HISTORY_JSON).exists():
         raise UserError(f"run_dir {run_dir}: the run already finished, there is nothing to resume",
                         argument="run_dir")
@@ -325,7 +325,7 @@ def _check_data_unchanged(run_dir: Path, data_path: Path) -> None:
     """Refuse to resume on data other than the run's: its split, vocabulary and minibatches would all differ."""
     _, info = rundir.read_config(run_dir)
     recorded = info.get("data_sha256")
-    if recorded is not None and file_sha256(data_path) != recorded:
+    if recorded is not None and file_sha256(check_data_file(data_path)) != recorded:
         raise UserError(f"data file {data_path} changed since the run started (its sha256 differs from the one in "
                         f"{rundir.CONFIG_FILE}): a resumed run must train on the same words; put the original file "
                         "back, or train a new run on the changed file", argument="data")

@@ -224,3 +224,30 @@ def test_a_plot_of_a_long_run_needs_no_array_of_every_step(run_copy):
                                                      "steps_per_execution": 1000})
     embeddings, loss = plot_run(run_copy)
     assert loss.stat().st_size > 1000
+
+
+# Sizes and numbers, vocabularies, long words and lines, divergence, terminal output
+
+def _flags_of_train() -> set[str]:
+    from keras_makemore.cli import build_parser
+
+    parser = build_parser()
+    train = next(a for a in parser._actions if a.dest == "command").choices["train"]
+    return {o for a in train._actions for o in a.option_strings}
+
+
+def test_the_resume_hints_name_flags_that_exist(tmp_path, capsys):
+    import re
+
+    from keras_makemore.cli import main
+
+    assert main(["train", "--resume", str(tmp_path)]) == 2
+    line = capsys.readouterr().err.strip()
+    assert line == (f"keras-makemore: error: --resume {tmp_path} holds no run to resume (no config.json): check the "
+                    "path, or start a new run there instead of resuming")
+    (tmp_path / "backup").mkdir()
+    assert main(["train", "--out", str(tmp_path), "--steps", "10"]) == 2
+    hint = capsys.readouterr().err.strip()
+    assert hint == (f"keras-makemore: error: --out {tmp_path} holds an interrupted run: continue it with --resume, "
+                    "or choose another --out")
+    assert set(re.findall(r"--[a-z][a-z-]*", line + hint)) <= _flags_of_train()

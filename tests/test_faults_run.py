@@ -125,3 +125,34 @@ def test_report_and_plot_on_a_full_disk_leave_the_run_intact(small_disk, run_dir
     line = _one_line_error(run_cli(command, str(copy)))
     assert line.startswith(FULL_DISK[0]) and line.endswith(FULL_DISK[1])
     assert _digests(copy) == before
+
+
+# Resume, pipes and divergence
+
+def _unfinished_copy(trained_run, tmp_path) -> Path:
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(trained_run.run_dir, run)
+    (run / "history.json").unlink()
+    return run
+
+
+def test_resume_hashes_the_data_before_reading_it(trained_run, tmp_path, monkeypatch):
+    """A changed data file is found by its sha256, read in blocks, before any word is read into memory."""
+    from keras_makemore import data, streaming, training
+    from keras_makemore.errors import UserError
+
+    run = _unfinished_copy(trained_run, tmp_path)
+    info = json.loads((run / "config.json").read_text())
+    info["data_sha256"] = "0" * 64  # as if the file had changed since the run started
+    (run / "config.json").write_text(json.dumps(info))
+
+    def never(*args, **kwargs):
+        raise AssertionError("the data file was read before its hash was compared")
+
+    for module, name in ((training, "open_corpus"), (streaming, "open_corpus"), (data, "read_words"),
+                         (data.Corpus, "from_file")):
+        monkeypatch.setattr(module, name, never)
+    with pytest.raises(UserError, match="changed since the run started"):
+        training.train(None, run, verbose=0, resume=True)
