@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from keras_makemore import _atomic
-from keras_makemore.config import StepPlan, TrainConfig
+from keras_makemore.config import MAX_STEPS, StepPlan, TrainConfig
 from keras_makemore.errors import UserError
 
 CONFIG_FILE = "config.json"
@@ -26,7 +26,8 @@ HISTORY_CSV = "history.csv"
 HISTORY_JSON = "history.json"
 BACKUP_DIR = "backup"
 TENSORBOARD_DIR = "tensorboard"
-MAX_STEPS = 10**9  # a bound for the step counts read from a file: 10^9 steps are years of training
+# MAX_STEPS (config.py) bounds the step counts read from a file: `TrainConfig.validate` and `plan_steps` refuse
+# more, so a run started within it is never called damaged later.
 
 
 def write_config(run_dir: Path, config: TrainConfig, plan: StepPlan, **info: Any) -> None:

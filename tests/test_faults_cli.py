@@ -251,3 +251,82 @@ def test_the_resume_hints_name_flags_that_exist(tmp_path, capsys):
     assert hint == (f"keras-makemore: error: --out {tmp_path} holds an interrupted run: continue it with --resume, "
                     "or choose another --out")
     assert set(re.findall(r"--[a-z][a-z-]*", line + hint)) <= _flags_of_train()
+
+
+def _main_error(capsys, *argv) -> str:
+    from keras_makemore.cli import main
+
+    assert main(list(argv)) == 2
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("keras-makemore: error: "), captured.err
+    return lines[0].removeprefix("keras-makemore: error: ")
+
+
+@pytest.mark.parametrize("flags, expected", [
+    (("--steps", "100000000000000000000"),
+     "--steps must be at most 1,000,000,000 (years of training), got 100,000,000,000,000,000,000"),
+    (("--steps", str(2**61 - 1)), f"--steps must be at most 1,000,000,000 (years of training), got {2**61 - 1:,}"),
+    (("--seed", "99999999999999999999"),
+     "--seed must be a whole number from -2147483648 to 2147483647, got 99999999999999999999"),
+    (("--split-seed", "-2147483649"),
+     "--split-seed must be a whole number from -2147483648 to 2147483647, got -2147483649"),
+    (("--batch-size", "100000000"),
+     "--batch-size must be at most 131,072 (a minibatch holds at most 262,144 characters), got 100,000,000"),
+    (("--batch-size", "2147483648"),
+     "--batch-size must be at most 131,072 (a minibatch holds at most 262,144 characters), got 2,147,483,648"),
+    (("--model", "transformer", "--batch-size", "10000000"),
+     "--batch-size must be at most 131,072 (a minibatch holds at most 262,144 characters), got 10,000,000"),
+    (("--threads", "100000"), "--threads must be 0 (TensorFlow's default, one per core) to 256, got 100000"),
+    (("--model", "transformer", "--layers", "400", "--embed-dim", "4", "--heads", "1", "--hidden", "4"),
+     "--layers must be at most 16 for model transformer (deeper networks take minutes to compile before the first "
+     "step), got 400"),
+    (("--model", "transformer", "--layers", "100", "--embed-dim", "4", "--heads", "1", "--hidden", "4"),
+     "--layers must be at most 16 for model transformer (deeper networks take minutes to compile before the first "
+     "step), got 100"),
+    (("--lr-drop", "100000000000000000000:0.01"),
+     "--lr-drop steps must be positive and increasing, got [100000000000000000000]: e.g. [(100000, 0.01)]"),
+])
+def test_sizes_and_numbers_out_of_range_are_one_line(tmp_path, capsys, words_path, flags, expected):
+    out = tmp_path / "run"
+    line = _main_error(capsys, "train", "--data", str(words_path), "--out", str(out), "--steps", "20",
+                       "--eval-every", "10", "--quiet", "--samples", "0", *flags)
+    assert line == expected
+    assert not out.exists()
+
+
+def test_a_batch_of_too_many_characters_is_refused_once_the_words_are_read(tmp_path, capsys, words_path):
+    """The limit is on characters: a word model's rows are its longest word long."""
+    from keras_makemore.data import read_words
+
+    row = max(map(len, read_words(words_path))) + 2  # the inputs' markers and the word, and the target
+    batch = 2**18 // row + 1
+    out = tmp_path / "run"
+    line = _main_error(capsys, "train", "--model", "gru", "--data", str(words_path), "--out", str(out),
+                       "--batch-size", str(batch), "--steps", "20", "--quiet")
+    assert line == (f"--batch-size {batch:,} of {row:,} characters each (model gru) makes minibatches of "
+                    f"{batch * row:,} characters, over the limit of 262,144: use a batch_size of at most "
+                    f"{2**18 // row:,}").replace("batch_size", "--batch-size")
+    assert not out.exists()
+
+
+def test_step_planning_is_fast_for_any_allowed_value_and_reads_back():
+    import time
+
+    from keras_makemore.config import MAX_STEPS, TrainConfig, plan_steps
+
+    started = time.perf_counter()
+    plans = [plan_steps(TrainConfig(steps=steps, eval_every=every), 1)
+             for steps, every in ((999_999_937, 10_000), (999_999_937, 1), (MAX_STEPS, 1), (MAX_STEPS - 1, 10),
+                                  (24_000, 2_000), (200_000, 10_000))]
+    assert time.perf_counter() - started < 2  # 999,999,937 took 93 s when epochs were tried one by one
+    assert plans[0] == (MAX_STEPS, 100_000, 10_000, 1_000)  # a prime: rounded up to whole epochs
+    assert plans[1] == (999_999_937, 999_999_937, 1, 1)
+    assert plans[4:] == [(24_000, 12, 2_000, 1_000), (200_000, 20, 10_000, 1_000)]
+    for plan in plans:  # what a run starts with, a run directory reads back
+        assert rundir.step_plan({"step_plan": plan._asdict()}) == plan
+    with pytest.raises(UserError, match="steps 999,999,999 would plan 1,000,000,001 steps, over the limit"):
+        plan_steps(TrainConfig(steps=MAX_STEPS - 1, eval_every=7), 1)  # rounded up to whole epochs: one line
+    with pytest.raises(UserError, match="epochs 20,000,000 would plan 2,000,000,000 steps, over the limit of "
+                                        "1,000,000,000"):
+        plan_steps(TrainConfig(epochs=20_000_000, batch_size=1), 100)

@@ -156,3 +156,25 @@ def test_resume_hashes_the_data_before_reading_it(trained_run, tmp_path, monkeyp
         monkeypatch.setattr(module, name, never)
     with pytest.raises(UserError, match="changed since the run started"):
         training.train(None, run, verbose=0, resume=True)
+
+
+def test_a_finite_but_huge_loss_is_divergence(tmp_path, words_path):
+    """lr 1e6 ends with a val loss of millions of nats, not NaN: as a NaN does, it ends in one line, exit 2."""
+    out = tmp_path / "run"
+    line = _one_line_error(run_cli("train", "--data", str(words_path), "--out", str(out), "--lr", "1e6",
+                                   "--steps", "20", "--eval-every", "10", "--quiet", "--samples", "0"))
+    assert line.startswith("keras-makemore: error: --lr 1000000.0 made training diverge: the val loss ended at ")
+    assert line.endswith("of guessing uniformly among 27 tokens; lower it and train a new run")
+    assert not (out / "history.json").exists()  # not a finished run
+
+
+def test_a_slow_start_is_not_divergence(tmp_path, words_path):
+    """A learning rate too low to learn anything in 20 steps ends near the uniform guess: not divergence."""
+    from keras_makemore.config import TrainConfig
+    from keras_makemore.training import train
+
+    for model in ("mlp", "transformer"):
+        config = TrainConfig.from_preset(model if model != "mlp" else "lecture", data=str(words_path), lr=1e-6,
+                                         steps=20, eval_every=10)
+        result = train(config, tmp_path / model, verbose=0, num_samples=0)
+        assert (tmp_path / model / "history.json").exists() and result.history["val_loss"][-1] > 3.0
