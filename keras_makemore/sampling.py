@@ -18,7 +18,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_makemore.controls import INT32_MAX, SamplingControls, control_keywords, resolve_seed
-from keras_makemore.data import Vocabulary
+from keras_makemore.data import Vocabulary, examples_per_call
 from keras_makemore.errors import UserError
 from keras_makemore.exported import MAX_LENGTH, ExportedModel
 from keras_makemore.generation import generate_tokens, keras_graph_function
@@ -156,7 +156,7 @@ def _draw(rows: Callable, vocab: Vocabulary, num_samples: int, exclude: frozense
     found = drawn = 0
     while found < num_samples and drawn < max_draws:
         wanted = num_samples - found
-        n = min(CHUNK_WORDS, max_draws - drawn, 2 * wanted + 16 if exclude else wanted)
+        n = min(examples_per_call(CHUNK_WORDS, vocab.size), max_draws - drawn, 2 * wanted + 16 if exclude else wanted)
         for word in (vocab.decode(row) for row in np.asarray(rows(drawn, n))):
             if word not in exclude:
                 yield word

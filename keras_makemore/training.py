@@ -28,12 +28,13 @@ from keras_makemore.callbacks import (AtomicBackupAndRestore, AtomicCSVLogger, B
                                       EarlyStoppingOnValLoss, SampleWords, StopOnNonFiniteLoss, ValLoss,
                                       tensorboard_callbacks)
 from keras_makemore.config import MAX_BATCH_TOKENS, StepPlan, TrainConfig, config_differences, plan_steps
-from keras_makemore.data import Corpus, check_data_file, load_names
+from keras_makemore.data import MAX_VOCAB_SIZE, Corpus, check_data_file, first_long_line, load_names
 from keras_makemore.distribute import is_chief, make_strategy, worker_dir
 from keras_makemore.errors import UserError
 from keras_makemore.lr_finder import LRFinderResult, find_lr
 from keras_makemore.models import MODEL_NAMES, get_model_type
-from keras_makemore.models.base import block_size_for, check_model_size, loss, training_examples
+from keras_makemore.models.base import (MAX_WORD_LENGTH, WORD, block_size_for, check_model_size, loss,
+                                        training_examples)
 from keras_makemore.optimizers import make_optimizer
 from keras_makemore.runs import load_model
 from keras_makemore.streaming import StreamedCorpus, open_corpus
@@ -224,6 +225,15 @@ def _validate(config: TrainConfig) -> None:
 def _corpus(config: TrainConfig, data_path: Path) -> Corpus | StreamedCorpus:
     """The words of `data_path` split for `config`, with the context of its network; its size checked."""
     corpus = open_corpus(data_path, config.block_size, seed=config.split_seed)
+    if corpus.vocab.size > MAX_VOCAB_SIZE:
+        raise UserError(f"data file {data_path} has {corpus.vocab.size - 1:,} distinct characters, over the "
+                        f"{MAX_VOCAB_SIZE - 1:,} a model's vocabulary holds (each costs an output row and a logit "
+                        "per example in every pass): use text of fewer distinct characters", argument="data")
+    if get_model_type(config.model).context == WORD and corpus.max_word_length > MAX_WORD_LENGTH:
+        number, length = first_long_line(data_path, MAX_WORD_LENGTH)
+        raise UserError(f"model {config.model} sees whole words, and line {number:,} of {data_path} has {length:,} "
+                        f"characters, over the limit of {MAX_WORD_LENGTH:,} a word model trains on: remove the long "
+                        "lines, or use a window model (mlp, wavenet)", argument="data")
     block_size = block_size_for(config, corpus.max_word_length)
     if block_size != corpus.block_size:
         if isinstance(corpus, StreamedCorpus):

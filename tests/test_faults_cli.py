@@ -330,3 +330,116 @@ def test_step_planning_is_fast_for_any_allowed_value_and_reads_back():
     with pytest.raises(UserError, match="epochs 20,000,000 would plan 2,000,000,000 steps, over the limit of "
                                         "1,000,000,000"):
         plan_steps(TrainConfig(epochs=20_000_000, batch_size=1), 100)
+
+
+def test_line_lengths_are_counted_in_characters_from_the_bytes():
+    from keras_makemore.data import MAX_LINE_CHARS, check_line_lengths
+
+    for line in ("a" * MAX_LINE_CHARS, "é" * MAX_LINE_CHARS, "𠀀" * MAX_LINE_CHARS):  # 1, 2 and 4 bytes a character
+        check_line_lengths(("emma\n" + line + "\nava").encode(), "f.txt")
+        with pytest.raises(UserError, match=f"data file f.txt line 2 has {MAX_LINE_CHARS + 1:,} characters, over "
+                                            f"the limit of {MAX_LINE_CHARS:,} a line: split it into words"):
+            check_line_lengths(("emma\n" + line + "é\nava").encode(), "f.txt")
+
+
+@pytest.fixture
+def long_line_file(tmp_path):
+    """A data file whose third line is one character over the limit: 1 MB, where a 1-GB line took 7.45 GiB."""
+    from keras_makemore.data import MAX_LINE_CHARS
+
+    path = tmp_path / "long.txt"
+    path.write_text("emma\nava\n" + "a" * (MAX_LINE_CHARS + 1) + "\nolivia\nmia\nzoe\nisla\n")
+    return path
+
+
+@pytest.fixture
+def never_encoded(monkeypatch):
+    """Fail the test if any data is turned into code points."""
+    from keras_makemore import data, streaming
+
+    def never(*args, **kwargs):
+        raise AssertionError("the data was encoded before its lines were checked")
+
+    monkeypatch.setattr(data, "code_points", never)
+    monkeypatch.setattr(streaming, "code_points", never)
+
+
+LONG_LINE = "file {path} line 3 has 1,048,577 characters, over the limit of 1,048,576 a line: split it into words, " \
+            "one a line"
+
+
+@pytest.mark.parametrize("model", ["mlp", "gru"])
+def test_a_line_over_the_limit_is_refused_before_it_is_encoded(tmp_path, capsys, long_line_file, never_encoded,
+                                                                 model):
+    out = tmp_path / "run"
+    line = _main_error(capsys, "train", "--model", model, "--data", str(long_line_file), "--out", str(out),
+                       "--steps", "20", "--quiet")
+    assert line == "--data " + LONG_LINE.format(path=long_line_file)
+    assert not out.exists()
+
+
+def test_evaluate_and_score_refuse_a_line_over_the_limit(trained_run, capsys, long_line_file, never_encoded):
+    run = str(trained_run.run_dir)
+    expected = LONG_LINE.format(path=long_line_file)
+    assert _main_error(capsys, "evaluate", run, "--data", str(long_line_file)).endswith(expected)
+    assert _main_error(capsys, "score", run, "--file", str(long_line_file)) == "data " + expected
+
+
+def test_a_streamed_file_refuses_a_line_over_the_limit_before_reading_it_whole(tmp_path):
+    from keras_makemore.data import MAX_LINE_CHARS
+    from keras_makemore.streaming import StreamedCorpus
+
+    path = tmp_path / "long.txt"
+    with open(path, "w") as f:  # 4 MB without a newline: over the limit whatever its characters
+        f.write("emma\n" * 1000 + "b" * (4 * MAX_LINE_CHARS + 5) + "\nava\n")
+    with pytest.raises(UserError, match=f"line 1,001 has {4 * MAX_LINE_CHARS + 5:,} characters, over the limit"):
+        StreamedCorpus(path, 3, chunk_bytes=1 << 16)
+    path.write_text("emma\n" * 1000 + "b" * (MAX_LINE_CHARS + 1) + "\nava\n" * 1000)
+    with pytest.raises(UserError, match=f"line 1,001 has {MAX_LINE_CHARS + 1:,} characters, over the limit"):
+        StreamedCorpus(path, 3, chunk_bytes=1 << 16)
+
+
+def test_a_vocabulary_over_the_limit_is_refused_in_one_line(tmp_path, capsys):
+    from keras_makemore.data import MAX_VOCAB_SIZE
+
+    path = tmp_path / "everything.txt"
+    chars = [chr(c) for c in range(0x21, 0x110000) if not 0xD800 <= c < 0xE000 and not chr(c).isspace()]
+    chars = chars[:MAX_VOCAB_SIZE]  # with the marker, one token over the limit
+    path.write_text("\n".join("".join(chars[i:i + 100]) for i in range(0, len(chars), 100)) + "\n")
+    out = tmp_path / "run"
+    line = _main_error(capsys, "train", "--data", str(path), "--out", str(out), "--hidden", "8", "--steps", "20",
+                       "--quiet")
+    assert line == (f"--data file {path} has {len(chars):,} distinct characters, over the 131,071 a model's "
+                    "vocabulary holds (each costs an output row and a logit per example in every pass): use text of "
+                    "fewer distinct characters")
+    assert not out.exists()
+
+
+def test_a_large_vocabulary_is_evaluated_scored_and_sampled_in_bounded_batches(monkeypatch):
+    """Each graph call holds at most 2^24 logits (64 MB): 16,384 examples of 70,000 tokens held 4.6 GB."""
+    from keras_makemore import data, evaluation, scoring
+
+    assert data.examples_per_call(evaluation.EVAL_BATCH_SIZE, 27) == evaluation.EVAL_BATCH_SIZE  # unchanged
+    assert data.examples_per_call(scoring._CHUNK_TOKENS, 128) == scoring._CHUNK_TOKENS
+    assert data.examples_per_call(evaluation.EVAL_BATCH_SIZE, 70_001) * 70_001 <= data.MAX_LOGITS_PER_CALL
+    words = ["ab"] * 1000
+    chunks = list(scoring._chunks_by_tokens(words, data.examples_per_call(scoring._CHUNK_TOKENS, 70_001)))
+    assert max(stop - start for start, stop in chunks) * 3 * 70_001 <= data.MAX_LOGITS_PER_CALL
+    assert chunks[0][0] == 0 and chunks[-1][1] == 1000
+
+
+@pytest.mark.parametrize("model", ["bow", "rnn", "gru", "transformer"])
+def test_a_word_over_the_word_models_limit_is_refused_before_building(tmp_path, capsys, words_path, model):
+    from keras_makemore.config import TrainConfig
+    from keras_makemore.models.base import MAX_WORD_LENGTH, block_size_for
+
+    data = tmp_path / "long.txt"
+    data.write_text(words_path.read_text() + "\n" + "x" * (MAX_WORD_LENGTH + 1) + "\nemma\n")
+    number = data.read_text().split("\n").index("x" * (MAX_WORD_LENGTH + 1)) + 1
+    out = tmp_path / "run"
+    line = _main_error(capsys, "train", "--model", model, "--data", str(data), "--out", str(out), "--steps", "20",
+                       "--quiet")
+    assert line == (f"model {model} sees whole words, and line {number:,} of {data} has 65 characters, over the "
+                    "limit of 64 a word model trains on: remove the long lines, or use a window model (mlp, wavenet)")
+    assert not out.exists()
+    assert block_size_for(TrainConfig(model=model), MAX_WORD_LENGTH) == MAX_WORD_LENGTH + 1  # the limit itself
