@@ -169,7 +169,7 @@ def _train(args) -> int:
     from keras_makemore.evaluation import evaluate_splits
     from keras_makemore.rundir import CONFIG_FILE
     from keras_makemore.runs import Run
-    from keras_makemore.sampling import novelty, sample_words
+    from keras_makemore.sampling import novelty, printable, sample_words
     from keras_makemore.training import train
 
     if args.resume:
@@ -217,7 +217,7 @@ def _train(args) -> int:
     words = sample_words(run.model, run.vocab, run.config.block_size, 10, seed=run.config.seed,
                          max_length=run.max_length)
     print(f"train loss {losses['train'].nll:.4f}  val loss {losses['val'].nll:.4f}")
-    print(f"samples ({novelty(words, result.corpus.known(words)):.0%} novel):", *words, sep="\n  ")
+    print(f"samples ({novelty(words, result.corpus.known(words)):.0%} novel):", *map(printable, words), sep="\n  ")
     print(f"run saved in {run_dir}  (next: keras-makemore sample {run_dir})")
     if args.tensorboard:
         print(f"TensorBoard logs in {run_dir / 'tensorboard'}  (view: tensorboard --logdir {run_dir / 'tensorboard'})")
@@ -350,7 +350,7 @@ def _sample(args) -> int:
     from keras_makemore.controls import resolve_seed
     from keras_makemore.data import read_words
     from keras_makemore.errors import UserError
-    from keras_makemore.sampling import iter_words
+    from keras_makemore.sampling import iter_words, printable, printable_json
 
     opened = _open_source(args)
     if args.json and args.num_samples > _JSON_MAX_WORDS:
@@ -378,11 +378,11 @@ def _sample(args) -> int:
         if args.json:
             collected.append(word)
         else:
-            print(word)
+            print(printable(word))  # a word of the training data must not drive the terminal
     novelty = novel / found if training is not None and found else None
     if args.json:
-        print(json.dumps({"samples": collected, "novelty": novelty, "seed": seed, "requested": args.num_samples,
-                          **controls, "new_only": args.new_only, "exclude": args.exclude}, ensure_ascii=False))
+        print(printable_json({"samples": collected, "novelty": novelty, "seed": seed, "requested": args.num_samples,
+                              **controls, "new_only": args.new_only, "exclude": args.exclude}))
     if found < args.num_samples:
         print(f"# found {found:,} of {args.num_samples:,} words: the others drawn were training words or excluded; "
               "raise --max-draws or --temperature to find more", file=sys.stderr)
@@ -406,6 +406,7 @@ def _add_score(sub) -> None:
 
 def _score(args) -> int:
     from keras_makemore.errors import UserError
+    from keras_makemore.sampling import printable, printable_json
     from keras_makemore.scoring import read_word_file, score_words
 
     opened = _open_source(args)
@@ -414,11 +415,11 @@ def _score(args) -> int:
         raise UserError("words: give words to score, or a file of them with --file FILE", argument="words")
     scores = sorted(score_words(opened.model, opened.vocab, words), key=lambda s: (s.nll, s.word))
     if args.json:
-        print(json.dumps({"words": [s.to_json() for s in scores]}, ensure_ascii=False))
+        print(printable_json({"words": [s.to_json() for s in scores]}))
         return 0
     print(f"{'nll':>8} {'perplexity':>11} {'log_prob':>10}  word")
     for s in scores:
-        print(f"{s.nll:>8.4f} {s.perplexity:>11.3f} {s.log_prob:>10.4f}  {s.word}")
+        print(f"{s.nll:>8.4f} {s.perplexity:>11.3f} {s.log_prob:>10.4f}  {printable(s.word)}")
     return 0
 
 

@@ -443,3 +443,35 @@ def test_a_word_over_the_word_models_limit_is_refused_before_building(tmp_path, 
                     "limit of 64 a word model trains on: remove the long lines, or use a window model (mlp, wavenet)")
     assert not out.exists()
     assert block_size_for(TrainConfig(model=model), MAX_WORD_LENGTH) == MAX_WORD_LENGTH + 1  # the limit itself
+
+
+def test_words_cannot_drive_the_terminal(tmp_path, capsys, words_path):
+    """Escape sequences and other controls in the training data come back escaped, visibly; JSON stays JSON."""
+    import re
+
+    from keras_makemore.cli import main
+    from keras_makemore.config import TrainConfig
+    from keras_makemore.sampling import printable, printable_json
+    from keras_makemore.training import train
+
+    data = tmp_path / "escapes.txt"
+    words = words_path.read_text().split()
+    data.write_text("".join(f"\x1b[31m{w}\x07\x9b2J\u202e\n" for w in words))
+    run = tmp_path / "run"
+    train(TrainConfig(data=str(data), embed_dim=4, hidden_units=16, batch_size=32, steps=300, eval_every=300,
+                      optimizer="adam", lr=0.01), run, verbose=0, num_samples=0)
+    controls = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")  # all but the newline
+    assert main(["sample", str(run), "-n", "30", "--seed", "1"]) == 0
+    plain = capsys.readouterr().out
+    assert not controls.search(plain) and "\\x1b" in plain, plain
+    assert main(["sample", str(run), "-n", "30", "--seed", "1", "--json"]) == 0
+    out = capsys.readouterr().out
+    assert not controls.search(out)
+    samples = json.loads(out)["samples"]
+    assert "".join(printable(w) + "\n" for w in samples) == plain  # the same words, escaped
+    assert any("\x1b" in w for w in samples)  # the words themselves are unchanged
+    assert main(["score", str(run), "--json", "\x1b[31mava\x07"]) == 0
+    out = capsys.readouterr().out
+    assert not controls.search(out) and json.loads(out)["words"][0]["word"] == "\x1b[31mava\x07"
+    assert json.loads(printable_json({"w": "a\\\x9b\u202eb"})) == {"w": "a\\\x9b\u202eb"}
+    assert printable("a\x9bb\u202ec\x7f") == "a\\x9bb\\u202ec\\x7f"
