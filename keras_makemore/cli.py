@@ -166,11 +166,6 @@ def _add_train(sub) -> None:
 
 def _train(args) -> int:
     from keras_makemore.errors import UserError
-    from keras_makemore.evaluation import evaluate_splits
-    from keras_makemore.rundir import CONFIG_FILE
-    from keras_makemore.runs import Run
-    from keras_makemore.sampling import novelty, printable, sample_words
-    from keras_makemore.training import train
 
     if args.resume:
         args.argument_flags["run_dir"] = "--resume"
@@ -183,6 +178,20 @@ def _train(args) -> int:
         raise UserError("run_dir must name a directory, got an empty string", argument="run_dir")
     config = None if args.resume else _config_from_args(args)
     run_dir = Path(args.resume or args.run_dir or Path("runs") / time.strftime("%Y%m%d-%H%M%S"))
+    stdout, sys.stdout = sys.stdout, _OutputMayGoAway(sys.stdout)  # `train | head` trains to the end all the same
+    try:
+        return _train_into(args, config, run_dir)
+    finally:
+        sys.stdout = stdout
+
+
+def _train_into(args, config, run_dir) -> int:
+    from keras_makemore.evaluation import evaluate_splits
+    from keras_makemore.rundir import CONFIG_FILE
+    from keras_makemore.runs import Run
+    from keras_makemore.sampling import novelty, printable, sample_words
+    from keras_makemore.training import train
+
     try:
         if args.lr == "auto":
             from keras_makemore.training import find_lr_for_config
@@ -707,6 +716,31 @@ def _in_flag_terms(error, argument_flags: dict[str, str]) -> str:
 
 def _writing(filename: str | None) -> str:
     return f" writing {filename}" if filename else ""
+
+
+class _OutputMayGoAway:
+    """`sys.stdout` for a command that must finish whoever reads it (`train | head -2`): once the reader went away,
+    what is written goes to /dev/null instead of raising `BrokenPipeError`."""
+
+    def __init__(self, stream):
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        try:
+            return self._stream.write(text)
+        except BrokenPipeError:
+            _stop_writing_stdout()
+            return len(text)
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except BrokenPipeError:
+            _stop_writing_stdout()  # what is still buffered is written to /dev/null at the next flush
+            self._stream.flush()
+
+    def __getattr__(self, name):
+        return getattr(self._stream, name)
 
 
 def _stop_writing_stdout() -> None:

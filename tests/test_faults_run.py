@@ -203,3 +203,22 @@ def test_seventy_thousand_characters_train_in_bounded_memory(tmp_path):
                                 "--embed-dim", "4", *TINY[:4], "--quiet", "--samples", "0")
     assert result.returncode == 0, result.stderr[-2000:]
     assert peak < 2 * 2**30, peak
+
+
+def test_train_into_a_reader_that_goes_away_finishes_the_run(tmp_path, words_path):
+    """`train ... | head -2`: the output is dropped once head exits, and the run trains to its end."""
+    import sys
+
+    out = tmp_path / "run"
+    env = dict(os.environ)
+    env.pop("TF_CPP_MIN_LOG_LEVEL", None)
+    train = subprocess.Popen([sys.executable, "-m", "keras_makemore", "train", "--data", str(words_path), "--out",
+                              str(out), "--steps", "400", "--eval-every", "50", "--hidden", "8", "--embed-dim", "2",
+                              "--samples", "3"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    head = subprocess.run(["head", "-2"], stdin=train.stdout, capture_output=True, text=True, timeout=300)
+    train.stdout.close()
+    stderr = train.stderr.read().decode()
+    assert train.wait(timeout=300) == 0, stderr[-2000:]
+    assert len(head.stdout.splitlines()) == 2 and "Traceback" not in stderr
+    history = json.loads((out / "history.json").read_text())  # the run finished
+    assert len(history["val_loss"]) == 8 and not (out / "backup").exists()
