@@ -13,7 +13,7 @@ from keras_makemore.data import Vocabulary
 from keras_makemore.errors import UserError
 from keras_makemore.evaluation import SplitNLL
 from keras_makemore.rundir import read_csv_rows
-from keras_makemore.sampling import sample_words
+from keras_makemore.sampling import printable, sample_words
 
 
 class SampleWords(keras.callbacks.Callback):
@@ -48,7 +48,7 @@ class SampleWords(keras.callbacks.Callback):
         if (epoch + 1) % self.every:
             return
         words = sample_words(self.model, self.vocab, self.block_size, self.num_samples, seed=self.seed + epoch)
-        self.print_fn("samples: " + " ".join(words))
+        self.print_fn("samples: " + " ".join(map(printable, words)))
 
 
 class ValLoss(keras.callbacks.Callback):

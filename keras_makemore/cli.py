@@ -166,11 +166,6 @@ def _add_train(sub) -> None:
 
 def _train(args) -> int:
     from keras_makemore.errors import UserError
-    from keras_makemore.evaluation import evaluate_splits
-    from keras_makemore.rundir import CONFIG_FILE
-    from keras_makemore.runs import Run
-    from keras_makemore.sampling import novelty, sample_words
-    from keras_makemore.training import train
 
     if args.resume:
         args.argument_flags["run_dir"] = "--resume"
@@ -183,6 +178,20 @@ def _train(args) -> int:
         raise UserError("run_dir must name a directory, got an empty string", argument="run_dir")
     config = None if args.resume else _config_from_args(args)
     run_dir = Path(args.resume or args.run_dir or Path("runs") / time.strftime("%Y%m%d-%H%M%S"))
+    stdout, sys.stdout = sys.stdout, _OutputMayGoAway(sys.stdout)  # `train | head` trains to the end all the same
+    try:
+        return _train_into(args, config, run_dir)
+    finally:
+        sys.stdout = stdout
+
+
+def _train_into(args, config, run_dir) -> int:
+    from keras_makemore.evaluation import evaluate_splits
+    from keras_makemore.rundir import CONFIG_FILE
+    from keras_makemore.runs import Run
+    from keras_makemore.sampling import novelty, printable, sample_words
+    from keras_makemore.training import train
+
     try:
         if args.lr == "auto":
             from keras_makemore.training import find_lr_for_config
@@ -227,7 +236,7 @@ def _train(args) -> int:
         raise UserError(f"{failure.problem}: the run finished and is saved in {run_dir}; put the original file "
                         f"back, then see its losses with `keras-makemore evaluate {run_dir}`", argument="data") from None
     print(f"train loss {losses['train'].nll:.4f}  val loss {losses['val'].nll:.4f}")
-    print(f"samples ({novelty(words, known):.0%} novel):", *words, sep="\n  ")
+    print(f"samples ({novelty(words, known):.0%} novel):", *map(printable, words), sep="\n  ")
     print(f"run saved in {run_dir}  (next: keras-makemore sample {run_dir})")
     if args.tensorboard:
         print(f"TensorBoard logs in {run_dir / 'tensorboard'}  (view: tensorboard --logdir {run_dir / 'tensorboard'})")
@@ -363,7 +372,7 @@ def _sample(args) -> int:
     from keras_makemore.controls import resolve_seed
     from keras_makemore.data import read_words
     from keras_makemore.errors import UserError
-    from keras_makemore.sampling import iter_words
+    from keras_makemore.sampling import iter_words, printable, printable_json
 
     opened = _open_source(args)
     if args.json and args.num_samples > _JSON_MAX_WORDS:
@@ -402,14 +411,14 @@ def _sample(args) -> int:
         if args.json:
             collected.append(word)
         else:
-            print(word)
+            print(printable(word))  # a word of the training data must not drive the terminal
     novelty = novel / found if training is not None and found else None
     if checked:  # the first words sampled, searched for in one pass over the file
         known = set(corpus.known(checked))
         novelty = sum(w not in known for w in checked) / len(checked)
     if args.json:
-        print(json.dumps({"samples": collected, "novelty": novelty, "seed": seed, "requested": args.num_samples,
-                          **controls, "new_only": args.new_only, "exclude": args.exclude}, ensure_ascii=False))
+        print(printable_json({"samples": collected, "novelty": novelty, "seed": seed, "requested": args.num_samples,
+                              **controls, "new_only": args.new_only, "exclude": args.exclude}))
     if found < args.num_samples:
         print(f"# found {found:,} of {args.num_samples:,} words: the others drawn were training words or excluded; "
               "raise --max-draws or --temperature to find more", file=sys.stderr)
@@ -433,6 +442,7 @@ def _add_score(sub) -> None:
 
 def _score(args) -> int:
     from keras_makemore.errors import UserError
+    from keras_makemore.sampling import printable, printable_json
     from keras_makemore.scoring import read_word_file, score_words
 
     from keras_makemore.streaming import stream_threshold_bytes
@@ -445,11 +455,11 @@ def _score(args) -> int:
         raise UserError("words: give words to score, or a file of them with --file FILE", argument="words")
     scores = sorted(score_words(opened.model, opened.vocab, words), key=lambda s: (s.nll, s.word))
     if args.json:
-        print(json.dumps({"words": [s.to_json() for s in scores]}, ensure_ascii=False))
+        print(printable_json({"words": [s.to_json() for s in scores]}))
         return 0
     print(f"{'nll':>8} {'perplexity':>11} {'log_prob':>10}  word")
     for s in scores:
-        print(f"{s.nll:>8.4f} {s.perplexity:>11.3f} {s.log_prob:>10.4f}  {s.word}")
+        print(f"{s.nll:>8.4f} {s.perplexity:>11.3f} {s.log_prob:>10.4f}  {printable(s.word)}")
     return 0
 
 
@@ -766,6 +776,31 @@ def _in_flag_terms(error, argument_flags: dict[str, str]) -> str:
 
 def _writing(filename: str | None) -> str:
     return f" writing {filename}" if filename else ""
+
+
+class _OutputMayGoAway:
+    """`sys.stdout` for a command that must finish whoever reads it (`train | head -2`): once the reader went away,
+    what is written goes to /dev/null instead of raising `BrokenPipeError`."""
+
+    def __init__(self, stream):
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        try:
+            return self._stream.write(text)
+        except BrokenPipeError:
+            _stop_writing_stdout()
+            return len(text)
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except BrokenPipeError:
+            _stop_writing_stdout()  # what is still buffered is written to /dev/null at the next flush
+            self._stream.flush()
+
+    def __getattr__(self, name):
+        return getattr(self._stream, name)
 
 
 def _stop_writing_stdout() -> None:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from keras_makemore import _atomic
-from keras_makemore.config import StepPlan, TrainConfig
+from keras_makemore.config import MAX_STEPS, StepPlan, TrainConfig
 from keras_makemore.errors import UserError
 
 CONFIG_FILE = "config.json"
@@ -27,7 +27,8 @@ HISTORY_CSV = "history.csv"
 HISTORY_JSON = "history.json"
 BACKUP_DIR = "backup"
 TENSORBOARD_DIR = "tensorboard"
-MAX_STEPS = 10**9  # a bound for the step counts read from a file: 10^9 steps are years of training
+# MAX_STEPS (config.py) bounds the step counts read from a file: `TrainConfig.validate` and `plan_steps` refuse
+# more, so a run started within it is never called damaged later.
 # A bound for the JSON and CSV files of a run: a vocabulary of every Unicode character is 8 MB of JSON, a
 # history of 10^6 validation passes 100 MB of CSV.
 MAX_TEXT_BYTES = 256 << 20

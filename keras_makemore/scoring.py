@@ -16,7 +16,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_makemore.data import MARKER_ID, Vocabulary, read_words
+from keras_makemore.data import MARKER_ID, Vocabulary, examples_per_call, read_words
 from keras_makemore.errors import UserError
 from keras_makemore.exported import ExportedModel, score_in_chunks
 from keras_makemore.generation import keras_graph_function
@@ -156,16 +156,16 @@ def _keras_score(model: keras.Model, block_size: int, vocab: Vocabulary, words: 
             ids[i, :len(encoded)] = encoded
         return score(ids)
 
-    return score_in_chunks(score_chunk, _chunks_by_tokens(words))
+    return score_in_chunks(score_chunk, _chunks_by_tokens(words, examples_per_call(_CHUNK_TOKENS, vocab.size)))
 
 
-def _chunks_by_tokens(words: list[str]) -> Iterator[tuple[int, int]]:
+def _chunks_by_tokens(words: list[str], tokens: int = _CHUNK_TOKENS) -> Iterator[tuple[int, int]]:
     """`(start, stop)` of consecutive runs of `words` whose padded size (words x (longest + 1)) stays within
-    `_CHUNK_TOKENS`."""
+    `tokens` (`_CHUNK_TOKENS`, fewer for a large vocabulary: `examples_per_call`)."""
     start, longest = 0, 0
     for i, word in enumerate(words):
         longest = max(longest, len(word) + 1)
-        if i > start and (i + 1 - start) * longest > _CHUNK_TOKENS:
+        if i > start and (i + 1 - start) * longest > tokens:
             yield start, i
             start, longest = i, len(word) + 1
     if start < len(words):

@@ -27,9 +27,9 @@ from typing import Iterable, Iterator
 import numpy as np
 import tensorflow as tf
 
-from keras_makemore.data import (MIN_WORDS, SPLIT_NAMES, Corpus, Split, Vocabulary, Windows, _check_split, _find_known,
-                                 _no_words, check_data_file, code_points, decode_data, flat_ids, hash_split,
-                                 pack_lines)
+from keras_makemore.data import (MAX_LINE_CHARS, MIN_WORDS, SPLIT_NAMES, Corpus, Split, Vocabulary, Windows,
+                                 _check_split, _find_known, _no_words, check_data_file, check_line_lengths,
+                                 code_points, decode_data, flat_ids, hash_split, pack_lines)
 from keras_makemore.errors import UserError
 
 STREAM_CHUNK_BYTES = 64 << 20
@@ -337,6 +337,8 @@ def _read_chunks(path: Path, chunk_bytes: int) -> Iterator[tuple[tuple[int, int]
                 start, rest = start + cut, data[cut:]
             else:
                 rest = data
+                if len(rest) > 4 * MAX_LINE_CHARS:  # one line, still without its end: over the limit already
+                    check_line_lengths(rest, path, start)
             if not block:
                 return
 

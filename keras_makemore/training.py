@@ -13,6 +13,7 @@ import contextlib
 import dataclasses
 import hashlib
 import io
+import math
 import os
 import shutil
 import time
@@ -28,13 +29,14 @@ from keras_makemore import engine, rundir
 from keras_makemore.callbacks import (AtomicBackupAndRestore, AtomicCSVLogger, BestModelCheckpoint,
                                       EarlyStoppingOnValLoss, SampleWords, StopOnNonFiniteLoss, ValLoss,
                                       tensorboard_callbacks)
-from keras_makemore.config import StepPlan, TrainConfig, config_differences, plan_steps
-from keras_makemore.data import Corpus, load_names
+from keras_makemore.config import MAX_BATCH_TOKENS, StepPlan, TrainConfig, config_differences, plan_steps
+from keras_makemore.data import MAX_VOCAB_SIZE, Corpus, check_data_file, first_long_line, load_names
 from keras_makemore.distribute import is_chief, make_strategy, worker_dir
 from keras_makemore.errors import UserError
 from keras_makemore.lr_finder import LRFinderResult, find_lr
 from keras_makemore.models import MODEL_NAMES, get_model_type
-from keras_makemore.models.base import block_size_for, check_model_size, loss, training_examples
+from keras_makemore.models.base import (MAX_WORD_LENGTH, WORD, block_size_for, check_model_size, loss,
+                                        training_examples)
 from keras_makemore.optimizers import make_optimizer
 from keras_makemore.runs import load_model
 from keras_makemore.streaming import StreamedCorpus, failure_behind, open_corpus
@@ -131,6 +133,8 @@ def _train(config, run_dir, callbacks, verbose, num_samples, resume, tensorboard
 
     # Data
     data_path = Path(config.data) if config.data else load_names()
+    if resume and chief:
+        _check_data_unchanged(run_dir, data_path)  # hashed in blocks, before the words are read into memory
     corpus = _corpus(config, data_path)
     train_examples = training_examples(get_model_type(config.model), corpus, "train", config.pack_words)
     plan = plan_steps(config, len(train_examples))
@@ -141,8 +145,6 @@ def _train(config, run_dir, callbacks, verbose, num_samples, resume, tensorboard
         lock_new_run()
         _check_new_run_dir(run_dir)  # again, now that no other process can start a run there
         _start_run_dir(run_dir, config, corpus, data_path, plan)
-    elif chief:
-        _check_data_unchanged(run_dir, data_path)
 
     # Model and optimizer
     model = compiled_model(config, corpus.vocab.size, corpus.block_size, plan, strategy)
@@ -176,6 +178,7 @@ def _train(config, run_dir, callbacks, verbose, num_samples, resume, tensorboard
     if not chief:
         return TrainResult(run_dir, model, corpus, fitted.history, config, chief=False)
     history = rundir.read_history(run_dir)
+    _check_converged(config, history, corpus.vocab.size)
     rundir.write_history(run_dir, history, elapsed)
     shutil.rmtree(run_dir / rundir.BACKUP_DIR, ignore_errors=True)
     # The model in memory is the saved one when the last epoch saved it (a cosine schedule's usual end): kept, the
@@ -183,6 +186,20 @@ def _train(config, run_dir, callbacks, verbose, num_samples, resume, tensorboard
     saved = next((c.saved_epoch for c in fit_callbacks if isinstance(c, BestModelCheckpoint)), None)
     kept = fitted is not None and fitted.epoch and saved == fitted.epoch[-1] and strategy.num_replicas_in_sync == 1
     return TrainResult(run_dir, model if kept else load_model(run_dir / rundir.MODEL_FILE), corpus, history, config)
+
+
+def _check_converged(config: TrainConfig, history: dict[str, list[float]], vocab_size: int) -> None:
+    """A `UserError` when the last val loss is over twice that of guessing uniformly, `log(vocab_size)`.
+
+    A finite loss can diverge too (`lr 1e6`: millions of nats). Every network starts near the uniform guess
+    (names: 3.30 for the MLP, 3.92 for the Transformer), and a run that learned anything ends below it.
+    """
+    val = history.get("val_loss", [])
+    uniform = math.log(vocab_size)
+    if val and val[-1] > 2 * uniform:
+        raise UserError(f"lr {config.lr} made training diverge: the val loss ended at {val[-1]:,.4g}, over twice "
+                        f"the {uniform:.2f} of guessing uniformly among {vocab_size:,} tokens; lower it and "
+                        "train a new run", argument="lr")
 
 
 def compiled_model(config: TrainConfig, vocab_size: int, block_size: int, plan: StepPlan,
@@ -221,6 +238,15 @@ def _validate(config: TrainConfig) -> None:
 def _corpus(config: TrainConfig, data_path: Path) -> Corpus | StreamedCorpus:
     """The words of `data_path` split for `config`, with the context of its network; its size checked."""
     corpus = open_corpus(data_path, config.block_size, seed=config.split_seed)
+    if corpus.vocab.size > MAX_VOCAB_SIZE:
+        raise UserError(f"data file {data_path} has {corpus.vocab.size - 1:,} distinct characters, over the "
+                        f"{MAX_VOCAB_SIZE - 1:,} a model's vocabulary holds (each costs an output row and a logit "
+                        "per example in every pass): use text of fewer distinct characters", argument="data")
+    if get_model_type(config.model).context == WORD and corpus.max_word_length > MAX_WORD_LENGTH:
+        number, length = first_long_line(data_path, MAX_WORD_LENGTH)
+        raise UserError(f"model {config.model} sees whole words, and line {number:,} of {data_path} has {length:,} "
+                        f"characters, over the limit of {MAX_WORD_LENGTH:,} a word model trains on: remove the long "
+                        "lines, or use a window model (mlp, wavenet)", argument="data")
     block_size = block_size_for(config, corpus.max_word_length)
     if block_size != corpus.block_size:
         if isinstance(corpus, StreamedCorpus):
@@ -229,6 +255,12 @@ def _corpus(config: TrainConfig, data_path: Path) -> Corpus | StreamedCorpus:
                             argument="model")
         corpus = Corpus.from_file(data_path, block_size, seed=config.split_seed)
     check_model_size(config, corpus.vocab.size, corpus.block_size)
+    row = corpus.block_size + 1  # a window and its target, or a word model's row of inputs and targets
+    if config.batch_size * row > MAX_BATCH_TOKENS:
+        raise UserError(f"batch_size {config.batch_size:,} of {row:,} characters each (model {config.model}) makes "
+                        f"minibatches of {config.batch_size * row:,} characters, over the limit of "
+                        f"{MAX_BATCH_TOKENS:,}: use a batch_size of at most {MAX_BATCH_TOKENS // row:,}",
+                        argument="batch_size")
     return corpus
 
 
@@ -318,8 +350,8 @@ def _start_run_dir(run_dir: Path, config: TrainConfig, corpus: Corpus | Streamed
 
 def _config_to_resume(run_dir: Path, config: TrainConfig | None) -> TrainConfig:
     if not (run_dir / rundir.CONFIG_FILE).exists():
-        raise UserError(f"run_dir {run_dir} holds no run to resume (no {rundir.CONFIG_FILE}): start one there "
-                        "with resume=False", argument="run_dir")
+        raise UserError(f"run_dir {run_dir} holds no run to resume (no {rundir.CONFIG_FILE}): check the path, or "
+                        "start a new run there instead of resuming", argument="run_dir")
     if (run_dir / rundir.HISTORY_JSON).exists():
         raise UserError(f"run_dir {run_dir}: the run already finished, there is nothing to resume",
                         argument="run_dir")
@@ -338,7 +370,7 @@ def _check_data_unchanged(run_dir: Path, data_path: Path) -> None:
     """Refuse to resume on data other than the run's: its split, vocabulary and minibatches would all differ."""
     _, info = rundir.read_config(run_dir)
     recorded = info.get("data_sha256")
-    if recorded is not None and file_sha256(data_path) != recorded:
+    if recorded is not None and file_sha256(check_data_file(data_path)) != recorded:
         raise UserError(f"data file {data_path} changed since the run started (its sha256 differs from the one in "
                         f"{rundir.CONFIG_FILE}): a resumed run must train on the same words; put the original file "
                         "back, or train a new run on the changed file", argument="data")

@@ -303,3 +303,98 @@ def test_a_data_file_changed_while_training_streams_it_stops_the_run_resumably(
     data.write_text(original, encoding="utf-8")  # restored: the run goes on
     assert cli.main(["train", "--resume", str(run), "--quiet", "--samples", "0"]) == 0, capsys.readouterr().err
     assert len(json.loads((run / "history.json").read_text())["val_loss"]) == 3
+# Resume, pipes and divergence
+
+def _unfinished_copy(trained_run, tmp_path) -> Path:
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(trained_run.run_dir, run)
+    (run / "history.json").unlink()
+    return run
+
+
+def test_resume_hashes_the_data_before_reading_it(trained_run, tmp_path, monkeypatch):
+    """A changed data file is found by its sha256, read in blocks, before any word is read into memory."""
+    from keras_makemore import data, streaming, training
+    from keras_makemore.errors import UserError
+
+    run = _unfinished_copy(trained_run, tmp_path)
+    info = json.loads((run / "config.json").read_text())
+    info["data_sha256"] = "0" * 64  # as if the file had changed since the run started
+    (run / "config.json").write_text(json.dumps(info))
+
+    def never(*args, **kwargs):
+        raise AssertionError("the data file was read before its hash was compared")
+
+    for module, name in ((training, "open_corpus"), (streaming, "open_corpus"), (data, "read_words"),
+                         (data.Corpus, "from_file")):
+        monkeypatch.setattr(module, name, never)
+    with pytest.raises(UserError, match="changed since the run started"):
+        training.train(None, run, verbose=0, resume=True)
+
+
+def test_a_finite_but_huge_loss_is_divergence(tmp_path, words_path):
+    """lr 1e6 ends with a val loss of millions of nats, not NaN: as a NaN does, it ends in one line, exit 2."""
+    out = tmp_path / "run"
+    line = _one_line_error(run_cli("train", "--data", str(words_path), "--out", str(out), "--lr", "1e6",
+                                   "--steps", "20", "--eval-every", "10", "--quiet", "--samples", "0"))
+    assert line.startswith("keras-makemore: error: --lr 1000000.0 made training diverge: the val loss ended at ")
+    assert line.endswith("of guessing uniformly among 27 tokens; lower it and train a new run")
+    assert not (out / "history.json").exists()  # not a finished run
+
+
+def test_a_slow_start_is_not_divergence(tmp_path, words_path):
+    """A learning rate too low to learn anything in 20 steps ends near the uniform guess: not divergence."""
+    from keras_makemore.config import TrainConfig
+    from keras_makemore.training import train
+
+    for model in ("mlp", "transformer"):
+        config = TrainConfig.from_preset(model if model != "mlp" else "lecture", data=str(words_path), lr=1e-6,
+                                         steps=20, eval_every=10)
+        result = train(config, tmp_path / model, verbose=0, num_samples=0)
+        assert (tmp_path / model / "history.json").exists() and result.history["val_loss"][-1] > 3.0
+
+
+def _peak_rss_of(*args: str) -> tuple[subprocess.CompletedProcess, int]:
+    """Run the CLI in a fresh process; its result and its peak resident memory in bytes."""
+    import sys
+
+    probe = ("import resource, subprocess, sys; done = subprocess.run(sys.argv[1:], capture_output=True, text=True); "
+             "sys.stderr.write(done.stderr); "
+             "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024, done.returncode)")
+    result = subprocess.run([sys.executable, "-c", probe, sys.executable, "-m", "keras_makemore", *args],
+                            capture_output=True, text=True, timeout=900)
+    peak, code = map(int, result.stdout.split())
+    return subprocess.CompletedProcess(args, code, "", result.stderr), peak
+
+
+def test_seventy_thousand_characters_train_in_bounded_memory(tmp_path):
+    """70,000 distinct CJK characters: the validation passes held 16,384 examples' logits (4.6 GB), 7.0 GB at
+    peak; batched by the vocabulary, the run peaks under 2 GB."""
+    chars = [chr(c) for c in [*range(0x4E00, 0xA000), *range(0x20000, 0x2A6E0)]][:70_000]
+    data = tmp_path / "cjk.txt"
+    data.write_text("".join("".join(chars[i:i + 10]) + "\n" for i in range(0, len(chars), 10)), encoding="utf-8")
+    result, peak = _peak_rss_of("train", "--data", str(data), "--out", str(tmp_path / "run"), "--hidden", "8",
+                                "--embed-dim", "4", *TINY[:4], "--quiet", "--samples", "0")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert peak < 2 * 2**30, peak
+
+
+def test_train_into_a_reader_that_goes_away_finishes_the_run(tmp_path, words_path):
+    """`train ... | head -2`: the output is dropped once head exits, and the run trains to its end."""
+    import sys
+
+    out = tmp_path / "run"
+    env = dict(os.environ)
+    env.pop("TF_CPP_MIN_LOG_LEVEL", None)
+    train = subprocess.Popen([sys.executable, "-m", "keras_makemore", "train", "--data", str(words_path), "--out",
+                              str(out), "--steps", "400", "--eval-every", "50", "--hidden", "8", "--embed-dim", "2",
+                              "--samples", "3"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    head = subprocess.run(["head", "-2"], stdin=train.stdout, capture_output=True, text=True, timeout=300)
+    train.stdout.close()
+    stderr = train.stderr.read().decode()
+    assert train.wait(timeout=300) == 0, stderr[-2000:]
+    assert len(head.stdout.splitlines()) == 2 and "Traceback" not in stderr
+    history = json.loads((out / "history.json").read_text())  # the run finished
+    assert len(history["val_loss"]) == 8 and not (out / "backup").exists()
