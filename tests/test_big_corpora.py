@@ -154,3 +154,96 @@ def test_capped_validation_in_memory(tmp_path, many_words):
     history = json.loads((tmp_path / "run" / "history.json").read_text())
     assert mean_nll(result.model, result.corpus.windows("val"), max_examples=100) == pytest.approx(
         min(history["val_loss"]), abs=1e-4)
+
+
+@pytest.fixture
+def forced_stream(monkeypatch):
+    """Every data file streams, and reading a streamed file's whole word list fails the test."""
+    monkeypatch.setattr(streaming, "stream_threshold_bytes", lambda: 1000)
+
+    def whole_list(self):
+        raise AssertionError("the whole word list of a streamed file was read into memory")
+
+    monkeypatch.setattr(StreamedCorpus, "split", property(whole_list))
+
+
+@pytest.fixture(scope="module")
+def streamed_run(tmp_path_factory, many_words):
+    from keras_makemore.cli import main
+
+    run = tmp_path_factory.mktemp("streamed") / "run"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(streaming, "stream_threshold_bytes", lambda: 1000)
+        assert main(["train", "--data", str(many_words), "--out", str(run), "--steps", "40", "--eval-every", "20",
+                     "--hidden", "8", "--embed-dim", "2", "--quiet", "--samples", "0"]) == 0
+    return run
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("command", ["export", "evaluate", "plot", "report", "sample", "score", "tune"])
+def test_every_command_takes_a_run_whose_data_is_streamed(forced_stream, streamed_run, many_words, tmp_path,
+                                                          capsys, command):
+    from keras_makemore.cli import main
+
+    run = str(streamed_run)
+    args = {"export": ["export", run, "--json"], "evaluate": ["evaluate", run, "--json"],
+            "plot": ["plot", run, "--out", str(tmp_path / "plots")], "report": ["report", run, "-n", "5"],
+            "sample": ["sample", run, "-n", "3", "--seed", "1"],
+            "score": ["score", run, "emma", "--file", str(many_words)],
+            "tune": ["tune", "--data", str(many_words), "--out", str(tmp_path / "search"), "--tuner", "grid",
+                     "--max-trials", "1", "--block-size", "3", "--embed-dim", "2", "--hidden", "8",
+                     "--batch-size", "16", "--steps", "40", "--evals", "2", "--budget", "5m"]}[command]
+    assert main(args) == 0, capsys.readouterr().err[-2000:]
+    out, err = capsys.readouterr()
+    if command == "export":
+        check = json.loads(out)["val_check"]
+        assert check["examples"] > 0 and check["max_abs_diff"] < 1e-4
+    elif command == "evaluate":
+        assert {"train", "val", "test"} <= set(json.loads(out)["losses"])
+    elif command == "report":
+        assert "novel" in (streamed_run / "report.md").read_text()
+    elif command == "sample":
+        assert len(out.split()) == 3 and "novel (not in the training words)" in err
+    elif command == "score":  # the file is read a batch of lines at a time: its scores in file order
+        lines = out.strip().splitlines()
+        assert len(lines) == 1 + 1 + len(read_words(many_words)) and "scores come in file order" in err
+        assert [line.split()[-1] for line in lines[1:]] == ["emma", *read_words(many_words)]
+    elif command == "tune":
+        assert (tmp_path / "search" / "best" / "model.keras").exists()
+
+
+@pytest.mark.slow
+def test_new_only_on_a_streamed_run_says_why_it_cannot(forced_stream, streamed_run, capsys):
+    from keras_makemore.cli import main
+
+    assert main(["sample", str(streamed_run), "-n", "3", "--new-only"]) == 2
+    line = capsys.readouterr().err.strip()
+    assert line == ("keras-makemore: error: --new-only holds the training words in memory, and the run's data file "
+                    f"{json.loads((streamed_run / 'config.json').read_text())['data']} is streamed from disk for its "
+                    "size: leave --new-only out, or pass --exclude with a smaller list of words")
+
+
+@pytest.mark.slow
+def test_score_json_of_a_file_read_as_it_is_scored(forced_stream, streamed_run, many_words, capsys):
+    from keras_makemore.cli import main
+
+    assert main(["score", str(streamed_run), "--json", "--file", str(many_words)]) == 0
+    scores = json.loads(capsys.readouterr().out)["words"]
+    assert [s["word"] for s in scores] == read_words(many_words) and all(s["nll"] > 0 for s in scores)
+
+
+@pytest.mark.slow
+def test_score_of_a_big_file_names_the_line_at_fault(forced_stream, streamed_run, tmp_path, capsys):
+    from keras_makemore.cli import main
+
+    path = tmp_path / "words.txt"
+    path.write_text("emma\n" * 300 + "zo\u00eb\n", encoding="utf-8")
+    assert main(["score", str(streamed_run), "--file", str(path)]) == 2
+    assert capsys.readouterr() == ("",
+        f"keras-makemore: error: --file {path} line 301 has a character the model never saw: remove the line, or "
+        "score with a model trained on such characters\n")
+    path.write_text("emma\n" * 300 + "a" * 5000 + "\n", encoding="utf-8")
+    assert main(["score", str(streamed_run), "--file", str(path)]) == 2
+    assert capsys.readouterr() == ("",
+        f"keras-makemore: error: --file {path} line 301 has more than the 4,096 characters a model scores: "
+        "remove the line\n")

@@ -11,7 +11,7 @@ import tensorflow as tf
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from keras_makemore.data import corpus, reading
+from keras_makemore.data import reading
 from keras_makemore.data.corpus import Corpus
 from keras_makemore.data.reading import load_names, pack_words, read_words
 from keras_makemore.data.split import MIN_WORDS, hash_split, split_words

@@ -8,6 +8,7 @@ import pytest
 from conftest import run_cli
 
 from keras_makemore.errors import UserError
+from keras_makemore.training import rundir
 
 
 def _one_line_error(result: subprocess.CompletedProcess, *needles: str) -> str:
@@ -223,3 +224,257 @@ def test_a_plot_of_a_long_run_needs_no_array_of_every_step(run_copy):
                                                      "steps_per_execution": 1000})
     embeddings, loss = plot_run(run_copy)
     assert loss.stat().st_size > 1000
+
+
+# Sizes and numbers, vocabularies, long words and lines, divergence, terminal output
+
+def _flags_of_train() -> set[str]:
+    from keras_makemore.cli import build_parser
+
+    parser = build_parser()
+    train = next(a for a in parser._actions if a.dest == "command").choices["train"]
+    return {o for a in train._actions for o in a.option_strings}
+
+
+def test_the_resume_hints_name_flags_that_exist(tmp_path, capsys):
+    import re
+
+    from keras_makemore.cli import main
+
+    assert main(["train", "--resume", str(tmp_path)]) == 2
+    line = capsys.readouterr().err.strip()
+    assert line == (f"keras-makemore: error: --resume {tmp_path} holds no run to resume (no config.json): check the "
+                    "path, or start a new run there instead of resuming")
+    (tmp_path / "backup").mkdir()
+    assert main(["train", "--out", str(tmp_path), "--steps", "10"]) == 2
+    hint = capsys.readouterr().err.strip()
+    assert hint == (f"keras-makemore: error: --out {tmp_path} holds an interrupted run: continue it with --resume, "
+                    "or choose another --out")
+    assert set(re.findall(r"--[a-z][a-z-]*", line + hint)) <= _flags_of_train()
+
+
+def _main_error(capsys, *argv) -> str:
+    from keras_makemore.cli import main
+
+    assert main(list(argv)) == 2
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("keras-makemore: error: "), captured.err
+    return lines[0].removeprefix("keras-makemore: error: ")
+
+
+@pytest.mark.parametrize("flags, expected", [
+    (("--steps", "100000000000000000000"),
+     "--steps must be at most 1,000,000,000 (years of training), got 100,000,000,000,000,000,000"),
+    (("--steps", str(2**61 - 1)), f"--steps must be at most 1,000,000,000 (years of training), got {2**61 - 1:,}"),
+    (("--seed", "99999999999999999999"),
+     "--seed must be a whole number from -2147483648 to 2147483647, got 99999999999999999999"),
+    (("--split-seed", "-2147483649"),
+     "--split-seed must be a whole number from -2147483648 to 2147483647, got -2147483649"),
+    (("--batch-size", "100000000"),
+     "--batch-size must be at most 131,072 (a minibatch holds at most 262,144 characters), got 100,000,000"),
+    (("--batch-size", "2147483648"),
+     "--batch-size must be at most 131,072 (a minibatch holds at most 262,144 characters), got 2,147,483,648"),
+    (("--model", "transformer", "--batch-size", "10000000"),
+     "--batch-size must be at most 131,072 (a minibatch holds at most 262,144 characters), got 10,000,000"),
+    (("--threads", "100000"), "--threads must be 0 (TensorFlow's default, one per core) to 256, got 100000"),
+    (("--model", "transformer", "--layers", "400", "--embed-dim", "4", "--heads", "1", "--hidden", "4"),
+     "--layers must be at most 16 for model transformer (deeper networks take minutes to compile before the first "
+     "step), got 400"),
+    (("--model", "transformer", "--layers", "100", "--embed-dim", "4", "--heads", "1", "--hidden", "4"),
+     "--layers must be at most 16 for model transformer (deeper networks take minutes to compile before the first "
+     "step), got 100"),
+    (("--lr-drop", "100000000000000000000:0.01"),
+     "--lr-drop steps must be positive and increasing, got [100000000000000000000]: e.g. [(100000, 0.01)]"),
+])
+def test_sizes_and_numbers_out_of_range_are_one_line(tmp_path, capsys, words_path, flags, expected):
+    out = tmp_path / "run"
+    line = _main_error(capsys, "train", "--data", str(words_path), "--out", str(out), "--steps", "20",
+                       "--eval-every", "10", "--quiet", "--samples", "0", *flags)
+    assert line == expected
+    assert not out.exists()
+
+
+def test_a_batch_of_too_many_characters_is_refused_once_the_words_are_read(tmp_path, capsys, words_path):
+    """The limit is on characters: a word model's rows are its longest word long."""
+    from keras_makemore.data.reading import read_words
+
+    row = max(map(len, read_words(words_path))) + 2  # the inputs' markers and the word, and the target
+    batch = 2**18 // row + 1
+    out = tmp_path / "run"
+    line = _main_error(capsys, "train", "--model", "gru", "--data", str(words_path), "--out", str(out),
+                       "--batch-size", str(batch), "--steps", "20", "--quiet")
+    assert line == (f"--batch-size {batch:,} of {row:,} characters each (model gru) makes minibatches of "
+                    f"{batch * row:,} characters, over the limit of 262,144: use a batch_size of at most "
+                    f"{2**18 // row:,}").replace("batch_size", "--batch-size")
+    assert not out.exists()
+
+
+def test_step_planning_is_fast_for_any_allowed_value_and_reads_back():
+    import time
+
+    from keras_makemore.training.config import MAX_STEPS, TrainConfig, plan_steps
+
+    started = time.perf_counter()
+    plans = [plan_steps(TrainConfig(steps=steps, eval_every=every), 1)
+             for steps, every in ((999_999_937, 10_000), (999_999_937, 1), (MAX_STEPS, 1), (MAX_STEPS - 1, 10),
+                                  (24_000, 2_000), (200_000, 10_000))]
+    assert time.perf_counter() - started < 2  # 999,999,937 took 93 s when epochs were tried one by one
+    assert plans[0] == (MAX_STEPS, 100_000, 10_000, 1_000)  # a prime: rounded up to whole epochs
+    assert plans[1] == (999_999_937, 999_999_937, 1, 1)
+    assert plans[4:] == [(24_000, 12, 2_000, 1_000), (200_000, 20, 10_000, 1_000)]
+    for plan in plans:  # what a run starts with, a run directory reads back
+        assert rundir.step_plan({"step_plan": plan._asdict()}) == plan
+    with pytest.raises(UserError, match="steps 999,999,999 would plan 1,000,000,001 steps, over the limit"):
+        plan_steps(TrainConfig(steps=MAX_STEPS - 1, eval_every=7), 1)  # rounded up to whole epochs: one line
+    with pytest.raises(UserError, match="epochs 20,000,000 would plan 2,000,000,000 steps, over the limit of "
+                                        "1,000,000,000"):
+        plan_steps(TrainConfig(epochs=20_000_000, batch_size=1), 100)
+
+
+def test_line_lengths_are_counted_in_characters_from_the_bytes():
+    from keras_makemore.data.reading import MAX_LINE_CHARS, check_line_lengths
+
+    for line in ("a" * MAX_LINE_CHARS, "é" * MAX_LINE_CHARS, "𠀀" * MAX_LINE_CHARS):  # 1, 2 and 4 bytes a character
+        check_line_lengths(("emma\n" + line + "\nava").encode(), "f.txt")
+        with pytest.raises(UserError, match=f"data file f.txt line 2 has {MAX_LINE_CHARS + 1:,} characters, over "
+                                            f"the limit of {MAX_LINE_CHARS:,} a line: split it into words"):
+            check_line_lengths(("emma\n" + line + "é\nava").encode(), "f.txt")
+
+
+@pytest.fixture
+def long_line_file(tmp_path):
+    """A data file whose third line is one character over the limit: 1 MB, where a 1-GB line took 7.45 GiB."""
+    from keras_makemore.data.reading import MAX_LINE_CHARS
+
+    path = tmp_path / "long.txt"
+    path.write_text("emma\nava\n" + "a" * (MAX_LINE_CHARS + 1) + "\nolivia\nmia\nzoe\nisla\n")
+    return path
+
+
+@pytest.fixture
+def never_encoded(monkeypatch):
+    """Fail the test if any data is turned into code points."""
+    from keras_makemore.data import corpus, streaming
+
+    def never(*args, **kwargs):
+        raise AssertionError("the data was encoded before its lines were checked")
+
+    monkeypatch.setattr(corpus, "code_points", never)
+    monkeypatch.setattr(streaming, "code_points", never)
+
+
+LONG_LINE = "file {path} line 3 has 1,048,577 characters, over the limit of 1,048,576 a line: split it into words, " \
+            "one a line"
+
+
+@pytest.mark.parametrize("model", ["mlp", "gru"])
+def test_a_line_over_the_limit_is_refused_before_it_is_encoded(tmp_path, capsys, long_line_file, never_encoded,
+                                                                 model):
+    out = tmp_path / "run"
+    line = _main_error(capsys, "train", "--model", model, "--data", str(long_line_file), "--out", str(out),
+                       "--steps", "20", "--quiet")
+    assert line == "--data " + LONG_LINE.format(path=long_line_file)
+    assert not out.exists()
+
+
+def test_evaluate_and_score_refuse_a_line_over_the_limit(trained_run, capsys, long_line_file, never_encoded):
+    run = str(trained_run.run_dir)
+    expected = LONG_LINE.format(path=long_line_file)
+    assert _main_error(capsys, "evaluate", run, "--data", str(long_line_file)).endswith(expected)
+    assert _main_error(capsys, "score", run, "--file", str(long_line_file)) == "data " + expected
+
+
+def test_a_streamed_file_refuses_a_line_over_the_limit_before_reading_it_whole(tmp_path):
+    from keras_makemore.data.reading import MAX_LINE_CHARS
+    from keras_makemore.data.streaming import StreamedCorpus
+
+    path = tmp_path / "long.txt"
+    with open(path, "w") as f:  # 4 MB without a newline: over the limit whatever its characters
+        f.write("emma\n" * 1000 + "b" * (4 * MAX_LINE_CHARS + 5) + "\nava\n")
+    with pytest.raises(UserError, match=f"line 1,001 has {4 * MAX_LINE_CHARS + 5:,} characters, over the limit"):
+        StreamedCorpus(path, 3, chunk_bytes=1 << 16)
+    path.write_text("emma\n" * 1000 + "b" * (MAX_LINE_CHARS + 1) + "\nava\n" * 1000)
+    with pytest.raises(UserError, match=f"line 1,001 has {MAX_LINE_CHARS + 1:,} characters, over the limit"):
+        StreamedCorpus(path, 3, chunk_bytes=1 << 16)
+
+
+def test_a_vocabulary_over_the_limit_is_refused_in_one_line(tmp_path, capsys):
+    from keras_makemore.data.vocabulary import MAX_VOCAB_SIZE
+
+    path = tmp_path / "everything.txt"
+    chars = [chr(c) for c in range(0x21, 0x110000) if not 0xD800 <= c < 0xE000 and not chr(c).isspace()]
+    chars = chars[:MAX_VOCAB_SIZE]  # with the marker, one token over the limit
+    path.write_text("\n".join("".join(chars[i:i + 100]) for i in range(0, len(chars), 100)) + "\n")
+    out = tmp_path / "run"
+    line = _main_error(capsys, "train", "--data", str(path), "--out", str(out), "--hidden", "8", "--steps", "20",
+                       "--quiet")
+    assert line == (f"--data file {path} has {len(chars):,} distinct characters, over the 131,071 a model's "
+                    "vocabulary holds (each costs an output row and a logit per example in every pass): use text of "
+                    "fewer distinct characters")
+    assert not out.exists()
+
+
+def test_a_large_vocabulary_is_evaluated_scored_and_sampled_in_bounded_batches(monkeypatch):
+    """Each graph call holds at most 2^24 logits (64 MB): 16,384 examples of 70,000 tokens held 4.6 GB."""
+    from keras_makemore.analysis import evaluation
+    from keras_makemore.data import vocabulary
+    from keras_makemore.sampling import scoring
+
+    assert vocabulary.examples_per_call(evaluation.EVAL_BATCH_SIZE, 27) == evaluation.EVAL_BATCH_SIZE  # unchanged
+    assert vocabulary.examples_per_call(scoring._CHUNK_TOKENS, 128) == scoring._CHUNK_TOKENS
+    assert vocabulary.examples_per_call(evaluation.EVAL_BATCH_SIZE, 70_001) * 70_001 <= vocabulary.MAX_LOGITS_PER_CALL
+    words = ["ab"] * 1000
+    chunks = list(scoring._chunks_by_tokens(words, vocabulary.examples_per_call(scoring._CHUNK_TOKENS, 70_001)))
+    assert max(stop - start for start, stop in chunks) * 3 * 70_001 <= vocabulary.MAX_LOGITS_PER_CALL
+    assert chunks[0][0] == 0 and chunks[-1][1] == 1000
+
+
+@pytest.mark.parametrize("model", ["bow", "rnn", "gru", "transformer"])
+def test_a_word_over_the_word_models_limit_is_refused_before_building(tmp_path, capsys, words_path, model):
+    from keras_makemore.models import get_model_type
+    from keras_makemore.models.base import MAX_WORD_LENGTH, block_size_for
+    from keras_makemore.training.config import TrainConfig
+
+    data = tmp_path / "long.txt"
+    data.write_text(words_path.read_text() + "\n" + "x" * (MAX_WORD_LENGTH + 1) + "\nemma\n")
+    number = data.read_text().split("\n").index("x" * (MAX_WORD_LENGTH + 1)) + 1
+    out = tmp_path / "run"
+    line = _main_error(capsys, "train", "--model", model, "--data", str(data), "--out", str(out), "--steps", "20",
+                       "--quiet")
+    assert line == (f"model {model} sees whole words, and line {number:,} of {data} has 65 characters, over the "
+                    "limit of 64 a word model trains on: remove the long lines, or use a window model (mlp, bigram, wavenet)")
+    assert not out.exists()
+    assert block_size_for(get_model_type(model), 3, MAX_WORD_LENGTH) == MAX_WORD_LENGTH + 1  # the limit itself
+
+
+def test_words_cannot_drive_the_terminal(tmp_path, capsys, words_path):
+    """Escape sequences and other controls in the training data come back escaped, visibly; JSON stays JSON."""
+    import re
+
+    from keras_makemore.cli import main
+    from keras_makemore.sampling.words import printable, printable_json
+    from keras_makemore.training.config import TrainConfig
+    from keras_makemore.training.recipe import train
+
+    data = tmp_path / "escapes.txt"
+    words = words_path.read_text().split()
+    data.write_text("".join(f"\x1b[31m{w}\x07\x9b2J\u202e\n" for w in words))
+    run = tmp_path / "run"
+    train(TrainConfig(data=str(data), embed_dim=4, hidden_units=16, batch_size=32, steps=300, eval_every=300,
+                      optimizer="adam", lr=0.01), run, verbose=0, num_samples=0)
+    controls = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")  # all but the newline
+    assert main(["sample", str(run), "-n", "30", "--seed", "1"]) == 0
+    plain = capsys.readouterr().out
+    assert not controls.search(plain) and "\\x1b" in plain, plain
+    assert main(["sample", str(run), "-n", "30", "--seed", "1", "--json"]) == 0
+    out = capsys.readouterr().out
+    assert not controls.search(out)
+    samples = json.loads(out)["samples"]
+    assert "".join(printable(w) + "\n" for w in samples) == plain  # the same words, escaped
+    assert any("\x1b" in w for w in samples)  # the words themselves are unchanged
+    assert main(["score", str(run), "--json", "\x1b[31mava\x07"]) == 0
+    out = capsys.readouterr().out
+    assert not controls.search(out) and json.loads(out)["words"][0]["word"] == "\x1b[31mava\x07"
+    assert json.loads(printable_json({"w": "a\\\x9b\u202eb"})) == {"w": "a\\\x9b\u202eb"}
+    assert printable("a\x9bb\u202ec\x7f") == "a\\x9bb\\u202ec\\x7f"

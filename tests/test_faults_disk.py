@@ -213,8 +213,8 @@ def test_two_resumes_of_one_run_cannot_run_at_once(tmp_path, finished_run):
     run = _interrupted_copy(finished_run.run_dir, tmp_path / "run")
     with rundir.run_lock(run):  # this process trains it, as far as any other can tell
         line = _one_line_error(run_cli("train", "--resume", str(run)))
-    assert line == (f"keras-makemore: error: --resume {run} is being trained by another process: wait for it to "
-                    "end, or stop it first")
+    assert line == (f"keras-makemore: error: --resume {run} is busy: another process is training or exporting it; "
+                    "wait for it to end, or stop it first")
     assert sorted(os.listdir(run)) == sorted(set(os.listdir(finished_run.run_dir)) - {rundir.HISTORY_JSON})
 
 
@@ -246,7 +246,7 @@ def test_a_run_lock_is_released_when_the_process_ends(tmp_path):
         assert holder.stdout.readline().strip() == "held"
         from keras_makemore.errors import UserError
 
-        with pytest.raises(UserError, match="is being trained by another process"):
+        with pytest.raises(UserError, match="is busy: another process is training or exporting it"):
             with rundir.run_lock(tmp_path):
                 pass
     finally:

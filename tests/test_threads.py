@@ -44,7 +44,7 @@ def test_the_rule_takes_one_thread_for_the_lecture_network_only():
 
 
 def test_threads_must_be_zero_or_more():
-    with pytest.raises(UserError, match=r"threads must be 0 \(TensorFlow's default\) or more, got -1"):
+    with pytest.raises(UserError, match=r"threads must be 0 \(TensorFlow's default, one per core\) to 256, got -1"):
         TrainConfig(threads=-1).validate()
 
 

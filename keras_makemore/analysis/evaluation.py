@@ -12,6 +12,7 @@ import tensorflow as tf
 from keras_makemore.data.corpus import Corpus
 from keras_makemore.data.split import SPLIT_NAMES
 from keras_makemore.data.streaming import StreamedCorpus, WindowStream
+from keras_makemore.data.vocabulary import examples_per_call
 from keras_makemore.data.windows import Windows
 from keras_makemore.models.base import IGNORED
 from keras_makemore.models.keras_model import is_word_model, model_type_of, next_token_logits, training_examples
@@ -79,6 +80,7 @@ def mean_nll(model: keras.Model, x: np.ndarray | Windows | WindowStream, y: np.n
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    batch_size = examples_per_call(batch_size, int(model.output_shape[-1]))
     if y is None:  # `Windows`, or a streamed corpus' `WindowStream`
         count, batches = min(len(x), max_examples or len(x)), _window_batches(x, batch_size, max_examples)
     else:
@@ -214,6 +216,7 @@ class SplitNLL:
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         self._network = weakref.ref(model)  # held by a callback of the model's fit: it must not keep the model alive
+        batch_size = examples_per_call(batch_size, corpus.vocab.size)  # a large vocabulary's logits stay bounded
         # A word model reads each word once, every position at a time, when no word is longer than its context:
         # the same losses as one pass per window (its last `block_size` tokens), which took 12x as long on the
         # transformer preset (train and val: 62.6 s against the 36.5 s of a 200-step run).

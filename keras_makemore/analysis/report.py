@@ -41,7 +41,7 @@ def write_report(run_dir: str | os.PathLike, num_samples: int = 20, seed: int | 
     seed = run.config.seed if seed is None else seed
     words = sample_words(run.model, run.vocab, run.config.block_size, num_samples, seed=seed,
                          max_length=run.max_length)
-    known = set(corpus.split.train)
+    known = set(corpus.known(words))  # the file searched, not held as a word list: a streamed one stays on disk
     history = read_finished_history(run.path)
 
     lines = [f"# Run report: {run.path.resolve().name}", ""]

@@ -22,7 +22,7 @@ from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
-from keras_makemore.data.vocabulary import MARKER_ID, Vocabulary
+from keras_makemore.data.vocabulary import MARKER_ID, Vocabulary, examples_per_call
 from keras_makemore.errors import UserError
 from keras_makemore.quiet import quiet_stderr
 from keras_makemore.sampling.controls import SamplingControls, control_keywords, resolve_seed
@@ -30,6 +30,12 @@ from keras_makemore.sampling.controls import SamplingControls, control_keywords,
 MANIFEST_FILE = "export.json"
 REQUIRED_SIGNATURES = ("next_token", "generate", "score", "decode")
 SCORE_BATCH = 4096  # words per `score` call: 4,096 words of 32 characters are 135,000 contexts
+# Tokens of context one `score` call reads (words x (max_length + 1) windows x block_size): LiteRT holds every
+# intermediate tensor of the call. Scoring 3,000 names with the transformer preset's .tflite (block 16,
+# max_length 32) peaked at 6.8 GB resident in chunks of 4,096 words, 2.8 GB in chunks of 1,024, 1.2 GB of 256,
+# the scores the same (the run directory's path: 2.1 GB); this bound makes chunks of 496 words there, and
+# leaves a window model's (block 3) at 2,647.
+SCORE_CONTEXT_TOKENS = 2**18
 MAX_LENGTH = 4096  # the longest words an artifact may declare: `export` writes at most 256
 MAX_VOCABULARY = 1 << 20  # more tokens than Unicode has characters cannot be right
 
@@ -131,7 +137,15 @@ class ExportedModel:
                 ids[i, :len(word)] = self.vocab.encode(word)
             return self._signatures["score"](words=ids)
 
-        return score_in_chunks(score_chunk, fixed_chunks(len(words)))
+        return score_in_chunks(score_chunk, fixed_chunks(len(words), self.score_batch))
+
+    @property
+    def score_batch(self) -> int:
+        """Words per `score` call: `SCORE_BATCH`, or fewer so that a call reads at most `SCORE_CONTEXT_TOKENS`
+        tokens of context and holds at most `MAX_LOGITS_PER_CALL` logits."""
+        windows = self.max_length + 1  # each word's characters and its end, each predicted from a window
+        words = max(1, min(SCORE_BATCH, SCORE_CONTEXT_TOKENS // (windows * self.block_size)))
+        return max(1, examples_per_call(words * windows, self.vocab.size) // windows)
 
 
 def fixed_chunks(count: int, size: int = SCORE_BATCH) -> Iterator[tuple[int, int]]:

@@ -36,6 +36,7 @@ from keras_makemore.models.keras_model import model_shape, next_token_logits, se
 from keras_makemore.sampling.controls import SamplingControls
 from keras_makemore.sampling.graph import generate_tokens
 from keras_makemore.sampling.scoring import score_tokens
+from keras_makemore.training import rundir
 
 EXPORT_DIR = "export"
 SAVED_MODEL_DIR = "saved_model"
@@ -351,7 +352,8 @@ def export_run(run_dir: str | os.PathLike, quantize: str = "none", check: bool =
 
     Everything is written into a staging folder first and moved into place
     only once all of it is written, so a failure (a full disk) leaves the
-    earlier export as it was. Exports of one run wait for each other.
+    earlier export as it was. A run that another process trains or exports
+    is refused at once (a `UserError` saying it is busy).
 
     Args:
         run_dir: a directory written by `keras-makemore train`.
@@ -369,7 +371,12 @@ def export_run(run_dir: str | os.PathLike, quantize: str = "none", check: bool =
 
     if quantize not in QUANTIZATIONS:
         raise UserError(f"quantize must be one of {', '.join(QUANTIZATIONS)}, got {quantize!r}", argument="quantize")
-    run = Run.load(run_dir)
+    with rundir.run_lock(Path(run_dir)):  # before the run is read: a run being trained changes under a reader
+        return _export_locked(Run.load(run_dir), quantize, check)
+
+
+def _export_locked(run, quantize: str, check: bool) -> ExportReport:
+    """`export_run` of the loaded `run`, whose directory this process has locked."""
     corpus = None
     if check or quantize == "int8":
         try:
@@ -383,13 +390,13 @@ def export_run(run_dir: str | os.PathLike, quantize: str = "none", check: bool =
                         "then export again", argument="run_dir")
     name = litert_filename(quantize)
     try:
-        with _run_lock(run.path), _staging(export_dir) as staging:
+        with _staging(export_dir) as staging:
             saved_model = write_saved_model(run.model, run.vocab, staging / SAVED_MODEL_DIR, run.max_length)
-            representative = corpus.examples("train")[0] if quantize == "int8" else None
+            representative = _examples(corpus, "train")[0] if quantize == "int8" else None
             litert = convert_to_litert(saved_model, staging / name, quantize, representative)
             result = None
             if check and corpus is not None:
-                result = check_against_keras(run.model, ExportedModel(litert), *corpus.examples("val"))
+                result = check_against_keras(run.model, ExportedModel(litert), *_examples(corpus, "val"))
             manifest = _manifest(export_dir, run, name, quantize, litert.stat().st_size, result,
                                  saved_model_digests(saved_model))
             atomic.write_json(staging / MANIFEST_FILE, manifest)
@@ -407,17 +414,19 @@ def export_run(run_dir: str | os.PathLike, quantize: str = "none", check: bool =
     return ExportReport(export_dir, export_dir / SAVED_MODEL_DIR, export_dir / name, quantize, result)
 
 
-@contextlib.contextmanager
-def _run_lock(run_path: Path) -> Iterator[None]:
-    """Hold an exclusive lock on the run directory: a second export of the run waits for the first."""
-    import fcntl  # POSIX; the lock dies with the process, so a killed export never blocks the next
+STREAMED_CHECK_BYTES = 64 << 20  # the contexts a streamed corpus gives the val check and int8's calibration
 
-    fd = os.open(run_path, os.O_RDONLY)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)
+
+def _examples(corpus, split: str) -> tuple[np.ndarray, np.ndarray]:
+    """`(contexts, next ids)` of `split`: all of them, or of a streamed corpus a sample spread over the split
+    of at most `STREAMED_CHECK_BYTES` (the file is read a chunk at a time)."""
+    from keras_makemore.data.streaming import StreamedCorpus
+
+    if not isinstance(corpus, StreamedCorpus):
+        return corpus.examples(split)
+    cap = max(1, STREAMED_CHECK_BYTES // (4 * (corpus.block_size + 1)))
+    parts = list(corpus.windows(split).batches(4096, max_examples=cap).as_numpy_iterator())
+    return np.concatenate([x for x, _ in parts]), np.concatenate([y for _, y in parts])
 
 
 @contextlib.contextmanager

@@ -167,12 +167,7 @@ def _add_train(sub) -> None:
 
 
 def _train(args) -> int:
-    from keras_makemore.analysis.evaluation import evaluate_splits
     from keras_makemore.errors import UserError
-    from keras_makemore.sampling.words import novelty, sample_words
-    from keras_makemore.training.recipe import train
-    from keras_makemore.training.run import Run
-    from keras_makemore.training.rundir import CONFIG_FILE
 
     if args.resume:
         args.argument_flags["run_dir"] = "--resume"
@@ -185,6 +180,21 @@ def _train(args) -> int:
         raise UserError("run_dir must name a directory, got an empty string", argument="run_dir")
     config = None if args.resume else _config_from_args(args)
     run_dir = Path(args.resume or args.run_dir or Path("runs") / time.strftime("%Y%m%d-%H%M%S"))
+    stdout, sys.stdout = sys.stdout, _OutputMayGoAway(sys.stdout)  # `train | head` trains to the end all the same
+    try:
+        return _train_into(args, config, run_dir)
+    finally:
+        sys.stdout = stdout
+
+
+def _train_into(args, config, run_dir) -> int:
+    from keras_makemore.analysis.evaluation import evaluate_splits
+    from keras_makemore.errors import UserError
+    from keras_makemore.sampling.words import novelty, printable, sample_words
+    from keras_makemore.training.recipe import train
+    from keras_makemore.training.run import Run
+    from keras_makemore.training.rundir import CONFIG_FILE
+
     try:
         if args.lr == "auto":
             from keras_makemore.training.recipe import find_lr_for_config
@@ -214,12 +224,22 @@ def _train(args) -> int:
               f"`keras-makemore train --resume {run_dir}`", file=sys.stderr)
         return 2
     run = Run.load(run_dir, model=result.model)
-    losses = evaluate_splits(run.model, result.corpus, ("train", "val"),
-                             progress=sys.stdout.isatty() and not args.quiet)
-    words = sample_words(run.model, run.vocab, run.config.block_size, 10, seed=run.config.seed,
-                         max_length=run.max_length)
+    try:
+        losses = evaluate_splits(run.model, result.corpus, ("train", "val"),
+                                 progress=sys.stdout.isatty() and not args.quiet)
+        words = sample_words(run.model, run.vocab, run.config.block_size, 10, seed=run.config.seed,
+                             max_length=run.max_length)
+        known = result.corpus.known(words)
+    except Exception as e:
+        from keras_makemore.data.streaming import failure_behind
+
+        failure = e if isinstance(e, UserError) else failure_behind(e)
+        if not hasattr(failure, "problem"):  # not a streamed data file that changed
+            raise
+        raise UserError(f"{failure.problem}: the run finished and is saved in {run_dir}; put the original file "
+                        f"back, then see its losses with `keras-makemore evaluate {run_dir}`", argument="data") from None
     print(f"train loss {losses['train'].nll:.4f}  val loss {losses['val'].nll:.4f}")
-    print(f"samples ({novelty(words, result.corpus.known(words)):.0%} novel):", *words, sep="\n  ")
+    print(f"samples ({novelty(words, known):.0%} novel):", *map(printable, words), sep="\n  ")
     print(f"run saved in {run_dir}  (next: keras-makemore sample {run_dir})")
     if args.tensorboard:
         print(f"TensorBoard logs in {run_dir / 'tensorboard'}  (view: tensorboard --logdir {run_dir / 'tensorboard'})")
@@ -348,22 +368,34 @@ def _add_control_flag(p, field: dataclasses.Field) -> None:
 _JSON_MAX_WORDS = 1_000_000  # --json holds every word in memory; plain output streams
 
 
+_STREAMED_NOVELTY_WORDS = 100_000  # the novelty of a run with a streamed data file: of its first words sampled
+
+
 def _sample(args) -> int:
     from keras_makemore.data.reading import read_words
     from keras_makemore.errors import UserError
     from keras_makemore.sampling.controls import resolve_seed
-    from keras_makemore.sampling.words import iter_words
+    from keras_makemore.sampling.words import iter_words, printable, printable_json
 
     opened = _open_source(args)
     if args.json and args.num_samples > _JSON_MAX_WORDS:
         raise UserError(f"num_samples must be at most {_JSON_MAX_WORDS:,} with json, which holds every word in "
                         f"memory, got {args.num_samples:,}: drop --json to stream the words", argument="num_samples")
-    training = None
+    from keras_makemore.data.streaming import StreamedCorpus
+
+    corpus = training = None
     try:
-        training = set(opened.run.corpus().split.train) if opened.run else None
+        corpus = opened.run.corpus() if opened.run else None
     except UserError:
         if args.new_only:
             raise
+    streamed = isinstance(corpus, StreamedCorpus)  # its words stay on disk: novelty is found by searching the file
+    if streamed and args.new_only:
+        raise UserError(f"new_only holds the training words in memory, and the run's data file {corpus.path} is "
+                        "streamed from disk for its size: leave new_only out, or pass --exclude with a smaller list "
+                        "of words", argument="new_only")
+    if corpus is not None and not streamed:
+        training = set(corpus.split.train)
     if args.new_only and training is None:
         raise UserError(f"new_only needs the training words, and {args.source} is not in a run's export folder: "
                         "sample the run directory, or pass --exclude with the training words", argument="new_only")
@@ -373,18 +405,23 @@ def _sample(args) -> int:
     max_length = opened.max_length if args.max_length is None else args.max_length  # 0 is refused, not "unset"
     words = iter_words(opened.model, opened.vocab, opened.block_size, args.num_samples, seed, exclude=exclude,
                        max_draws=args.max_draws, **controls | {"max_length": max_length})
-    found, novel, collected = 0, 0, []
+    found, novel, collected, checked = 0, 0, [], []
     for word in words:
         found += 1
         novel += training is not None and word not in training
+        if streamed and len(checked) < _STREAMED_NOVELTY_WORDS:
+            checked.append(word)
         if args.json:
             collected.append(word)
         else:
-            print(word)
+            print(printable(word))  # a word of the training data must not drive the terminal
     novelty = novel / found if training is not None and found else None
+    if checked:  # the first words sampled, searched for in one pass over the file
+        known = set(corpus.known(checked))
+        novelty = sum(w not in known for w in checked) / len(checked)
     if args.json:
-        print(json.dumps({"samples": collected, "novelty": novelty, "seed": seed, "requested": args.num_samples,
-                          **controls, "new_only": args.new_only, "exclude": args.exclude}, ensure_ascii=False))
+        print(printable_json({"samples": collected, "novelty": novelty, "seed": seed, "requested": args.num_samples,
+                              **controls, "new_only": args.new_only, "exclude": args.exclude}))
     if found < args.num_samples:
         print(f"# found {found:,} of {args.num_samples:,} words: the others drawn were training words or excluded; "
               "raise --max-draws or --temperature to find more", file=sys.stderr)
@@ -407,20 +444,53 @@ def _add_score(sub) -> None:
 
 
 def _score(args) -> int:
+    from keras_makemore.data.streaming import stream_threshold_bytes
     from keras_makemore.errors import UserError
     from keras_makemore.sampling.scoring import read_word_file, score_words
+    from keras_makemore.sampling.words import printable, printable_json
 
     opened = _open_source(args)
+    if args.file and Path(args.file).is_file() and Path(args.file).stat().st_size > stream_threshold_bytes():
+        return _score_streamed(args, opened)
     words = list(args.words) + (read_word_file(args.file, opened.vocab) if args.file else [])
     if not words:
         raise UserError("words: give words to score, or a file of them with --file FILE", argument="words")
     scores = sorted(score_words(opened.model, opened.vocab, words), key=lambda s: (s.nll, s.word))
     if args.json:
-        print(json.dumps({"words": [s.to_json() for s in scores]}, ensure_ascii=False))
+        print(printable_json({"words": [s.to_json() for s in scores]}))
         return 0
     print(f"{'nll':>8} {'perplexity':>11} {'log_prob':>10}  word")
     for s in scores:
-        print(f"{s.nll:>8.4f} {s.perplexity:>11.3f} {s.log_prob:>10.4f}  {s.word}")
+        print(f"{s.nll:>8.4f} {s.perplexity:>11.3f} {s.log_prob:>10.4f}  {printable(s.word)}")
+    return 0
+
+
+def _score_streamed(args, opened) -> int:
+    """`score` of a file too big to hold (as `open_corpus` would stream it): read and scored a batch of lines at a
+    time, the scores printed in file order (sorting would hold them all)."""
+    import itertools
+
+    from keras_makemore.sampling.scoring import iter_word_file, score_words
+
+    for _ in iter_word_file(args.file, opened.vocab):  # a first pass checks every line: an error prints nothing else
+        pass
+    print(f"# {args.file} is scored as it is read, for its size: the scores come in file order, not sorted",
+          file=sys.stderr)
+    batches = itertools.chain([list(args.words)] if args.words else [], iter_word_file(args.file, opened.vocab))
+    first = True
+    if args.json:
+        print('{"words": [', end="")
+    else:
+        print(f"{'nll':>8} {'perplexity':>11} {'log_prob':>10}  word")
+    for batch in batches:
+        for s in score_words(opened.model, opened.vocab, batch):
+            if args.json:
+                print(("" if first else ", ") + json.dumps(s.to_json(), ensure_ascii=False), end="")
+            else:
+                print(f"{s.nll:>8.4f} {s.perplexity:>11.3f} {s.log_prob:>10.4f}  {s.word}")
+            first = False
+    if args.json:
+        print("]}")
     return 0
 
 
@@ -711,6 +781,31 @@ def _writing(filename: str | None) -> str:
     return f" writing {filename}" if filename else ""
 
 
+class _OutputMayGoAway:
+    """`sys.stdout` for a command that must finish whoever reads it (`train | head -2`): once the reader went away,
+    what is written goes to /dev/null instead of raising `BrokenPipeError`."""
+
+    def __init__(self, stream):
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        try:
+            return self._stream.write(text)
+        except BrokenPipeError:
+            _stop_writing_stdout()
+            return len(text)
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except BrokenPipeError:
+            _stop_writing_stdout()  # what is still buffered is written to /dev/null at the next flush
+            self._stream.flush()
+
+    def __getattr__(self, name):
+        return getattr(self._stream, name)
+
+
 def _stop_writing_stdout() -> None:
     """The reader of stdout went away (`| head`): send what is left to /dev/null, so that exiting flushes quietly."""
     devnull = os.open(os.devnull, os.O_WRONLY)
@@ -753,7 +848,12 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except Exception as e:
         from keras_makemore.atomic import disk_error
+        from keras_makemore.data.streaming import failure_behind
 
+        failure = failure_behind(e)  # a streamed data file's error, which tf.data rewrapped
+        if failure is not None:
+            print(f"keras-makemore: error: {_in_flag_terms(failure, args.argument_flags)}", file=sys.stderr)
+            return 2
         disk = disk_error(e)
         if disk is None:
             raise

@@ -21,6 +21,13 @@ NAMES_RESOURCE = "data/names.txt"
 NAMES_SHA256 = "0a30b5557f192f32ab962680889aac5f6fda0f4cecf40a6d0b5694f58ea8cc4d"
 
 
+# The longest line a data file may hold, in characters: a window model trains on lines of any length up to it
+# (a few bytes of memory a character); a longer one (a 1-GB line took 7.45 GiB to encode) is refused from the
+# file's bytes, before anything is decoded. Word models take much shorter words (`models.base.MAX_WORD_LENGTH`).
+MAX_LINE_CHARS = 2**20
+_SCAN_BYTES = 1 << 24  # bytes looked at once when scanning for long lines: a transient 16 MB mask
+
+
 def load_names() -> Path:
     """Return the path of makemore's names.txt, which ships inside this package.
 
@@ -70,12 +77,14 @@ def check_data_file(path: str | os.PathLike) -> Path:
 
 
 def decode_data(raw: bytes, path: str | os.PathLike, at: int = 0) -> str | None:
-    """The text of `raw`, bytes of `path` from offset `at`; `None` if it is pure ASCII. A `UserError` if not text."""
+    """The text of `raw`, bytes of `path` from offset `at`; `None` if it is pure ASCII. A `UserError` if not text,
+    or if a line is longer than `MAX_LINE_CHARS` (`check_line_lengths`)."""
     if b"\x00" in raw:
         raise UserError(
             f"data file {path} looks binary (it contains NUL bytes): "
             "pass a UTF-8 text file with one word a line"
         )
+    check_line_lengths(raw, path, at)
     if raw.isascii():
         return None
     try:
@@ -85,6 +94,68 @@ def decode_data(raw: bytes, path: str | os.PathLike, at: int = 0) -> str | None:
             f"data file {path} is not UTF-8 text (byte 0x{raw[e.start]:02x} at offset {at + e.start}): "
             "convert it to UTF-8, e.g. with iconv"
         ) from None
+
+
+def check_line_lengths(raw: bytes, path: str | os.PathLike, at: int = 0, limit: int = MAX_LINE_CHARS) -> None:
+    r"""A `UserError` naming the first line of `raw` (bytes of `path` from offset `at`) over `limit` characters.
+
+    Read off the bytes, 16 MB at a time, before anything is decoded: a line's characters are its bytes that are
+    not UTF-8 continuation bytes.
+
+    Example:
+
+    >>> check_line_lengths(b"emma\nolivia\n", "names.txt", limit=6)
+    >>> try:
+    ...     check_line_lengths(b"emma\nolivia\n", "names.txt", limit=5)
+    ... except UserError as e:
+    ...     str(e).split(":")[0]
+    'data file names.txt line 2 has 6 characters, over the limit of 5 a line'
+    """
+    if len(raw) <= limit:
+        return
+    codes = np.frombuffer(raw, dtype=np.uint8)
+    last = -1  # the newline before the line being read
+    for start in range(0, len(codes), _SCAN_BYTES):
+        ends = np.flatnonzero(codes[start:start + _SCAN_BYTES] == ord("\n")) + start
+        if start + _SCAN_BYTES >= len(codes):
+            ends = np.append(ends, len(codes))
+        for end in ends[np.diff(ends, prepend=last) - 1 > limit].tolist():  # lines of more bytes than the limit
+            begin = int(ends[np.searchsorted(ends, end) - 1]) + 1 if end != ends[0] else last + 1
+            chars = _count_chars(codes[begin:end])
+            if chars > limit:
+                line = _newlines_before(path, at) + raw.count(b"\n", 0, begin) + 1
+                raise UserError(f"data file {path} line {line:,} has {chars:,} characters, over the limit of "
+                                f"{limit:,} a line: split it into words, one a line", argument="data")
+        if len(ends):
+            last = int(ends[-1])
+
+
+def first_long_line(path: str | os.PathLike, limit: int) -> tuple[int, int]:
+    """`(line number, characters)` of the first line of the data file `path` whose word (the line stripped) is over
+    `limit` characters; `(0, 0)` if none. Read a line at a time: call it once lines are known to be bounded.
+    """
+    with open(path, "rb") as f:  # lines end at b"\n" alone, as `read_words` reads them
+        for number, line in enumerate(f, 1):
+            word = line.decode("utf-8-sig" if number == 1 else "utf-8", errors="replace").strip()
+            if len(word) > limit:
+                return number, len(word)
+    return 0, 0
+
+
+def _count_chars(codes: np.ndarray) -> int:
+    """The characters of UTF-8 bytes: those that are not continuation bytes (`0b10xxxxxx`)."""
+    return sum(int(np.count_nonzero(codes[i:i + _SCAN_BYTES] & 0xC0 != 0x80))
+               for i in range(0, len(codes), _SCAN_BYTES))
+
+
+def _newlines_before(path: str | os.PathLike, at: int) -> int:
+    """The newlines in the first `at` bytes of the file `path`, read 1 MiB at a time."""
+    count = 0
+    if at:
+        with open(path, "rb") as f:
+            while f.tell() < at:
+                count += f.read(min(1 << 20, at - f.tell())).count(b"\n")
+    return count
 
 
 def code_points(raw: bytes, text: str | None) -> np.ndarray:

@@ -20,6 +20,7 @@ A streamed corpus differs from an in-memory one in two documented ways:
 
 import functools
 import os
+import zlib
 from pathlib import Path
 from typing import Iterable, Iterator
 
@@ -27,7 +28,15 @@ import numpy as np
 import tensorflow as tf
 
 from keras_makemore.data.corpus import Corpus, find_known_words
-from keras_makemore.data.reading import check_data_file, code_points, decode_data, no_words_error, pack_lines
+from keras_makemore.data.reading import (
+    MAX_LINE_CHARS,
+    check_data_file,
+    check_line_lengths,
+    code_points,
+    decode_data,
+    no_words_error,
+    pack_lines,
+)
 from keras_makemore.data.split import MIN_WORDS, SPLIT_NAMES, Split, check_split, hash_split
 from keras_makemore.data.vocabulary import Vocabulary
 from keras_makemore.data.windows import Windows, flat_ids
@@ -85,7 +94,7 @@ class StreamedCorpus:
         block_size: characters of context.
         seed: seed of the hash split.
         vocab: reuse a saved vocabulary instead of collecting one.
-        chunk_bytes: bytes of the file read at once (cut at a line end).
+        chunk_bytes: bytes of the file read at once (cut at a line end); `None`: `STREAM_CHUNK_BYTES`.
 
     Example:
 
@@ -98,17 +107,21 @@ class StreamedCorpus:
     split_rule = "hash"
 
     def __init__(self, path: str | os.PathLike, block_size: int, seed: int = 42, vocab: Vocabulary | None = None,
-                 chunk_bytes: int = STREAM_CHUNK_BYTES):
+                 chunk_bytes: int | None = None):
+        chunk_bytes = STREAM_CHUNK_BYTES if chunk_bytes is None else chunk_bytes
         if block_size < 1:
             raise UserError(f"block_size must be at least 1, got {block_size}", argument="block_size")
         if chunk_bytes < 1:
             raise ValueError(f"chunk_bytes must be at least 1, got {chunk_bytes}")
         self.path, self.block_size, self.seed = check_data_file(path), block_size, seed
-        chunks, words, examples, chars, longest = [], [], [], set(), 0
-        for span, packed in _read_chunks(self.path, chunk_bytes):
+        self.failure: UserError | None = None  # the error of a read inside a tf.data pipeline, which TF rewraps
+        self._size = self.path.stat().st_size
+        chunks, words, examples, chars, longest, self._crcs = [], [], [], set(), 0, []
+        for span, packed, crc in _read_chunks(self.path, chunk_bytes):
             buckets = hash_split(*packed, seed)
             spans = np.diff(packed[1])  # a word's characters and its newline: its examples
             chunks.append(span)
+            self._crcs.append(crc)
             words.append(np.bincount(buckets, minlength=3))
             examples.append(np.bincount(buckets, weights=spans, minlength=3).astype(np.int64))
             longest = max(longest, int(spans.max()) - 1)
@@ -117,6 +130,7 @@ class StreamedCorpus:
         if not chunks:
             raise no_words_error(self.path)
         self.chunks = chunks
+        self._check_size()
         self._words, self._examples = np.array(words), np.array(examples)  # [chunk, split]
         self.max_word_length = longest
         self.vocab = vocab or Vocabulary(chars)
@@ -144,16 +158,21 @@ class StreamedCorpus:
         part = SPLIT_NAMES.index(check_split(split))
         if not self._examples[chunk, part]:
             return None
-        chars, offsets = _read_chunk(self.path, *self.chunks[chunk])
+        chars, offsets = self._read(chunk)
         words = np.flatnonzero(hash_split(chars, offsets, self.seed) == part)
-        return Windows(flat_ids(chars, offsets, words, self.vocab, self.block_size), self.block_size)
+        try:
+            ids = flat_ids(chars, offsets, words, self.vocab, self.block_size)
+        except UserError as e:
+            _fail(self, e)
+            raise
+        return Windows(ids, self.block_size)
 
     @functools.cached_property
     def split(self) -> Split:
         """The words of each split, as Python strings: the whole file in memory (one pass over it)."""
         parts = ([], [], [])
-        for span in self.chunks:
-            chars, offsets = _read_chunk(self.path, *span)
+        for chunk in range(len(self.chunks)):
+            chars, offsets = self._read(chunk)
             words = chars.tobytes().decode("ascii" if chars.dtype == np.uint8 else "utf-32-le").split("\n")
             for word, part in zip(words, hash_split(chars, offsets, self.seed).tolist()):
                 parts[part].append(word)
@@ -162,10 +181,65 @@ class StreamedCorpus:
     def known(self, words: Iterable[str], split: str = "train") -> list[str]:
         """Those of `words` that are words of `split` (one pass over the file)."""
         part, words, found = SPLIT_NAMES.index(check_split(split)), list(words), set()
-        for span in self.chunks:
-            chars, offsets = _read_chunk(self.path, *span)
+        for chunk in range(len(self.chunks)):
+            chars, offsets = self._read(chunk)
             found.update(find_known_words(chars, offsets, hash_split(chars, offsets, self.seed) == part, words))
         return [w for w in words if w in found]
+
+
+    def _read(self, chunk: int) -> tuple[np.ndarray, np.ndarray]:
+        """Chunk `chunk` of the file, checked to be what it was when the corpus was opened.
+
+        A file changed since (shuffled, truncated, edited, upper-cased) would
+        give other words than the split's, or characters outside the
+        vocabulary: a `UserError` names the change, also kept in `failure`.
+        """
+        start, end = self.chunks[chunk]
+        try:
+            self._check_size()
+            with open(self.path, "rb") as f:
+                f.seek(start)
+                raw = f.read(end - start)
+            if zlib.crc32(raw) != self._crcs[chunk]:
+                raise self._changed(f"bytes {start:,} to {end:,} are not what they were")
+            return _pack(raw, self.path, start)
+        except UserError as e:
+            _fail(self, e)
+            raise
+        except OSError as e:
+            raise _fail(self, self._changed(f"it cannot be read: {e.strerror}")) from None
+
+    def _check_size(self) -> None:
+        try:
+            size = self.path.stat().st_size
+        except OSError:
+            size = None
+        if size != self._size:
+            now = "it is gone" if size is None else f"{size:,} bytes"
+            raise self._changed(f"it held {self._size:,} bytes, now {now}")
+
+    def _changed(self, change: str) -> UserError:
+        error = UserError(f"data file {self.path} changed while it was read ({change}): put the original file back, "
+                          "then run the command again", argument="data")
+        error.problem = f"data file {self.path} changed while it was read ({change})"  # for `train` to reword
+        return error
+
+
+_last_failure: UserError | None = None
+
+
+def _fail(corpus: StreamedCorpus, error: UserError) -> UserError:
+    global _last_failure
+    corpus.failure = _last_failure = error
+    return error
+
+
+def failure_behind(error: BaseException) -> UserError | None:
+    """The `UserError` of a streamed corpus' read that a TensorFlow error (tf.data's wrapping of a Python
+    generator's exception) stands for, or `None`."""
+    if _last_failure is not None and isinstance(error, tf.errors.OpError) and str(_last_failure) in str(error):
+        return _last_failure
+    return None
 
 
 class WindowStream:
@@ -257,8 +331,9 @@ def _signature(batch_size, block_size, blocks=False):
     return (tf.TensorSpec(lead + [batch_size, block_size], tf.int32), tf.TensorSpec(lead + [batch_size], tf.int32))
 
 
-def _read_chunks(path: Path, chunk_bytes: int) -> Iterator[tuple[tuple[int, int], tuple[np.ndarray, np.ndarray]]]:
-    """`((start, end), (chars, offsets))` of each chunk of about `chunk_bytes` that holds words, cut after a newline."""
+def _read_chunks(path: Path, chunk_bytes: int) -> Iterator[tuple[tuple[int, int], tuple[np.ndarray, np.ndarray], int]]:
+    """`((start, end), (chars, offsets), crc32 of its bytes)` of each chunk of about `chunk_bytes` that holds words,
+    cut after a newline."""
     start, rest = 0, b""
     with open(path, "rb") as f:
         while True:
@@ -268,18 +343,14 @@ def _read_chunks(path: Path, chunk_bytes: int) -> Iterator[tuple[tuple[int, int]
             if cut:
                 packed = _pack(data[:cut], path, start)
                 if len(packed[1]) > 1:
-                    yield (start, start + cut), packed
+                    yield (start, start + cut), packed, zlib.crc32(data[:cut])
                 start, rest = start + cut, data[cut:]
             else:
                 rest = data
+                if len(rest) > 4 * MAX_LINE_CHARS:  # one line, still without its end: over the limit already
+                    check_line_lengths(rest, path, start)
             if not block:
                 return
-
-
-def _read_chunk(path: Path, start: int, end: int) -> tuple[np.ndarray, np.ndarray]:
-    with open(path, "rb") as f:
-        f.seek(start)
-        return _pack(f.read(end - start), path, start)
 
 
 def _pack(raw: bytes, path: Path, at: int) -> tuple[np.ndarray, np.ndarray]:

@@ -18,6 +18,27 @@ MARKER_ID = 0
 MARKER_DISPLAY = "."
 
 
+# The most tokens a model's vocabulary holds (characters and the marker): all of CJK's unified ideographs fit.
+# Each costs a row of the output layer (hidden_units parameters) and a logit per example in every pass: at
+# 70,000 characters and hidden 200, a validation pass reads 14M multiply-adds an example.
+MAX_VOCAB_SIZE = 2**17
+# Logits one graph call holds, 64 MB of float32: evaluation, scoring and sampling take fewer examples a call
+# when the vocabulary is large (`examples_per_call`): evaluation's batches are unchanged up to 1,024 tokens,
+# scoring's up to 128.
+MAX_LOGITS_PER_CALL = 2**24
+
+
+def examples_per_call(wanted: int, vocab_size: int) -> int:
+    """`wanted`, or fewer, so that their logits over `vocab_size` tokens stay within `MAX_LOGITS_PER_CALL`.
+
+    Example:
+
+    >>> examples_per_call(16_384, 27), examples_per_call(16_384, 70_001)
+    (16384, 239)
+    """
+    return max(1, min(wanted, MAX_LOGITS_PER_CALL // max(1, vocab_size)))
+
+
 class Vocabulary:
     """The characters of a dataset, as token ids: the marker is 0, characters follow sorted.
 

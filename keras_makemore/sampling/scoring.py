@@ -18,7 +18,7 @@ import tensorflow as tf
 
 from keras_makemore.artifacts.reader import ExportedModel, score_in_chunks
 from keras_makemore.data.reading import read_words
-from keras_makemore.data.vocabulary import MARKER_ID, Vocabulary
+from keras_makemore.data.vocabulary import MARKER_ID, Vocabulary, examples_per_call
 from keras_makemore.errors import UserError
 from keras_makemore.sampling.graph import keras_graph_function
 from keras_makemore.sampling.words import check_model_inputs
@@ -95,6 +95,39 @@ def read_word_file(path: str | os.PathLike, vocab: Vocabulary) -> list[str]:
     return words
 
 
+def iter_word_file(path: str | os.PathLike, vocab: Vocabulary, batch: int = 10_000) -> Iterator[list[str]]:
+    """The words of a text file, one a line, `batch` at a time, read line by line (for files too big to hold).
+
+    A character outside `vocab`, a line over `MAX_WORD_LENGTH` characters or bytes that are not UTF-8 are
+    reported by line number only; a line is never read past that length.
+    """
+    from keras_makemore.data.reading import check_data_file
+
+    path, chars, words, number = check_data_file(path), set(vocab.chars), [], 0
+    try:
+        with open(path, encoding="utf-8-sig", newline="\n") as f:
+            while line := f.readline(MAX_WORD_LENGTH + 2):
+                number += 1
+                if not line.endswith("\n") and len(line) > MAX_WORD_LENGTH:
+                    raise UserError(f"file {path} line {number:,} has more than the {MAX_WORD_LENGTH:,} characters "
+                                    "a model scores: remove the line", argument="file")
+                word = line.strip()
+                if not word:
+                    continue
+                if not set(word) <= chars:
+                    raise UserError(f"file {path} line {number:,} has a character the model never saw: "
+                                    "remove the line, or score with a model trained on such characters", argument="file")
+                words.append(word)
+                if len(words) == batch:
+                    yield words
+                    words = []
+    except UnicodeDecodeError as e:
+        raise UserError(f"file {path} is not UTF-8 text (near line {number + 1:,}, {e.reason}): convert it to "
+                        "UTF-8, e.g. with iconv", argument="file") from None
+    if words:
+        yield words
+
+
 def score_tokens(logits_fn, block_size: int, words: tf.Tensor) -> dict[str, tf.Tensor]:
     """`log_prob` and `nll`, float32 `[n]`, of int32 token ids `words` `[n, width]` (zero-padded), inside the graph."""
     n, width = tf.shape(words)[0], tf.shape(words)[1]
@@ -124,16 +157,16 @@ def _keras_score(model: keras.Model, block_size: int, vocab: Vocabulary, words: 
             ids[i, :len(encoded)] = encoded
         return score(ids)
 
-    return score_in_chunks(score_chunk, _chunks_by_tokens(words))
+    return score_in_chunks(score_chunk, _chunks_by_tokens(words, examples_per_call(_CHUNK_TOKENS, vocab.size)))
 
 
-def _chunks_by_tokens(words: list[str]) -> Iterator[tuple[int, int]]:
+def _chunks_by_tokens(words: list[str], tokens: int = _CHUNK_TOKENS) -> Iterator[tuple[int, int]]:
     """`(start, stop)` of consecutive runs of `words` whose padded size (words x (longest + 1)) stays within
-    `_CHUNK_TOKENS`."""
+    `tokens` (`_CHUNK_TOKENS`, fewer for a large vocabulary: `examples_per_call`)."""
     start, longest = 0, 0
     for i, word in enumerate(words):
         longest = max(longest, len(word) + 1)
-        if i > start and (i + 1 - start) * longest > _CHUNK_TOKENS:
+        if i > start and (i + 1 - start) * longest > tokens:
             yield start, i
             start, longest = i, len(word) + 1
     if start < len(words):

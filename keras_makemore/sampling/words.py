@@ -11,6 +11,8 @@ on the tries.
 
 import functools
 import inspect
+import json
+import re
 from typing import Callable, Iterable, Iterator
 
 import keras
@@ -18,7 +20,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_makemore.artifacts.reader import MAX_LENGTH, ExportedModel
-from keras_makemore.data.vocabulary import Vocabulary
+from keras_makemore.data.vocabulary import Vocabulary, examples_per_call
 from keras_makemore.errors import UserError
 from keras_makemore.sampling.controls import INT32_MAX, SamplingControls, control_keywords, resolve_seed
 from keras_makemore.sampling.graph import generate_tokens, keras_graph_function
@@ -156,7 +158,7 @@ def _draw(rows: Callable, vocab: Vocabulary, num_samples: int, exclude: frozense
     found = drawn = 0
     while found < num_samples and drawn < max_draws:
         wanted = num_samples - found
-        n = min(CHUNK_WORDS, max_draws - drawn, 2 * wanted + 16 if exclude else wanted)
+        n = min(examples_per_call(CHUNK_WORDS, vocab.size), max_draws - drawn, 2 * wanted + 16 if exclude else wanted)
         for word in (vocab.decode(row) for row in np.asarray(rows(drawn, n))):
             if word not in exclude:
                 yield word
@@ -164,6 +166,34 @@ def _draw(rows: Callable, vocab: Vocabulary, num_samples: int, exclude: frozense
                 if found == num_samples:
                     return
         drawn += n
+
+
+# Characters a terminal obeys instead of showing: the C0 and C1 controls and DEL (ESC starts its escape
+# sequences, U+009B is CSI in 8-bit terminals), and the bidirectional overrides, which reorder what is shown.
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def printable(word: str) -> str:
+    r"""`word` with each character a terminal would obey written as a visible escape (`\x1b`, `\u202e`).
+
+    Words come from training data, which may hold anything: printed as they are, an escape sequence in one
+    would drive the terminal (recolour it, move the cursor, set its title).
+
+    Example:
+
+    >>> print(printable("\x1b[31mred\x07"))
+    \x1b[31mred\x07
+    >>> printable("zoë")
+    'zoë'
+    """
+    return _UNPRINTABLE.sub(lambda m: f"\\x{ord(m[0]):02x}" if ord(m[0]) < 0x100 else f"\\u{ord(m[0]):04x}", word)
+
+
+def printable_json(obj) -> str:
+    r"""`json.dumps(obj, ensure_ascii=False)` with every character `printable` escapes written as `\uXXXX`:
+    still valid JSON, which decodes to the same words."""
+    text = json.dumps(obj, ensure_ascii=False)
+    return _UNPRINTABLE.sub(lambda m: f"\\u{ord(m[0]):04x}", text)  # json.dumps escapes C0 already; C1 it does not
 
 
 def novelty(samples: Iterable[str], training_words: Iterable[str]) -> float:

@@ -27,6 +27,7 @@ from keras_makemore.analysis.plots import plot_sweep
 from keras_makemore.data.reading import load_names
 from keras_makemore.errors import UserError
 from keras_makemore.search.tune import reraise_trial_errors, search
+from keras_makemore.training import rundir
 from keras_makemore.training.config import TrainConfig, config_differences
 from keras_makemore.training.recipe import train
 from keras_makemore.training.run import Run
@@ -72,6 +73,7 @@ def sweep(
     ```
     """
     out_dir = Path(out_dir)
+    rundir.create_run_dir(out_dir, argument="out_dir")  # a file, or a path under one, is refused before any cell trains
     # Threads are fixed for the process at its first training: the first cell's own choice would hold for
     # every cell, so the cells take TensorFlow's default unless `base` names a number, or the threads this
     # process already runs TensorFlow with (a notebook that trained before).

@@ -43,13 +43,16 @@ import numpy as np
 from keras_makemore import atomic
 from keras_makemore.analysis.plots import plot_tune
 from keras_makemore.data.corpus import Corpus
-from keras_makemore.data.reading import load_names, read_words
+from keras_makemore.data.reading import check_data_file, load_names
 from keras_makemore.data.streaming import StreamedCorpus
 from keras_makemore.errors import UserError
 from keras_makemore.models import get_model_type
+from keras_makemore.models.base import block_size_for, check_model_size
 from keras_makemore.search.space import TUNE_MODELS, TUNE_SPACE, LogRange, TuneConfig
 from keras_makemore.training import rundir
-from keras_makemore.training.callbacks import ValLoss
+from keras_makemore.training.callbacks import (
+    ValLoss,
+)
 from keras_makemore.training.config import TrainConfig, plan_steps
 from keras_makemore.training.distribute import make_strategy
 from keras_makemore.training.recipe import Preparation, corpus_for, fit_minibatches, fit_run, prepare
@@ -168,6 +171,22 @@ def _check_rows(base: TrainConfig, rows: dict) -> None:
                             argument=e.argument) from None
 
 
+def _check_sizes(space: dict, bases: Mapping[str, TrainConfig], hypermodel: "TrainConfigHyperModel") -> None:
+    """A `UserError` before anything trains if a combination of a model type's rows makes too large a network."""
+    for model, rows in space.items():
+        corpus = hypermodel.corpus(bases[model])  # one vocabulary for every network; read once per kind of context
+        model_type = get_model_type(model)
+        network = [name for name in model_type.hyperparameters if name in rows and not isinstance(rows[name], LogRange)]
+        for combination in itertools.product(*(rows[name] for name in network)):
+            config = dataclasses.replace(bases[model], **dict(zip(network, combination)))
+            try:
+                check_model_size(model_type, config, corpus.vocab.size,
+                                 block_size_for(model_type, config.block_size, corpus.max_word_length))
+            except UserError as e:
+                raise UserError(f"model {model} cannot train every combination searched: {e}",
+                                argument=e.argument) from None
+
+
 class TrainConfigHyperModel(keras_tuner.HyperModel):
     """A KerasTuner `HyperModel` over `TrainConfig`: hyperparameters in, a trained run directory out.
 
@@ -230,15 +249,15 @@ class TrainConfigHyperModel(keras_tuner.HyperModel):
         return config
 
     def prepare(self, config: TrainConfig) -> Preparation:
-        """What a trial of `config` trains on (`recipe.prepare`), the data read once per kind of context."""
+        """What a trial of `config` trains on (`recipe.prepare`)."""
+        return prepare(config, self.data_path, self.corpus(config))
+
+    def corpus(self, config: TrainConfig) -> Corpus | StreamedCorpus:
+        """The data split for `config`'s network (its size checked), read once per kind of context."""
         key = (get_model_type(config.model).context, config.block_size)
         if key not in self._corpora:
             self._corpora[key] = corpus_for(config, self.data_path)
-        return prepare(config, self.data_path, self._corpora[key])
-
-    def corpus(self, config: TrainConfig) -> Corpus | StreamedCorpus:
-        """The data split for `config`'s network (its size checked)."""
-        return self.prepare(config).corpus
+        return self._corpora[key]
 
     def plan(self, config: TrainConfig):
         return self.prepare(config).plan
@@ -608,17 +627,42 @@ def tune(
     space = search_space(config, bases, fixed)
     hyperband = config.tuner == "hyperband"
     hypermodel = TrainConfigHyperModel(bases, space, config.evals, hyperband=hyperband)
-    read_words(hypermodel.data_path)  # a missing or unreadable file is the user's error, said here
+    check_data_file(hypermodel.data_path)  # a missing file is the user's error, said here
+    _check_sizes(space, bases, hypermodel)  # and an unreadable one here: its corpus is opened (or streamed)
     settings = json.loads(json.dumps({
         "tune": {k: v for k, v in config.to_json().items() if k != "budget"},
         "bases": {model: b.to_json() for model, b in bases.items()},
         "space": _space_json(space), "data_sha256": rundir.file_sha256(hypermodel.data_path)}))
+    rundir.create_run_dir(out_dir, argument="out_dir")
+    with rundir.run_lock(out_dir, argument="out_dir", doing="searching"):  # one search writes a directory at a time
+        return _search(config, out_dir, settings, bases, space, hypermodel, print_fn)
+
+
+def _search(config: TuneConfig, out_dir: Path, settings: dict, bases: dict, space: dict,
+            hypermodel: TrainConfigHyperModel, print_fn: Callable[[str], None]) -> TuneResult:
+    """The search of `tune` into `out_dir`, which this process has locked."""
     state = _load_state(out_dir, settings)
+    _check_search_files(out_dir)
     budget = _Budget(out_dir / TUNE_JSON, config.budget_seconds(), state)
     budget.save()
-    with contextlib.redirect_stdout(io.StringIO()):  # KerasTuner prints "Reloading Tuner from ..."; we say more
-        tuner = _Tuner(budget, print_fn, oracle=_oracle(config, bases[config.models()[0]].seed, hypermodel), hypermodel=hypermodel,
-                       directory=str(out_dir), project_name=PROJECT, overwrite=False)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):  # KerasTuner prints "Reloading Tuner from ..."; we say more
+            tuner = _Tuner(budget, print_fn, oracle=_oracle(config, bases[config.models()[0]].seed, hypermodel),
+                           hypermodel=hypermodel, directory=str(out_dir), project_name=PROJECT, overwrite=False)
+    except (ValueError, KeyError, TypeError, AttributeError, IndexError, RuntimeError) as e:
+        if isinstance(e, UserError):
+            raise
+        cause = e.__cause__ or e
+        oracle = isinstance(e, RuntimeError) and isinstance(cause, KeyError)  # `Oracle.reload`'s own wrapping
+        raise _damaged_search(out_dir, out_dir / PROJECT / ("oracle.json" if oracle else ""),
+                              "KerasTuner cannot read it back: "
+                              f"{type(cause).__name__} {str(cause)[:80]!r}") from None
+    for trial_id, trial in tuner.oracle.trials.items():
+        try:
+            hypermodel.config(trial.hyperparameters)
+        except (KeyError, TypeError, ValueError) as e:
+            raise _damaged_search(out_dir, Path(tuner.get_trial_dir(trial_id)) / "trial.json",
+                                  f"its values are not a trial of this search: {type(e).__name__}") from None
     if tuner.oracle.trials:
         print_fn(f"continuing the search in {out_dir}: {len(tuner.oracle.trials)} trials started before, "
                  f"{budget.used:.0f} s of the budget used")
@@ -637,11 +681,30 @@ def tune(
     if best is not None:
         best_config = hypermodel.config(tuner.oracle.get_trial(best["trial"]).hyperparameters)
         best_dir = out_dir / BEST_DIR
+        if not (tuner.run_dir(best["trial"]) / rundir.MODEL_FILE).exists():
+            _retrain(tuner, best["trial"])
         with atomic.atomic_dir(best_dir) as tmp:
             shutil.copytree(tuner.run_dir(best["trial"]), tmp, ignore=shutil.ignore_patterns(rundir.BACKUP_DIR))
         plot_tune(rows, out_dir / TUNE_PNG, title=f"tune {out_dir.resolve().name}: {config.tuner}, model "
                                                   f"{config.model}, {budget.used / 60:.1f} min of {config.budget}")
     return TuneResult(rows, best, best_config, best_dir, stopped, budget.used)
+
+
+def _retrain(tuner: "_Tuner", trial_id: str) -> None:
+    """Train the run of trial `trial_id`, whose model file is gone, again from step 0 to where it was.
+
+    Minibatches are a function of `(seed, step)`: the run ends with the weights and history it had.
+    """
+    hp = tuner.oracle.get_trial(trial_id).hyperparameters
+    run_dir = tuner.run_dir(trial_id)
+    epochs = tuner._epochs_done(trial_id)
+    config = tuner.hypermodel.config(hp)
+    tuner.print_fn(f"[trial {trial_id}] {_describe(config, tuner.hypermodel.space)}: its {rundir.MODEL_FILE} is "
+                   f"missing from {run_dir}; training it again, {epochs * tuner.hypermodel.plan(config).steps_per_epoch:,}"
+                   " steps")
+    keras.backend.clear_session()
+    with atomic.atomic_dir(run_dir) as tmp:
+        tuner.hypermodel.fit(hp, tuner.hypermodel.build(hp), tmp, epochs=epochs)
 
 
 class _AtomicSaves:
@@ -696,7 +759,8 @@ def _load_state(out_dir: Path, settings: dict) -> dict:
             raise UserError(f"out_dir {out_dir} holds a search without its {TUNE_JSON}: choose another out_dir",
                             argument="out_dir")
         return {"settings": settings, "seconds_used": 0.0, "trials": {}}
-    state = json.loads(path.read_text(encoding="utf-8"))
+    state = _read_search_json(out_dir, path)
+    _check_state(out_dir, state)
     if state["settings"] != settings:
         old, new = _flatten(state["settings"]), _flatten(settings)
         differences = [f"{k} {old.get(k)!r}, now {new.get(k)!r}" for k in sorted(set(old) | set(new))
@@ -705,6 +769,82 @@ def _load_state(out_dir: Path, settings: dict) -> dict:
                         "with the original settings (only --budget may change), or choose another out_dir",
                         argument="out_dir")
     return state
+
+
+def _damaged_search(out_dir: Path, path: Path, problem: str) -> UserError:
+    return UserError(f"{path} of the search in {out_dir} is damaged ({problem}): delete {out_dir} to search again "
+                     "from the start, or choose another out_dir", argument="out_dir")
+
+
+def _read_search_json(out_dir: Path, path: Path) -> dict:
+    """A JSON object of the search directory; a `UserError` naming the file if it is not one."""
+    rundir.check_file(path)
+    try:
+        obj = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError):
+        raise _damaged_search(out_dir, path, "not UTF-8 JSON") from None
+    if not isinstance(obj, dict):
+        raise _damaged_search(out_dir, path, f"a JSON object is expected, got {type(obj).__name__}")
+    return obj
+
+
+def _check_state(out_dir: Path, state: dict) -> None:
+    """`tune.json`'s fields: settings, a number of seconds, and a timing (an object of numbers) per trial."""
+    path = out_dir / TUNE_JSON
+    if not isinstance(state.get("settings"), dict):
+        raise _damaged_search(out_dir, path, "settings must be a JSON object")
+    used = state.get("seconds_used")
+    if type(used) not in (int, float) or not 0 <= used < math.inf:
+        raise _damaged_search(out_dir, path, f"seconds_used must be a number of seconds, got {used!r}")
+    trials = state.get("trials")
+    if not isinstance(trials, dict):
+        raise _damaged_search(out_dir, path, "trials must be a JSON object")
+    for name, timing in trials.items():
+        if not isinstance(timing, dict):
+            raise _damaged_search(out_dir, path, f"trial {name!r} must be a JSON object, got {timing!r}")
+        for key, value in timing.items():
+            text = key in ("model", "previous")
+            if not (value is None or (isinstance(value, str) if text else
+                                      type(value) in (int, float) and 0 <= value < math.inf)):
+                raise _damaged_search(out_dir, path, f"trial {name!r}: {key} must be "
+                                      f"{'text' if text else 'a number'}, got {value!r}")
+
+
+# The classes a KerasTuner file may name: its hyperparameters and their conditions. Anything else (a class that
+# runs code) is refused before KerasTuner deserialises the file.
+_HP_CLASSES = {"Boolean", "Choice", "Fixed", "Float", "Int", "Parent"}
+
+
+def _check_search_files(out_dir: Path) -> None:
+    """KerasTuner's files in `out_dir/search/` (oracle, tuner, each trial): JSON objects that name only
+    hyperparameter classes; a `UserError` naming the first that is not."""
+    project = out_dir / PROJECT
+    files = [project / "oracle.json", project / "tuner0.json", *sorted(project.glob("trial_*/trial.json"))]
+    for path in files:
+        if not path.exists():
+            continue
+        obj = _read_search_json(out_dir, path)
+        names = []
+        _class_names(obj, names)
+        odd = [n for n in names if n not in _HP_CLASSES]
+        if odd:
+            raise _damaged_search(out_dir, path, f"it names class {str(odd[0])[:60]!r}, which is no hyperparameter")
+        if path.name == "trial.json" and not (isinstance(obj.get("hyperparameters"), dict)
+                                              and isinstance(obj["hyperparameters"].get("values"), dict)):
+            raise _damaged_search(out_dir, path, "it holds no hyperparameter values")
+
+
+def _class_names(obj, found: list) -> None:
+    if isinstance(obj, dict):
+        if obj.get("module") is not None or obj.get("registered_name") is not None:  # Keras' importable form
+            found.append(f"{obj.get('module')}.{obj.get('class_name')}")
+        elif "class_name" in obj:
+            found.append(obj["class_name"])
+        for value in obj.values():
+            _class_names(value, found)
+    elif isinstance(obj, list):
+        for value in obj:
+            _class_names(value, found)
 
 
 def _flatten(obj, prefix: str = "") -> dict:

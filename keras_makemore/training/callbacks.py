@@ -12,7 +12,7 @@ from keras_makemore import atomic
 from keras_makemore.analysis.evaluation import SplitNLL
 from keras_makemore.data.vocabulary import Vocabulary
 from keras_makemore.errors import UserError
-from keras_makemore.sampling.words import sample_words
+from keras_makemore.sampling.words import printable, sample_words
 from keras_makemore.training.rundir import read_csv_rows
 
 
@@ -48,7 +48,7 @@ class SampleWords(keras.callbacks.Callback):
         if (epoch + 1) % self.every:
             return
         words = sample_words(self.model, self.vocab, self.block_size, self.num_samples, seed=self.seed + epoch)
-        self.print_fn("samples: " + " ".join(words))
+        self.print_fn("samples: " + " ".join(map(printable, words)))
 
 
 class ValLoss(keras.callbacks.Callback):

@@ -21,6 +21,13 @@ OPTIMIZERS = ("sgd", "adam", "adamw")
 LR_SCHEDULES = ("constant", "step", "cosine")
 XLA_MODES = ("auto", "on", "off")
 STRATEGIES = ("default", "mirrored", "multiworker")
+MAX_STEPS = 10**9  # 10^9 steps are years of training; the bound a run directory's step plan is read back with
+MAX_SEED = 2**31 - 1  # seeds are int32, as `sample --seed`'s: from -2^31 to 2^31 - 1
+MAX_THREADS = 256  # each thread reserves its stack: 100,000 hung the start, or crashed under a memory cap
+# The characters of one minibatch (`batch_size` rows of `block_size + 1` tokens): 256x the `transformer`
+# preset's. Minibatches are drawn 100 steps at a time (`data.windows.random_minibatches`), so this bounds that
+# draw to about 200 MB, and a step's activations to a few GB.
+MAX_BATCH_TOKENS = 2**18
 __all__ = ["TrainConfig", "StepPlan", "plan_steps", "config_differences", "config_field", "MAX_BLOCK_SIZE",
            "MAX_PARAMETERS"]
 
@@ -167,9 +174,17 @@ class TrainConfig:
         check_setting(self.block_size <= MAX_BLOCK_SIZE, "block_size",
                f"must be at most {MAX_BLOCK_SIZE} characters of context, got {self.block_size}")
         check_setting(self.steps >= 1 or self.epochs is not None, "steps", f"must be at least 1, got {self.steps}")
+        check_setting(self.steps <= MAX_STEPS, "steps", f"must be at most {MAX_STEPS:,} (years of training), "
+                      f"got {self.steps:,}")
+        for name in ("seed", "split_seed"):
+            check_setting(-MAX_SEED - 1 <= getattr(self, name) <= MAX_SEED, name,
+                          f"must be a whole number from {-MAX_SEED - 1} to {MAX_SEED}, got {getattr(self, name)}")
+        check_setting(self.batch_size <= MAX_BATCH_TOKENS // 2, "batch_size",
+                      f"must be at most {MAX_BATCH_TOKENS // 2:,} (a minibatch holds at most {MAX_BATCH_TOKENS:,} "
+                      f"characters), got {self.batch_size:,}")
         check_setting(self.epochs is None or self.epochs >= 1, "epochs", f"must be at least 1, got {self.epochs}")
-        check_setting(self.threads is None or self.threads >= 0, "threads",
-               f"must be 0 (TensorFlow's default) or more, got {self.threads}")
+        check_setting(self.threads is None or 0 <= self.threads <= MAX_THREADS, "threads",
+                      f"must be 0 (TensorFlow's default, one per core) to {MAX_THREADS}, got {self.threads}")
         check_setting(self.eval_max_examples is None or self.eval_max_examples >= 1, "eval_max_examples",
                f"must be at least 1, got {self.eval_max_examples}")
         check_setting(self.early_stop is None or self.early_stop >= 1, "early_stop",
@@ -182,7 +197,7 @@ class TrainConfig:
         check_setting(0 <= self.weight_decay < 1, "weight_decay", f"must be in [0, 1), got {self.weight_decay}")
         check_setting(self.lr > 0 and math.isfinite(self.lr), "lr", f"must be a positive number, got {self.lr}")
         steps = [s for s, _ in self.lr_drops]
-        check_setting(steps == sorted(set(steps)) and all(s >= 1 for s in steps), "lr_drops",
+        check_setting(steps == sorted(set(steps)) and all(1 <= s <= MAX_STEPS for s in steps), "lr_drops",
                f"steps must be positive and increasing, got {steps}: e.g. [(100000, 0.01)]")
         check_setting(all(r > 0 and math.isfinite(r) for _, r in self.lr_drops), "lr_drops",
                f"rates must be positive numbers, got {[r for _, r in self.lr_drops]}")
@@ -254,21 +269,45 @@ class StepPlan(NamedTuple):
 
 
 def plan_steps(config: TrainConfig, num_train_examples: int) -> StepPlan:
-    """Split the run into Keras epochs of equal length, each run in chunks of up to 1,000 steps."""
+    """Split the run into Keras epochs of equal length, each run in chunks of up to 1,000 steps.
+
+    The epochs are the fewest that divide the steps and last at most `eval_every` steps each; when those are
+    over twice `ceil(steps / eval_every)` (awkward totals, e.g. primes), the total is rounded up instead. A
+    `UserError` when the plan would be over `MAX_STEPS` steps.
+
+    Example:
+
+    >>> plan_steps(TrainConfig(steps=999_999_937, eval_every=10_000), 1)
+    StepPlan(total_steps=1000000000, epochs=100000, steps_per_epoch=10000, steps_per_execution=1000)
+    """
     if config.epochs is not None:
         per_pass = max(100, round(num_train_examples / config.batch_size / 100) * 100)
         total, eval_every = config.epochs * per_pass, per_pass
     else:
         total, eval_every = config.steps, config.eval_every
-    epochs = max(1, math.ceil(total / eval_every))
-    while total % epochs:
-        epochs += 1
-    if epochs > 2 * math.ceil(total / eval_every):  # awkward totals, e.g. primes
-        epochs = math.ceil(total / eval_every)
+    _check_planned(config, total)
+    fewest = max(1, math.ceil(total / eval_every))
+    epochs = min(d for d in _divisors(total) if d >= fewest)
+    if epochs > 2 * fewest:  # awkward totals, e.g. primes
+        epochs = fewest
         total = math.ceil(total / epochs) * epochs
+        _check_planned(config, total)
     steps_per_epoch = total // epochs
     steps_per_execution = max(d for d in range(1, min(1000, steps_per_epoch) + 1) if steps_per_epoch % d == 0)
     return StepPlan(total, epochs, steps_per_epoch, steps_per_execution)
+
+
+def _divisors(n: int) -> list[int]:
+    """The divisors of `n` >= 1, by trial division up to its square root (31,623 tries for 10^9)."""
+    small = [d for d in range(1, math.isqrt(n) + 1) if n % d == 0]
+    return small + [n // d for d in small]
+
+
+def _check_planned(config: TrainConfig, total: int) -> None:
+    if total > MAX_STEPS:
+        name = "epochs" if config.epochs is not None else "steps"
+        raise UserError(f"{name} {getattr(config, name):,} would plan {total:,} steps, over the limit of "
+                        f"{MAX_STEPS:,} (years of training): ask for fewer", argument=name)
 
 
 # Fields that say how this machine runs the training, not which run it is: a resumed run, or a finished sweep

@@ -16,8 +16,11 @@ trains on the very minibatches the uninterrupted run would have.
 
 import contextlib
 import dataclasses
+import io
+import math
 import os
 import time
+import zipfile
 from pathlib import Path
 from typing import Sequence
 
@@ -27,13 +30,14 @@ import tensorflow as tf
 
 from keras_makemore import engine
 from keras_makemore.data.corpus import Corpus
-from keras_makemore.data.reading import load_names
-from keras_makemore.data.streaming import StreamedCorpus, open_corpus
+from keras_makemore.data.reading import first_long_line, load_names
+from keras_makemore.data.streaming import StreamedCorpus, failure_behind, open_corpus
+from keras_makemore.data.vocabulary import MAX_VOCAB_SIZE
 from keras_makemore.data.windows import Windows
 from keras_makemore.data.words import WordSequences
 from keras_makemore.errors import UserError
 from keras_makemore.models import MODEL_NAMES, get_model_type, names_of_kind
-from keras_makemore.models.base import WINDOW, ModelType, block_size_for, check_model_size
+from keras_makemore.models.base import MAX_WORD_LENGTH, WINDOW, WORD, ModelType, block_size_for, check_model_size
 from keras_makemore.models.keras_model import loss, training_examples
 from keras_makemore.training import rundir
 from keras_makemore.training.callbacks import (
@@ -46,7 +50,7 @@ from keras_makemore.training.callbacks import (
     ValLoss,
     tensorboard_callbacks,
 )
-from keras_makemore.training.config import StepPlan, TrainConfig, plan_steps
+from keras_makemore.training.config import MAX_BATCH_TOKENS, StepPlan, TrainConfig, plan_steps
 from keras_makemore.training.distribute import is_chief, make_strategy, worker_dir
 from keras_makemore.training.lr_finder import LRFinderResult, find_lr
 from keras_makemore.training.optimizers import make_optimizer
@@ -117,8 +121,16 @@ def train(
             return shared or locks.enter_context(rundir.run_lock(run_dir))
 
         locked = lock()  # False when the directory does not exist yet: then once `_train` creates it
-        return _train(config, run_dir, callbacks, verbose, num_samples, resume, tensorboard,
-                      lock_new_run=lambda: locked or lock())
+        try:
+            return _train(config, run_dir, callbacks, verbose, num_samples, resume, tensorboard,
+                          lock_new_run=lambda: locked or lock())
+        except (tf.errors.OpError, UserError) as e:  # a streamed data file read in validation, or through tf.data
+            failure = failure_behind(e) if isinstance(e, tf.errors.OpError) else e
+            if not hasattr(failure, "problem") or not (run_dir / rundir.CONFIG_FILE).exists():
+                raise  # not a streamed data file that changed, or no run started yet: said as it is
+            raise UserError(f"{failure.problem}: training stopped, and what it saved is intact; put the original file "
+                            f"back, then continue with `keras-makemore train --resume {run_dir}`",
+                            argument="data") from None
 
 
 def _train(config, run_dir, callbacks, verbose, num_samples, resume, tensorboard, lock_new_run) -> TrainResult:
@@ -150,6 +162,8 @@ def _train(config, run_dir, callbacks, verbose, num_samples, resume, tensorboard
 
     # Model and optimizer
     model = prep.build(strategy)
+    if resume and chief:
+        check_network_unchanged(run_dir, config, model)
 
     # Fit
     fitted = fit_run(prep, model, run_dir, resume=resume, chief=chief, verbose=verbose, num_samples=num_samples,
@@ -161,6 +175,7 @@ def _train(config, run_dir, callbacks, verbose, num_samples, resume, tensorboard
                         f"{fitted.bad_step:,}; lower it and train again into a new run_dir", argument="lr")
     if not chief:
         return TrainResult(run_dir, model, prep.corpus, fitted.history.history, config, chief=False)
+    check_converged(config, rundir.read_history(run_dir), prep.corpus.vocab.size)
     history = rundir.finish_run_dir(run_dir, fitted.seconds)
     # The model in memory is the saved one when the last epoch saved it (a cosine schedule's usual end): kept, the
     # saved file is not read back, and the functions traced on it (validation's) serve the caller's evaluation.
@@ -168,6 +183,52 @@ def _train(config, run_dir, callbacks, verbose, num_samples, resume, tensorboard
             and strategy.num_replicas_in_sync == 1)
     return TrainResult(run_dir, model if kept else load_model(run_dir / rundir.MODEL_FILE), prep.corpus, history,
                        config)
+
+
+def check_converged(config: TrainConfig, history: dict[str, list[float]], vocab_size: int) -> None:
+    """A `UserError` when the last val loss is over twice that of guessing uniformly, `log(vocab_size)`.
+
+    A finite loss can diverge too (`lr 1e6`: millions of nats). Every network starts near the uniform guess
+    (names: 3.30 for the MLP, 3.92 for the Transformer), and a run that learned anything ends below it.
+    """
+    val = history.get("val_loss", [])
+    uniform = math.log(vocab_size)
+    if val and val[-1] > 2 * uniform:
+        raise UserError(f"lr {config.lr} made training diverge: the val loss ended at {val[-1]:,.4g}, over twice "
+                        f"the {uniform:.2f} of guessing uniformly among {vocab_size:,} tokens; lower it and "
+                        "train a new run", argument="lr")
+
+
+def check_network_unchanged(run_dir: Path, config: TrainConfig, model: keras.Model) -> None:
+    """Refuse to resume a run whose saved weights are not of `model`'s network (its config.json was edited).
+
+    Keras would skip the weights that do not fit, train fresh ones on and overwrite the run's model. The
+    shapes of the weights in the newest checkpoint and in `model.keras` are read without building their networks.
+    """
+    import h5py
+
+    expected = sorted(tuple(w.shape) for w in model.weights)
+    files = [path for _, path in AtomicBackupAndRestore(run_dir / rundir.BACKUP_DIR).checkpoints()[:1]]
+    files += [run_dir / rundir.MODEL_FILE] if (run_dir / rundir.MODEL_FILE).exists() else []
+    for path in files:
+        try:
+            rundir.check_file(path, limit=None)
+            with contextlib.ExitStack() as stack:
+                if path.suffix == ".keras":
+                    archive = stack.enter_context(zipfile.ZipFile(path))
+                    source = io.BytesIO(archive.read("model.weights.h5"))
+                else:
+                    source = path
+                weights = stack.enter_context(h5py.File(source, "r"))
+                shapes = []
+                weights.visititems(lambda name, item: shapes.append(tuple(item.shape))
+                                   if isinstance(item, h5py.Dataset) and not name.startswith("optimizer/") else None)
+        except (OSError, KeyError, ValueError, zipfile.BadZipFile):
+            continue  # a damaged file: the checkpoint's loader falls back, the model file is rewritten
+        if sorted(shapes) != expected:
+            raise UserError(f"run_dir {run_dir}: its {rundir.CONFIG_FILE} describes a {config.model} network whose "
+                            f"weights do not fit those in {path.relative_to(run_dir)}: {rundir.CONFIG_FILE} changed "
+                            "since the run started; restore it, or train a new run", argument="run_dir")
 
 
 def data_path_of(config: TrainConfig) -> Path:
@@ -311,6 +372,15 @@ def corpus_for(config: TrainConfig, data_path: Path) -> Corpus | StreamedCorpus:
     """The words of `data_path` split for `config`, with the context of its network; its size checked."""
     model_type = get_model_type(config.model)
     corpus = open_corpus(data_path, config.block_size, seed=config.split_seed)
+    if corpus.vocab.size > MAX_VOCAB_SIZE:
+        raise UserError(f"data file {data_path} has {corpus.vocab.size - 1:,} distinct characters, over the "
+                        f"{MAX_VOCAB_SIZE - 1:,} a model's vocabulary holds (each costs an output row and a logit "
+                        "per example in every pass): use text of fewer distinct characters", argument="data")
+    if model_type.context == WORD and corpus.max_word_length > MAX_WORD_LENGTH:
+        number, length = first_long_line(data_path, MAX_WORD_LENGTH)
+        raise UserError(f"model {config.model} sees whole words, and line {number:,} of {data_path} has {length:,} "
+                        f"characters, over the limit of {MAX_WORD_LENGTH:,} a word model trains on: remove the long "
+                        f"lines, or use a window model ({', '.join(names_of_kind(WINDOW))})", argument="data")
     block_size = block_size_for(model_type, config.block_size, corpus.max_word_length)
     if block_size != corpus.block_size:
         if isinstance(corpus, StreamedCorpus):
@@ -319,6 +389,12 @@ def corpus_for(config: TrainConfig, data_path: Path) -> Corpus | StreamedCorpus:
                             argument="model")
         corpus = corpus.with_block_size(block_size)
     check_model_size(model_type, config, corpus.vocab.size, corpus.block_size)
+    row = corpus.block_size + 1  # a window and its target, or a word model's row of inputs and targets
+    if config.batch_size * row > MAX_BATCH_TOKENS:
+        raise UserError(f"batch_size {config.batch_size:,} of {row:,} characters each (model {config.model}) makes "
+                        f"minibatches of {config.batch_size * row:,} characters, over the limit of "
+                        f"{MAX_BATCH_TOKENS:,}: use a batch_size of at most {MAX_BATCH_TOKENS // row:,}",
+                        argument="batch_size")
     return corpus
 
 

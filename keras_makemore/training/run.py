@@ -13,7 +13,15 @@ from keras_makemore.data.vocabulary import Vocabulary
 from keras_makemore.errors import UserError
 from keras_makemore.models.keras_model import model_shape
 from keras_makemore.training.config import TrainConfig
-from keras_makemore.training.rundir import CONFIG_FILE, MODEL_FILE, VOCAB_FILE, info_int, info_str, read_config
+from keras_makemore.training.rundir import (
+    CONFIG_FILE,
+    MODEL_FILE,
+    VOCAB_FILE,
+    check_file,
+    info_int,
+    info_str,
+    read_config,
+)
 
 
 @dataclasses.dataclass
@@ -47,7 +55,7 @@ class Run:
             raise UserError(f"run_dir {path} holds no trained model ({MODEL_FILE} is missing): train one there, "
                             "or resume it", argument="run_dir")
         config, info = read_config(path)
-        vocab = Vocabulary.load(path / VOCAB_FILE)
+        vocab = Vocabulary.load(check_file(path / VOCAB_FILE))
         model = load_model(model_path) if model is None else model
         shape = model_shape(model)
         if shape["vocab_size"] != vocab.size:
@@ -90,7 +98,7 @@ def load_model(path: str | os.PathLike) -> keras.Model:
     """`keras.saving.load_model`, with a clear error for a missing or corrupt file."""
     from keras_makemore.models import layers  # noqa: F401  (registers the word models' own layers)
 
-    path = Path(path)
+    path = check_file(Path(path), limit=None)  # a zip's reader reads what its directory says, not the whole file
     if not path.exists():
         raise UserError(f"model file not found: {path}")
     try:

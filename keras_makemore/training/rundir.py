@@ -16,12 +16,14 @@ import json
 import math
 import os
 import shutil
+import stat
 from pathlib import Path
 from typing import Any, Iterator
 
 from keras_makemore import atomic
+from keras_makemore.data.reading import check_data_file
 from keras_makemore.errors import UserError
-from keras_makemore.training.config import StepPlan, TrainConfig, config_differences
+from keras_makemore.training.config import MAX_STEPS, StepPlan, TrainConfig, config_differences
 
 CONFIG_FILE = "config.json"
 VOCAB_FILE = "vocab.json"
@@ -30,7 +32,32 @@ HISTORY_CSV = "history.csv"
 HISTORY_JSON = "history.json"
 BACKUP_DIR = "backup"
 TENSORBOARD_DIR = "tensorboard"
-MAX_STEPS = 10**9  # a bound for the step counts read from a file: 10^9 steps are years of training
+# MAX_STEPS (config.py) bounds the step counts read from a file: `TrainConfig.validate` and `plan_steps` refuse
+# more, so a run started within it is never called damaged later.
+# A bound for the JSON and CSV files of a run: a vocabulary of every Unicode character is 8 MB of JSON, a
+# history of 10^6 validation passes 100 MB of CSV.
+MAX_TEXT_BYTES = 256 << 20
+_KINDS = ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+          (stat.S_ISSOCK, "a socket"), (stat.S_ISDIR, "a directory"))
+
+
+def check_file(path: Path, limit: int | None = MAX_TEXT_BYTES) -> Path:
+    """`path` if it is missing or a regular file (a link is followed) of at most `limit` bytes; a `UserError`
+    naming it if not. Call it before opening a run's file: a FIFO would block the reader, a device never end."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return path  # the caller says what is missing
+    except OSError as e:
+        raise UserError(f"{path} cannot be read ({e.strerror}): restore the run's own file, or retrain the run"
+                        ) from None
+    if not stat.S_ISREG(st.st_mode):
+        kind = next((name for test, name in _KINDS if test(st.st_mode)), "not a regular file")
+        raise UserError(f"{path} is {kind}, not a regular file: restore the run's own file, or retrain the run")
+    if limit is not None and st.st_size > limit:
+        raise UserError(f"{path} holds {st.st_size:,} bytes, more than the {limit:,} a run's {path.name} can "
+                        "hold: restore the run's own file, or retrain the run")
+    return path
 
 
 def write_config(run_dir: Path, config: TrainConfig, plan: StepPlan, **info: Any) -> None:
@@ -40,7 +67,7 @@ def write_config(run_dir: Path, config: TrainConfig, plan: StepPlan, **info: Any
 
 def read_config(run_dir: Path) -> tuple[TrainConfig, dict]:
     """`config.json` as a `TrainConfig` and the whole JSON object; a `UserError` if it is missing or damaged."""
-    path = run_dir / CONFIG_FILE
+    path = check_file(run_dir / CONFIG_FILE)
     try:
         info = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -90,7 +117,7 @@ def _damaged(name: str, problem: str) -> UserError:
 
 def read_csv_rows(path: str | os.PathLike) -> list[dict]:
     """Rows of a CSV file as dicts of strings; `[]` if the file does not exist."""
-    path = Path(path)
+    path = check_file(Path(path))
     if not path.exists():
         return []
     try:
@@ -132,12 +159,14 @@ def best_val_loss(run_dir: Path, before_epoch: int | None = None) -> float:
 
 
 @contextlib.contextmanager
-def run_lock(run_dir: Path) -> Iterator[bool]:
+def run_lock(run_dir: Path, argument: str = "run_dir", doing: str = "training or exporting") -> Iterator[bool]:
     """Hold an exclusive lock on the run directory (a `flock` on the directory itself) for the block.
 
-    A second process training the same run gets a `UserError` at once; the
+    A second process training or exporting the same run gets a `UserError` at
+    once (saying the directory is busy, `doing` what, named as `argument`); the
     lock goes with the process, so a killed run never leaves one behind. A
     directory that does not exist yet cannot be locked: the block gets False.
+    A `tune` search directory is locked the same way.
     """
     try:
         fd = os.open(run_dir, os.O_RDONLY)
@@ -153,8 +182,8 @@ def run_lock(run_dir: Path) -> Iterator[bool]:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                raise UserError(f"run_dir {run_dir} is being trained by another process: wait for it to end, "
-                                "or stop it first", argument="run_dir") from None
+                raise UserError(f"{argument} {run_dir} is busy: another process is {doing} it; wait for it to "
+                                "end, or stop it first", argument=argument) from None
         yield True
     finally:
         os.close(fd)
@@ -162,7 +191,7 @@ def run_lock(run_dir: Path) -> Iterator[bool]:
 
 def read_finished_history(run_dir: Path) -> dict:
     """`history.json` of a finished run as a dict of lists of numbers (and the training time), `{}` if absent."""
-    path = run_dir / HISTORY_JSON
+    path = check_file(run_dir / HISTORY_JSON)
     if not path.exists():
         return {}
     try:
@@ -183,16 +212,16 @@ def write_history(run_dir: Path, history: dict, train_seconds: float) -> None:
     atomic.write_json(run_dir / HISTORY_JSON, history | {"train_seconds_last_session": round(train_seconds, 3)})
 
 
-def create_run_dir(run_dir: Path) -> None:
-    """Create `run_dir` (and its parents) and check that files can be written in it."""
+def create_run_dir(run_dir: Path, argument: str = "run_dir") -> None:
+    """Create `run_dir` (and its parents) and check that it can be written; a `UserError` naming `argument` if not."""
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
         probe = run_dir / ".write-test"
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as e:
-        raise UserError(f"run_dir {run_dir} cannot be written: {e.strerror}; choose another run_dir",
-                        argument="run_dir") from None
+        raise UserError(f"{argument} {run_dir} cannot be written: {e.strerror}; choose another {argument}",
+                        argument=argument) from None
 
 
 def check_new_run_dir(run_dir: Path) -> None:
@@ -215,8 +244,8 @@ def start_run_dir(run_dir: Path, config: TrainConfig, vocab, data_path: Path, pl
 def config_to_resume(run_dir: Path, config: TrainConfig | None) -> TrainConfig:
     """The config of the interrupted run in `run_dir`; `config`, if given, must equal it."""
     if not (run_dir / CONFIG_FILE).exists():
-        raise UserError(f"run_dir {run_dir} holds no run to resume (no {CONFIG_FILE}): start one there "
-                        "with resume=False", argument="run_dir")
+        raise UserError(f"run_dir {run_dir} holds no run to resume (no {CONFIG_FILE}): check the path, or "
+                        "start a new run there instead of resuming", argument="run_dir")
     if (run_dir / HISTORY_JSON).exists():
         raise UserError(f"run_dir {run_dir}: the run already finished, there is nothing to resume",
                         argument="run_dir")
@@ -235,7 +264,7 @@ def check_data_unchanged(run_dir: Path, data_path: Path) -> None:
     """Refuse to resume on data other than the run's: its split, vocabulary and minibatches would all differ."""
     _, info = read_config(run_dir)
     recorded = info.get("data_sha256")
-    if recorded is not None and file_sha256(data_path) != recorded:
+    if recorded is not None and file_sha256(check_data_file(data_path)) != recorded:
         raise UserError(f"data file {data_path} changed since the run started (its sha256 differs from the one in "
                         f"{CONFIG_FILE}): a resumed run must train on the same words; put the original file "
                         "back, or train a new run on the changed file", argument="data")
