@@ -434,7 +434,6 @@ def test_a_large_vocabulary_is_evaluated_scored_and_sampled_in_bounded_batches(m
 def test_a_word_over_the_word_models_limit_is_refused_before_building(tmp_path, capsys, words_path, model):
     from keras_makemore.models import get_model_type
     from keras_makemore.models.base import MAX_WORD_LENGTH, block_size_for
-    from keras_makemore.training.config import TrainConfig
 
     data = tmp_path / "long.txt"
     data.write_text(words_path.read_text() + "\n" + "x" * (MAX_WORD_LENGTH + 1) + "\nemma\n")
