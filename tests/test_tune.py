@@ -29,7 +29,10 @@ pytest.importorskip("keras_tuner")
 import keras_tuner  # noqa: E402
 
 from keras_makemore.models import MODEL_NAMES, get_model_type  # noqa: E402
-from keras_makemore.search.tune import TrainConfigHyperModel, _Budget, _scaled, read_tune_csv, search_space, tune
+from keras_makemore.search.budget import Budget, _scaled
+from keras_makemore.search.files import read_tune_csv
+from keras_makemore.search.hypermodel import TrainConfigHyperModel, search_space
+from keras_makemore.search.tune import tune
 
 TINY = {"block_size": 3, "embed_dim": (2, 4), "hidden_units": (8, 16), "batch_size": 16, "steps": 300, "lr": 0.01}
 
@@ -290,7 +293,7 @@ def test_a_trial_holds_only_the_values_of_its_own_model_type():
 
 
 def test_time_estimates_come_from_the_same_model_type():
-    budget = _Budget(None, 60, {"seconds_used": 0.0, "trials": {
+    budget = Budget(None, 60, {"seconds_used": 0.0, "trials": {
         "probe mlp": {"model": "mlp", "work": 1_000, "params": 100, "step_seconds": 1e-3, "eval_seconds": 0.1,
                       "fixed_seconds": 2.0},
         "probe transformer": {"model": "transformer", "work": 1_000, "params": 100, "step_seconds": 2e-2,

@@ -87,7 +87,8 @@ def _tune(args) -> int:
     _require_keras_tuner("tune")
     import tensorflow as tf
 
-    from keras_makemore.search.tune import TUNE_CSV, TUNE_PNG, tune
+    from keras_makemore.search.files import TUNE_CSV, TUNE_PNG
+    from keras_makemore.search.tune import tune
 
     tf.get_logger().setLevel("ERROR")  # one model per trial makes TF warn about retracing; that is expected
     config = TuneConfig(**{name: getattr(args, name) for name in TUNE_FIELDS})

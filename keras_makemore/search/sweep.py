@@ -26,7 +26,7 @@ from keras_makemore.analysis.evaluation import evaluate_splits, fit_verdict
 from keras_makemore.analysis.plots import plot_sweep
 from keras_makemore.data.reading import load_names
 from keras_makemore.errors import UserError
-from keras_makemore.search.tune import reraise_trial_errors, search
+from keras_makemore.search.tuner import reraise_trial_errors, search
 from keras_makemore.training import rundir
 from keras_makemore.training.config import TrainConfig, config_differences
 from keras_makemore.training.recipe import train
