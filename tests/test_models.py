@@ -337,3 +337,15 @@ def test_every_model_samples_the_same_words_in_the_browser(exported_run, chromiu
                               "--seed", "4", "--temperature", "0.8", "--top-k", "5", "--prefix", "a"],
                              capture_output=True, text=True, timeout=120)
     assert shown["error"] is None and shown["words"] == sampler.stdout.splitlines()
+
+
+def test_the_recurrent_networks_learn_their_start_state_as_makemore_py_does():
+    """makemore.py's RNN and GRU at the presets' sizes: 11,803 and 79,451 parameters, the start state included."""
+    for name, expected in (("rnn", 11_803), ("gru", 79_451)):
+        config = TrainConfig.from_preset(name)
+        assert count_parameters(config, 27, 16) == expected
+        model = get_model_type(name).build(config, 27, 16)
+        assert model.count_params() == expected
+        start = model.get_layer("start")
+        assert start.trainable_weights[0].shape == (1, config.hidden_units)
+        assert not start.get_weights()[0].any()  # zeros, as makemore.py's

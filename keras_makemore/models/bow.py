@@ -22,6 +22,11 @@ def build_bow(vocab_size: int, length: int, embed_dim: int = 64, hidden_units: i
         A functional `keras.Model` from int32 sequences `[batch, length]` to
         logits at every position `[batch, length, vocab_size]`.
 
+    Where it differs from makemore.py on purpose: the causal mean is a
+    running sum divided by the count (`CausalMean`), not a masked `[T, T]`
+    average, the same numbers to float rounding; the initial weights are
+    Keras', not PyTorch's defaults.
+
     Example:
 
     >>> build_bow(27, 16).count_params()

@@ -58,6 +58,41 @@ class WordBoundaries(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="keras_makemore")
+class LearnedState(keras.layers.Layer):
+    """A learned vector, the same for every row: `[batch, ...]` in, `[batch, units]` out (makemore.py's `RNN.start`).
+
+    The recurrent networks start from it, as makemore.py's `RNN` starts from
+    its `start` parameter, a `[1, n_embd2]` tensor of zeros at first.
+
+    Args:
+        units: the vector's size.
+
+    Example:
+
+    >>> LearnedState(3)(np.zeros((2, 5), "int32")).numpy().tolist()
+    [[0.0, 0.0, 0.0], [0.0, 0.0, 0.0]]
+    """
+
+    def __init__(self, units: int, **kwargs):
+        super().__init__(**kwargs)
+        if units < 1:
+            raise ValueError(f"units must be at least 1, got {units}")
+        self.units = units
+
+    def build(self, input_shape):
+        self.start = self.add_weight(shape=(1, self.units), initializer="zeros", name="start")
+
+    def call(self, x):
+        return ops.tile(self.start, (ops.shape(x)[0], 1))
+
+    def compute_output_spec(self, x):
+        return keras.KerasTensor((x.shape[0], self.units), "float32")
+
+    def get_config(self):
+        return super().get_config() | {"units": self.units}
+
+
+@keras.saving.register_keras_serializable(package="keras_makemore")
 class PositionEmbedding(keras.layers.Layer):
     """Add a learned vector per position: `[batch, length, dim]` in and out (makemore.py's `wpe`).
 

@@ -15,8 +15,13 @@ def build_transformer(vocab_size: int, length: int, embed_dim: int = 64, hidden_
     """Build makemore.py's `Transformer`: `layers` blocks of `x + attn(ln(x))`, `x + mlp(ln(x))`, then `ln`, `Dense`.
 
     makemore.py's defaults (embedding 64, 4 layers, 4 heads, MLP 4 x 64 = 256)
-    make 204,571 parameters on names (27 tokens, 16 positions). makemore.py's
-    MLP uses the tanh approximation of GELU; this one the exact GELU.
+    make 204,571 parameters on names (27 tokens, 16 positions), as makemore.py's.
+
+    Where it differs from makemore.py on purpose: each block's MLP uses the
+    exact GELU where makemore.py's uses its tanh approximation; the initial
+    weights are Keras' (Glorot-uniform kernels, embeddings uniform in
+    +-0.05), not minGPT's normals of standard deviation 0.02; `dropout` and
+    `packed_words` are options makemore.py does not have (off, the same network).
 
     Args:
         vocab_size: number of tokens, the marker included.
