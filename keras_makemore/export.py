@@ -34,7 +34,7 @@ from keras_makemore.data import MARKER_ID, Vocabulary
 from keras_makemore.errors import UserError
 from keras_makemore.exported import MANIFEST_FILE, ExportedModel, saved_model_digests
 from keras_makemore.generation import generate_tokens
-from keras_makemore.models.base import model_shape, next_token_logits, serving_logits
+from keras_makemore.models.base import Decoder, decoder, is_word_model, model_shape, next_token_logits, serving_logits
 from keras_makemore.scoring import score_tokens
 
 EXPORT_DIR = "export"
@@ -51,6 +51,8 @@ class _Serving(NamedTuple):
     block_size: int
     max_length: int
     code_points: np.ndarray  # the code point of each token id, 0 for the marker
+    decoder: Decoder  # the model fed one token at a time
+    word_model: bool  # whether `generate` carries the decoder's state
 
 
 class _Calibration(NamedTuple):
@@ -96,6 +98,7 @@ def _next_token(serving: _Serving) -> Callable:
 def _generate(serving: _Serving) -> Callable:
     def generate(seed, num_words, first_row, *controls):
         tokens = generate_tokens(serving.logits_fn, seed, first_row, num_words, block_size=serving.block_size,
+                                 decoder=serving.decoder if serving.word_model else None,
                                  **SamplingControls.by_name(controls))
         return {"tokens": _bindable(tokens)}
     return generate
@@ -107,6 +110,7 @@ def _generate_fixed(serving: _Serving) -> Callable:
         # the loop; one computed from an input does not, and the reshape fixes the shape.
         num_words = FIXED_BATCH + 0 * first_row
         tokens = generate_tokens(serving.logits_fn, seed, first_row, num_words, block_size=serving.block_size,
+                                 decoder=serving.decoder if serving.word_model else None,
                                  **SamplingControls.by_name(controls))
         return {"tokens": _bindable(tf.reshape(tokens, [FIXED_BATCH, serving.max_length]))}
     return generate_fixed
@@ -204,7 +208,8 @@ def write_saved_model(model: keras.Model, vocab: Vocabulary, path: str | os.Path
         raise UserError(f"max_length must be at least 1, got {max_length}", argument="max_length")
 
     code_points = np.array([MARKER_ID] + [ord(c) for c in vocab.chars], dtype=np.int32)
-    serving = _Serving(serving_logits(model), block_size, max_length, code_points)
+    serving = _Serving(serving_logits(model), block_size, max_length, code_points, decoder(model),
+                       is_word_model(model))
     archive = keras.export.ExportArchive()
     archive.track(model)
     for signature in SIGNATURE_TABLE:

@@ -22,7 +22,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_makemore.data import MARKER_ID
-from keras_makemore.models.base import next_token_logits
+from keras_makemore.models.base import Decoder, decoder, is_word_model, next_token_logits
 
 _MODULUS = 2**31 - 1  # a prime, so that multiplying modulo it scrambles
 # (xor constant, multiplier, shift) of each scrambling round.
@@ -148,12 +148,16 @@ def generate_tokens(
     min_length: tf.Tensor,
     max_length: tf.Tensor,
     block_size: int,
+    decoder: Decoder | None = None,
 ) -> tf.Tensor:
     """Sample rows `first_row .. first_row + num_words - 1` of `seed`'s stream inside the graph.
 
     Only the words still growing are fed to the model: each step drops the
     words that drew their marker, so the work follows the characters sampled,
-    not `num_words * max_length`.
+    not `num_words * max_length`. With a `decoder` (a word model's), the
+    first `decoder.length` characters come from its steps, its state carried
+    from one character to the next; a longer word goes on through
+    `logits_fn` on the last `block_size` tokens. Both give the same logits.
 
     Args:
         logits_fn: int32 contexts `[batch, block_size]` -> logits `[batch, vocab]`.
@@ -163,6 +167,7 @@ def generate_tokens(
             its length `width` is the width of the result.
         max_length: int32 scalar, the longest word (prefix included); 0 means `width`.
         block_size: the model's context length.
+        decoder: the model fed one token at a time (`models.base.decoder`), or None.
 
     Returns:
         int32 token ids `[num_words, width]`: each word's characters, then
@@ -174,23 +179,39 @@ def generate_tokens(
     length = tf.where(max_length > 0, tf.minimum(max_length, width), width)
     uniforms_fn = seeded_uniforms_fn(seed, first_row, num_words)
 
-    def keep_going(t, rows, context, tokens):
+    def keep_going(t, rows, context, tokens, *state):
         return tf.logical_and(t < length, tf.size(rows) > 0)
 
-    def step(t, rows, context, tokens):
-        logits = logits_fn(context)
+    def pick(t, rows, context, tokens, logits):
+        """Draw position `t`; the words still growing (their indices), their rows and contexts, and the tokens."""
         sampled = pick_tokens(logits, uniforms_fn(rows, t), t, temperature, top_k, top_p, min_length)
         picks = tf.where(t < prefix_length, tf.gather(prefix, t), sampled)
         column = tf.scatter_nd(rows[:, None], picks, [num_words])
         tokens += column[:, None] * tf.cast(tf.equal(positions, t), tf.int32)[None, :]
         growing = tf.cast(tf.where(picks != MARKER_ID)[:, 0], tf.int32)
         context = tf.concat([context[:, 1:], picks[:, None]], axis=1)
-        return t + 1, tf.gather(rows, growing), tf.gather(context, growing), tokens
+        return growing, tf.gather(rows, growing), tf.gather(context, growing), tokens
+
+    def step(t, rows, context, tokens):
+        _, rows, context, tokens = pick(t, rows, context, tokens, logits_fn(context))
+        return t + 1, rows, context, tokens
 
     start = (tf.constant(0), tf.range(num_words), tf.zeros([num_words, block_size], tf.int32),
              tf.zeros([num_words, width], tf.int32))
     invariants = (tf.TensorShape([]), tf.TensorShape([None]), tf.TensorShape([None, block_size]),
                   start[3].shape)
+    if decoder is not None:
+        def decode(t, rows, context, tokens, *state):
+            logits, state = decoder.step(context[:, -1], t, state)  # the token drawn last, the marker at first
+            growing, rows, context, tokens = pick(t, rows, context, tokens, logits)
+            return (t + 1, rows, context, tokens, *(tf.gather(s, growing) for s in state))
+
+        state = tuple(decoder.initial_state(num_words))
+        start = tf.while_loop(
+            lambda t, *rest: tf.logical_and(keep_going(t, *rest), t < decoder.length), decode, (*start, *state),
+            shape_invariants=(*invariants, *(tf.TensorShape([None, *s.shape[1:]]) for s in state)))[:4]
+        if prefix.shape[0] is not None and prefix.shape[0] <= decoder.length:
+            return start[3]  # no word is longer than the decoder's steps
     return tf.while_loop(keep_going, step, start, shape_invariants=invariants)[3]
 
 
@@ -202,7 +223,8 @@ def keras_graph_function(model, block_size: int, graph_fn: Callable, input_signa
 
     The traced graph holds the model's weights, not the model, so it goes
     with the model; it reads the weights' current values, so it follows
-    training.
+    training. For a word model `logits_fn` has a `decoder` attribute, its
+    `models.base.decoder` (see `model_decoder`).
     """
     graphs = _KERAS_GRAPHS.setdefault(model, {})
     key = (graph_fn, block_size)  # a call with another block size must not reuse, or poison, this graph
@@ -212,8 +234,17 @@ def keras_graph_function(model, block_size: int, graph_fn: Callable, input_signa
         def logits_fn(context):
             return next_token_logits(model_ref())(context)
 
+        if is_word_model(model):
+            logits_fn.decoder = Decoder(lambda batch: decoder(model_ref()).initial_state(batch),
+                                        lambda *step: decoder(model_ref()).step(*step), block_size)
+
         # The graph functions write their loops and branches as TensorFlow ops: without AutoGraph's rewrite
         # of their source, the first call traces in 0.1 s instead of 1.0 s (the lecture's MLP).
         graphs[key] = tf.function(lambda *inputs: graph_fn(logits_fn, block_size, *inputs),
                                   input_signature=input_signature, autograph=False)
     return graphs[key]
+
+
+def model_decoder(logits_fn: Callable) -> Decoder | None:
+    """The word model's decoder that `keras_graph_function` attached to `logits_fn`, or None."""
+    return getattr(logits_fn, "decoder", None)

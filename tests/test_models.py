@@ -349,3 +349,52 @@ def test_the_recurrent_networks_learn_their_start_state_as_makemore_py_does():
         start = model.get_layer("start")
         assert start.trainable_weights[0].shape == (1, config.hidden_units)
         assert not start.get_weights()[0].any()  # zeros, as makemore.py's
+
+
+@pytest.mark.parametrize("name", ["bow", "rnn", "gru", "transformer"])
+def test_a_word_model_fed_one_token_at_a_time_gives_the_whole_sequence_logits(name, words_path):
+    """`decoder`: the state carried from position to position gives the logits of the whole-sequence pass."""
+    from keras_makemore.models.base import decoder
+
+    corpus, model = tiny_word_model(name, words_path)
+    rng = np.random.default_rng(0)
+    for variable in model.weights:  # weights far from their initial values, the start state included
+        variable.assign(variable.numpy() + rng.normal(0, 0.3, variable.shape).astype("float32"))
+    sequences, targets = word_sequences(corpus.split.train[:50], corpus.vocab, corpus.block_size)
+    whole = np.asarray(model(sequences, training=False))
+    steps = decoder(model)
+    assert steps.length == corpus.block_size
+    state = steps.initial_state(len(sequences))
+    for position in range(corpus.block_size):
+        logits, state = steps.step(sequences[:, position], np.int32(position), state)
+        real = targets[:, position] >= 0  # the word's characters and its end marker
+        np.testing.assert_allclose(np.asarray(logits)[real], whole[real, position], atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["bow", "rnn", "gru", "transformer"])
+def test_a_word_model_samples_the_words_of_the_whole_sequence_pass(name, words_path):
+    """`generate` with the state carried draws the words that rerunning the whole sequence drew, long ones too."""
+    import tensorflow as tf
+
+    from keras_makemore.controls import SamplingControls
+    from keras_makemore.generation import generate_tokens
+    from keras_makemore.models.base import decoder
+
+    corpus, model = tiny_word_model(name, words_path)
+    rng = np.random.default_rng(1)
+    for variable in model.weights:
+        variable.assign(variable.numpy() + rng.normal(0, 0.2, variable.shape).astype("float32"))
+    bias = model.get_layer("logits").bias
+    bias.assign(bias.numpy() + 2.5 * (np.arange(bias.shape[0]) == 0))  # words of every length, some past T - 1
+    logits_fn, steps = next_token_logits(model), decoder(model)
+    lengths = []
+    for options in ({"temperature": 1.5}, {"temperature": 0.7, "top_k": 5, "prefix": "a", "min_length": 3}):
+        # 40 characters a word at most: past T - 1 a word goes on through the window of its last T tokens
+        inputs = SamplingControls(**options).inputs(corpus.vocab, 40)
+        words = [generate_tokens(logits_fn, tf.constant(7), tf.constant(0), tf.constant(300),
+                                 block_size=corpus.block_size, decoder=d,
+                                 **{k: tf.constant(v) for k, v in inputs.items()}).numpy()
+                 for d in (None, steps)]
+        np.testing.assert_array_equal(words[1], words[0])
+        lengths += (words[0] > 0).sum(axis=1).tolist()
+    assert min(lengths) < 5 and max(lengths) >= corpus.block_size, (min(lengths), max(lengths))

@@ -205,6 +205,29 @@ class CausalSelfAttention(keras.layers.Layer):
         y = ops.reshape(ops.transpose(ops.matmul(attention, v), (0, 2, 1, 3)), (-1, length, dim))
         return self.proj(y)
 
+    def decode(self, x, position, keys, values):
+        """One position of a word at a time: `call` at `position`, given the keys and values of the earlier ones.
+
+        Args:
+            x: `[batch, dim]`, the input at `position`.
+            position: int32 scalar, below the cache's `length`.
+            keys, values: the cache, `[batch, heads, length, dim / heads]`;
+                positions from `position` on are not read.
+
+        Returns:
+            `(y, keys, values)`: the output `[batch, dim]`, and the cache with
+            this position's key and value written at `position`.
+        """
+        dim, length = x.shape[-1], keys.shape[2]
+        size = dim // self.heads
+        q, k, v = (ops.reshape(t, (-1, self.heads, 1, size)) for t in ops.split(self.qkv(x), 3, axis=-1))
+        here = ops.reshape(ops.equal(ops.arange(length), position), (1, 1, length, 1))
+        keys, values = ops.where(here, k, keys), ops.where(here, v, values)
+        scores = ops.matmul(q, ops.transpose(keys, (0, 1, 3, 2))) * (1.0 / size**0.5)
+        bias = ops.where(ops.arange(length) > position, MASKED, 0.0)
+        attention = ops.softmax(scores + bias, axis=-1)
+        return self.proj(ops.reshape(ops.matmul(attention, values), (-1, dim))), keys, values
+
     def get_config(self):
         return super().get_config() | {"heads": self.heads,
                                        "kernel_initializer": keras.initializers.serialize(self.kernel_initializer)}

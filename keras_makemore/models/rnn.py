@@ -1,6 +1,7 @@
 """`rnn`: makemore.py's vanilla recurrent network: `h = tanh(W [x, h])` along the word."""
 
 import keras
+import tensorflow as tf
 
 from keras_makemore.config import TrainConfig
 from keras_makemore.models.base import EMBEDDING_LAYER, WORD, ModelType, initializers, keras_name
@@ -61,6 +62,27 @@ def build_recurrent(cell: str, vocab_size: int, length: int, embed_dim: int = 64
     return keras.Model(tokens, logits, name=keras_name(cell))
 
 
+def initial_state(model: keras.Model, batch) -> tuple:
+    """The hidden state before the start marker: the learned start state, or zeros for a model saved without it."""
+    units = model.get_layer(_cell_name(model)).cell.units
+    try:
+        start = model.get_layer(START_LAYER).start
+    except ValueError:
+        return (tf.zeros([batch, units]),)
+    return (tf.tile(tf.convert_to_tensor(start), [batch, 1]),)
+
+
+def decode_step(model: keras.Model, token, position, state) -> tuple:
+    """One cell step: the embedding of `token` and the hidden state in, the logits and the next hidden state out."""
+    x = model.get_layer(EMBEDDING_LAYER)(token)
+    h, _ = model.get_layer(_cell_name(model)).cell(x, [state[0]], training=False)
+    return model.get_layer("logits")(h), (h,)
+
+
+def _cell_name(model: keras.Model) -> str:
+    return model.name.removesuffix("_language_model")
+
+
 def count_recurrent(gates: int, c: TrainConfig, vocab_size: int) -> int:
     e, h = c.embed_dim, c.hidden_units
     return vocab_size * e + h + gates * (e * h + h * h + h) + h * vocab_size + vocab_size
@@ -74,4 +96,6 @@ MODEL = ModelType(
     build=lambda c, vocab_size, length: build_recurrent("rnn", vocab_size, length, c.embed_dim, c.hidden_units,
                                                         seed=c.seed),
     count_parameters=lambda c, vocab_size, length: count_recurrent(1, c, vocab_size),
+    initial_state=initial_state,
+    decode_step=decode_step,
 )
