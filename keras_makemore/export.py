@@ -5,7 +5,8 @@ int32 or float32 only, which is all LiteRT.js reads): `next_token`,
 `generate`, `score`, `decode`, and `generate_fixed`, `score_fixed` and
 `decode_fixed`, the same with `FIXED_BATCH` words per call and every shape
 fixed, for LiteRT.js, which allocates from the signature's shapes and cannot
-resize. `signature_table()` lists their inputs and outputs (the table of
+resize; `initial_state` and `decode_step`, the model fed one token at a time
+with its state (`models.base.decoder`), for apps that drive their own loop. `signature_table()` lists their inputs and outputs (the table of
 `export/README.md`). The vocabulary travels inside the artifact (`decode`):
 the file alone is enough to sample.
 
@@ -51,8 +52,9 @@ class _Serving(NamedTuple):
     block_size: int
     max_length: int
     code_points: np.ndarray  # the code point of each token id, 0 for the marker
-    decoder: Decoder  # the model fed one token at a time
-    word_model: bool  # whether `generate` carries the decoder's state
+    decoder: Decoder  # the model fed one token at a time, for the decode_step signature
+    generate_decoder: Decoder | None  # the compact one `generate` carries, for a word model
+    state_specs: tuple  # the decoder's state tensors, `[None, ...]`, named state_0, state_1, ...
 
 
 class _Calibration(NamedTuple):
@@ -61,6 +63,7 @@ class _Calibration(NamedTuple):
     contexts: list[np.ndarray]
     controls: list[dict[str, np.ndarray]]
     words: list[np.ndarray]  # [FIXED_BATCH, max_length] token ids per entry of `controls`
+    steps: list[dict[str, np.ndarray]]  # decode_step inputs along words the model sampled
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,6 +77,7 @@ class Signature:
         calibration: `_Calibration -> iterable of input dicts` for int8 calibration.
         takes: the inputs, as `signature_table()` lists them.
         gives: the outputs, as `signature_table()` lists them.
+        takes_state: the decoder's state tensors follow `inputs` (`_Serving.state_specs`).
     """
 
     name: str
@@ -82,6 +86,7 @@ class Signature:
     calibration: Callable[[_Calibration], Iterable[dict]]
     takes: str
     gives: str
+    takes_state: bool = False
 
 
 def _scalar(name: str) -> tf.TensorSpec:
@@ -98,7 +103,7 @@ def _next_token(serving: _Serving) -> Callable:
 def _generate(serving: _Serving) -> Callable:
     def generate(seed, num_words, first_row, *controls):
         tokens = generate_tokens(serving.logits_fn, seed, first_row, num_words, block_size=serving.block_size,
-                                 decoder=serving.decoder if serving.word_model else None,
+                                 decoder=serving.generate_decoder,
                                  **SamplingControls.by_name(controls))
         return {"tokens": _bindable(tokens)}
     return generate
@@ -110,7 +115,7 @@ def _generate_fixed(serving: _Serving) -> Callable:
         # the loop; one computed from an input does not, and the reshape fixes the shape.
         num_words = FIXED_BATCH + 0 * first_row
         tokens = generate_tokens(serving.logits_fn, seed, first_row, num_words, block_size=serving.block_size,
-                                 decoder=serving.decoder if serving.word_model else None,
+                                 decoder=serving.generate_decoder,
                                  **SamplingControls.by_name(controls))
         return {"tokens": _bindable(tf.reshape(tokens, [FIXED_BATCH, serving.max_length]))}
     return generate_fixed
@@ -127,6 +132,29 @@ def _decode(serving: _Serving) -> Callable:
                 "block_size": tf.constant(serving.block_size, tf.int32),
                 "max_length": tf.constant(serving.max_length, tf.int32)}
     return decode
+
+
+def _initial_state(serving: _Serving) -> Callable:
+    def initial_state(num_words):
+        return _named_state(serving.decoder.initial_state(num_words))
+    return initial_state
+
+
+def _decode_step(serving: _Serving) -> Callable:
+    def decode_step(token, position, *state):
+        logits, state = serving.decoder.step(token, position, state)
+        return {"logits": logits, **_named_state(state)}
+    return decode_step
+
+
+def _named_state(state) -> dict:
+    return {f"state_{i}": tensor for i, tensor in enumerate(state)}
+
+
+def state_specs(model: keras.Model) -> tuple:
+    """The `[None, ...]` specs of `model`'s decoder state, named `state_0, state_1, ...`."""
+    return tuple(tf.TensorSpec([None, *s.shape[1:]], s.dtype, name=f"state_{i}")
+                 for i, s in enumerate(decoder(model).initial_state(1)))
 
 
 # The signatures, in the order of `export.json`: adding one is adding an entry here.
@@ -163,6 +191,15 @@ SIGNATURE_TABLE = (
               lambda block, length: [tf.TensorSpec([FIXED_BATCH, length], tf.int32, name="tokens")],
               lambda c: ({"tokens": words} for words in c.words), "`tokens` int32 `[B, L]`",
               "as `decode`, `code_points` `[B, L]`"),
+    Signature("initial_state", _initial_state, lambda block, length: [_scalar("num_words")],
+              lambda c: ({"num_words": np.int32(n)} for n in (1, 32)), "`num_words` (>= 1) int32 `[]`",
+              "`state_0`, `state_1`, ... `[num_words, ...]`: the state before a word's start marker"),
+    Signature("decode_step", _decode_step,
+              lambda block, length: [tf.TensorSpec([None], tf.int32, name="token"), _scalar("position")],
+              lambda c: iter(c.steps),
+              "`token` int32 `[n]` at `position` int32 `[]` (0: the start marker; below `block_size` for a "
+              "word model), `state_0`, ... as `initial_state` gives them",
+              "`logits` float32 `[n, V]` of the next token, `state_0`, ... after `token`", takes_state=True),
 )
 SIGNATURES = tuple(signature.name for signature in SIGNATURE_TABLE)
 
@@ -179,7 +216,8 @@ def litert_filename(quantize: str = "none") -> str:
     return "model.tflite" if quantize == "none" else f"model_{quantize}.tflite"
 
 
-def write_saved_model(model: keras.Model, vocab: Vocabulary, path: str | os.PathLike, max_length: int) -> Path:
+def write_saved_model(model: keras.Model, vocab: Vocabulary, path: str | os.PathLike, max_length: int,
+                      carry_state: bool = True) -> Path:
     """Write `model` as a SavedModel with the signatures of `SIGNATURE_TABLE`.
 
     Args:
@@ -188,6 +226,9 @@ def write_saved_model(model: keras.Model, vocab: Vocabulary, path: str | os.Path
         vocab: the model's vocabulary; it is stored in the SavedModel.
         path: the SavedModel directory to write (replaced atomically if it exists).
         max_length: `L`, the most characters per word that `generate` draws and `score` takes.
+        carry_state: a word model's `generate` carries its state from one
+            character to the next (`models.base.decoder`); False reruns the
+            whole sequence at each character, the same words, slower (for benchmarks).
 
     Returns:
         `path`.
@@ -209,11 +250,13 @@ def write_saved_model(model: keras.Model, vocab: Vocabulary, path: str | os.Path
 
     code_points = np.array([MARKER_ID] + [ord(c) for c in vocab.chars], dtype=np.int32)
     serving = _Serving(serving_logits(model), block_size, max_length, code_points, decoder(model),
-                       is_word_model(model))
+                       decoder(model, compact=True) if carry_state and is_word_model(model) else None,
+                       state_specs(model))
     archive = keras.export.ExportArchive()
     archive.track(model)
     for signature in SIGNATURE_TABLE:
-        archive.add_endpoint(signature.name, signature.function(serving), signature.inputs(block_size, max_length))
+        inputs = signature.inputs(block_size, max_length) + (list(serving.state_specs) if signature.takes_state else [])
+        archive.add_endpoint(signature.name, signature.function(serving), inputs)
     path = Path(path)
     with _atomic.atomic_dir(path) as tmp:
         archive.write_out(str(tmp), verbose=False)
@@ -283,10 +326,22 @@ def _representative_samples(saved_model: str | os.PathLike, contexts: np.ndarray
     words = [signatures["generate_fixed"](seed=tf.constant(seed), first_row=tf.constant(0),
                                           **{k: tf.constant(v) for k, v in inputs.items()})["tokens"].numpy()
              for seed, inputs in enumerate(controls)]
-    calibration = _Calibration(batches, controls, words)
+    state = {k: v.numpy() for k, v in signatures["initial_state"](num_words=tf.constant(32)).items()}
+    steps = []
+    for position in range(min(block_size_of(signatures), max_length)):
+        token = words[0][:32, position - 1] if position else np.zeros(32, np.int32)
+        step = {"token": token.astype(np.int32), "position": np.int32(position), **state}
+        steps.append(step)
+        out = signatures["decode_step"](**{k: tf.constant(v) for k, v in step.items()})
+        state = {k: v.numpy() for k, v in out.items() if k != "logits"}
+    calibration = _Calibration(batches, controls, words, steps)
     for signature in SIGNATURE_TABLE:
         for inputs in signature.calibration(calibration):
             yield signature.name, inputs
+
+
+def block_size_of(signatures) -> int:
+    return int(signatures["decode"](tokens=tf.zeros([1, 1], tf.int32))["block_size"])
 
 
 @dataclasses.dataclass(frozen=True)

@@ -209,10 +209,16 @@ def generate_tokens(
         state = tuple(decoder.initial_state(num_words))
         start = tf.while_loop(
             lambda t, *rest: tf.logical_and(keep_going(t, *rest), t < decoder.length), decode, (*start, *state),
-            shape_invariants=(*invariants, *(tf.TensorShape([None, *s.shape[1:]]) for s in state)))[:4]
+            shape_invariants=(*invariants, *(_growing(s.shape) for s in state)))[:4]
         if prefix.shape[0] is not None and prefix.shape[0] <= decoder.length:
             return start[3]  # no word is longer than the decoder's steps
     return tf.while_loop(keep_going, step, start, shape_invariants=invariants)[3]
+
+
+def _growing(shape: tf.TensorShape) -> tf.TensorShape:
+    """The loop's invariant of a state tensor: any number of rows, and any size where it starts empty (a cache
+    that grows by a position a step)."""
+    return tf.TensorShape([None, *(None if size == 0 else size for size in shape[1:])])
 
 
 _KERAS_GRAPHS = weakref.WeakKeyDictionary()
@@ -235,8 +241,8 @@ def keras_graph_function(model, block_size: int, graph_fn: Callable, input_signa
             return next_token_logits(model_ref())(context)
 
         if is_word_model(model):
-            logits_fn.decoder = Decoder(lambda batch: decoder(model_ref()).initial_state(batch),
-                                        lambda *step: decoder(model_ref()).step(*step), block_size)
+            logits_fn.decoder = Decoder(lambda batch: decoder(model_ref(), compact=True).initial_state(batch),
+                                        lambda *step: decoder(model_ref(), compact=True).step(*step), block_size)
 
         # The graph functions write their loops and branches as TensorFlow ops: without AutoGraph's rewrite
         # of their source, the first call traces in 0.1 s instead of 1.0 s (the lecture's MLP).

@@ -351,8 +351,9 @@ def test_the_recurrent_networks_learn_their_start_state_as_makemore_py_does():
         assert not start.get_weights()[0].any()  # zeros, as makemore.py's
 
 
+@pytest.mark.parametrize("compact", [False, True], ids=["fixed", "compact"])
 @pytest.mark.parametrize("name", ["bow", "rnn", "gru", "transformer"])
-def test_a_word_model_fed_one_token_at_a_time_gives_the_whole_sequence_logits(name, words_path):
+def test_a_word_model_fed_one_token_at_a_time_gives_the_whole_sequence_logits(name, compact, words_path):
     """`decoder`: the state carried from position to position gives the logits of the whole-sequence pass."""
     from keras_makemore.models.base import decoder
 
@@ -362,7 +363,7 @@ def test_a_word_model_fed_one_token_at_a_time_gives_the_whole_sequence_logits(na
         variable.assign(variable.numpy() + rng.normal(0, 0.3, variable.shape).astype("float32"))
     sequences, targets = word_sequences(corpus.split.train[:50], corpus.vocab, corpus.block_size)
     whole = np.asarray(model(sequences, training=False))
-    steps = decoder(model)
+    steps = decoder(model, compact=compact)
     assert steps.length == corpus.block_size
     state = steps.initial_state(len(sequences))
     for position in range(corpus.block_size):
@@ -386,7 +387,7 @@ def test_a_word_model_samples_the_words_of_the_whole_sequence_pass(name, words_p
         variable.assign(variable.numpy() + rng.normal(0, 0.2, variable.shape).astype("float32"))
     bias = model.get_layer("logits").bias
     bias.assign(bias.numpy() + 2.5 * (np.arange(bias.shape[0]) == 0))  # words of every length, some past T - 1
-    logits_fn, steps = next_token_logits(model), decoder(model)
+    logits_fn, steps = next_token_logits(model), decoder(model, compact=True)
     lengths = []
     for options in ({"temperature": 1.5}, {"temperature": 0.7, "top_k": 5, "prefix": "a", "min_length": 3}):
         # 40 characters a word at most: past T - 1 a word goes on through the window of its last T tokens
@@ -398,3 +399,41 @@ def test_a_word_model_samples_the_words_of_the_whole_sequence_pass(name, words_p
         np.testing.assert_array_equal(words[1], words[0])
         lengths += (words[0] > 0).sum(axis=1).tolist()
     assert min(lengths) < 5 and max(lengths) >= corpus.block_size, (min(lengths), max(lengths))
+
+
+def _words_by_decode_step(exported, seed: int, num_words: int, positions: int) -> list[str]:
+    """Words drawn by driving `initial_state` and `decode_step` from numpy, with `generate`'s uniforms and rule."""
+    from keras_makemore.generation import seeded_uniforms
+
+    uniforms = seeded_uniforms(seed, num_words, exported.max_length)
+    state = exported.initial_state(num_words)
+    token = np.zeros(num_words, np.int32)
+    words = np.zeros((num_words, exported.max_length), np.int32)
+    alive = np.ones(num_words, bool)
+    for position in range(min(positions, exported.max_length)):
+        logits, state = exported.decode_step(token, position, state)
+        weights = np.exp(logits - logits.max(axis=-1, keepdims=True))
+        cdf = np.cumsum(weights / weights.sum(axis=-1, keepdims=True), axis=-1, dtype=np.float32)
+        token = np.minimum((cdf < uniforms[:, position, None] * cdf[:, -1:]).sum(axis=-1), cdf.shape[-1] - 1)
+        token = np.where(alive, token, 0).astype(np.int32)
+        words[:, position] = token
+        alive &= token != 0
+    # A word still growing at block_size goes on through next_token on its last block_size tokens (not done here)
+    return [exported.vocab.decode(row) if not growing else None for row, growing in zip(words, alive)]
+
+
+@pytest.mark.slow
+def test_every_model_generates_its_words_through_its_decode_step_signature(exported_run):
+    """An app's own loop over `initial_state` and `decode_step` draws `generate`'s words, in both artifacts."""
+    from keras_makemore.exported import ExportedModel
+
+    run_dir, report = exported_run
+    word_model = get_model_type(json.loads((run_dir / "config.json").read_text())["model"]).context == WORD
+    for artifact in (report.litert, report.saved_model):
+        exported = ExportedModel(artifact)
+        state = exported.initial_state(3)
+        assert all(v.shape[0] == 3 and v.dtype in (np.float32, np.int32) for v in state.values())
+        positions = exported.block_size if word_model else exported.max_length  # a window model's have no limit
+        stepped, generated = _words_by_decode_step(exported, 11, 40, positions), exported.generate(seed=11, num_words=40)
+        assert sum(w is not None for w in stepped) >= 30
+        assert [w for w in stepped if w is not None] == [g for w, g in zip(stepped, generated) if w is not None]

@@ -70,16 +70,20 @@ class ModelType:
             (patterns searched in each variable's name), e.g. the
             LayerNormalization scales and offsets and the biases, as minGPT
             does.
-        initial_state: optional `(model, batch) -> state`, a word model's
-            state before the start marker: a tuple of float32 tensors
-            `[batch, ...]`, fixed shapes (the RNN's learned start state, BoW's
-            zero sum, the Transformer's empty key/value cache).
-        decode_step: optional `(model, token, position, state) -> (logits,
-            state)`: feed int32 `token` `[batch]` at the word's `position`
-            (an int32 scalar, 0 for the start marker, below `T`), get the
-            next-token logits `[batch, V]` and the state after it. Given both,
-            `generate` carries the state along the word, one step per
-            character, instead of rerunning the whole sequence; its logits
+        initial_state: optional `(model, batch, compact=False) -> state`, a
+            word model's state before the start marker: a tuple of float32
+            tensors `[batch, ...]` of fixed shapes (the RNN's learned start
+            state, BoW's zero sum, the Transformer's key/value cache of `T`
+            positions). `compact=True` asks for the smallest state, which may
+            grow along the word (the Transformer's cache then holds the
+            positions fed so far), for `generate`'s loop, which copies its
+            state at every step.
+        decode_step: optional `(model, token, position, state, compact=False)
+            -> (logits, state)`: feed int32 `token` `[batch]` at the word's
+            `position` (an int32 scalar, 0 for the start marker, below `T`),
+            get the next-token logits `[batch, V]` and the state after it.
+            Given both, `generate` carries the state along the word, one step
+            per character, instead of rerunning the whole sequence; its logits
             equal the whole-sequence pass's (to float rounding).
 
     Example:
@@ -100,8 +104,8 @@ class ModelType:
     xla_scope: str = "auto"
     packs_words: bool = False
     decay_exempt: tuple[str, ...] = ()
-    initial_state: Callable[[keras.Model, tf.Tensor], tuple] | None = None
-    decode_step: Callable[[keras.Model, tf.Tensor, tf.Tensor, tuple], tuple] | None = None
+    initial_state: Callable[..., tuple] | None = None
+    decode_step: Callable[..., tuple] | None = None
 
 
 def keras_name(model_type: str) -> str:
@@ -298,7 +302,7 @@ class Decoder(NamedTuple):
     length: int
 
 
-def decoder(model: keras.Model) -> Decoder:
+def decoder(model: keras.Model, compact: bool = False) -> Decoder:
     """`model` fed one token at a time: a word model's own `decode_step`, or a window model through its window.
 
     A window model's state is its window, int32 `[batch, block_size]`: each
@@ -306,12 +310,14 @@ def decoder(model: keras.Model) -> Decoder:
     give the logits of its whole-sequence pass at each position of a word;
     its `length` is `T`, and a word longer than `T - 1` characters goes on
     through `next_token_logits` on the last `T` tokens (as makemore.py crops).
+    `compact`: the state `generate`'s loop carries (see `ModelType.initial_state`).
     """
     model_type = model_type_of(model)
     block_size = model_shape(model)["block_size"]
     if model_type is not None and model_type.decode_step is not None:
-        return Decoder(lambda batch: tuple(model_type.initial_state(model, batch)),
-                       lambda token, position, state: model_type.decode_step(model, token, position, tuple(state)),
+        return Decoder(lambda batch: tuple(model_type.initial_state(model, batch, compact=compact)),
+                       lambda token, position, state: model_type.decode_step(model, token, position, tuple(state),
+                                                                             compact=compact),
                        block_size)
     logits_fn = next_token_logits(model)
 

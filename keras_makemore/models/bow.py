@@ -47,12 +47,12 @@ def build_bow(vocab_size: int, length: int, embed_dim: int = 64, hidden_units: i
     return keras.Model(tokens, logits, name=keras_name("bow"))
 
 
-def initial_state(model: keras.Model, batch) -> tuple:
+def initial_state(model: keras.Model, batch, compact: bool = False) -> tuple:
     """The running sum of the word's vectors so far: zeros `[batch, embed_dim]`."""
     return (tf.zeros([batch, model.get_layer(EMBEDDING_LAYER).output_dim]),)
 
 
-def decode_step(model: keras.Model, token, position, state) -> tuple:
+def decode_step(model: keras.Model, token, position, state, compact: bool = False) -> tuple:
     """One position: add its vector to the running sum, divide by the count for the causal mean, then the MLP."""
     table = model.get_layer("position_embedding").embeddings
     x = model.get_layer(EMBEDDING_LAYER)(token) + tf.gather(tf.convert_to_tensor(table), position)[None]

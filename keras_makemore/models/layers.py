@@ -2,6 +2,7 @@
 
 import keras
 import numpy as np
+import tensorflow as tf
 from keras import ops
 
 # The attention bias of a masked score: a large negative number, not -inf: exp underflows to exactly 0 either way.
@@ -210,23 +211,32 @@ class CausalSelfAttention(keras.layers.Layer):
 
         Args:
             x: `[batch, dim]`, the input at `position`.
-            position: int32 scalar, below the cache's `length`.
-            keys, values: the cache, `[batch, heads, length, dim / heads]`;
+            position: int32 scalar below the cache's length, where this
+                position's key and value are written; None appends them to the
+                cache instead (which then holds the earlier positions only).
+            keys, values: the cache, `[batch, heads, positions, dim / heads]`;
                 positions from `position` on are not read.
 
         Returns:
             `(y, keys, values)`: the output `[batch, dim]`, and the cache with
-            this position's key and value written at `position`.
+            this position's key and value.
         """
-        dim, length = x.shape[-1], keys.shape[2]
+        dim = x.shape[-1]
         size = dim // self.heads
         q, k, v = (ops.reshape(t, (-1, self.heads, 1, size)) for t in ops.split(self.qkv(x), 3, axis=-1))
-        here = ops.reshape(ops.equal(ops.arange(length), position), (1, 1, length, 1))
-        keys, values = ops.where(here, k, keys), ops.where(here, v, values)
-        scores = ops.matmul(q, ops.transpose(keys, (0, 1, 3, 2))) * (1.0 / size**0.5)
-        bias = ops.where(ops.arange(length) > position, MASKED, 0.0)
-        attention = ops.softmax(scores + bias, axis=-1)
-        return self.proj(ops.reshape(ops.matmul(attention, values), (-1, dim))), keys, values
+        if position is None:
+            keys, values = ops.concatenate([keys, k], axis=2), ops.concatenate([values, v], axis=2)
+            bias = 0.0
+        else:
+            length = keys.shape[2]
+            here = ops.reshape(ops.equal(ops.arange(length), position), (1, 1, length, 1))
+            keys, values = ops.where(here, k, keys), ops.where(here, v, values)
+            bias = ops.where(ops.arange(length) > position, MASKED, 0.0)
+        # Products and sums, not batched matmuls of one row: many tiny matrices are slow in LiteRT.
+        scores = ops.sum(q * keys, axis=-1) * (1.0 / size**0.5)  # [batch, heads, positions]
+        attention = tf.nn.softmax(scores + bias, axis=-1)  # Keras' softmax warns about the first step's single position
+        y = ops.sum(ops.expand_dims(attention, -1) * values, axis=2)  # [batch, heads, size]
+        return self.proj(ops.reshape(y, (-1, dim))), keys, values
 
     def get_config(self):
         return super().get_config() | {"heads": self.heads,

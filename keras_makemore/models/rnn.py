@@ -62,7 +62,7 @@ def build_recurrent(cell: str, vocab_size: int, length: int, embed_dim: int = 64
     return keras.Model(tokens, logits, name=keras_name(cell))
 
 
-def initial_state(model: keras.Model, batch) -> tuple:
+def initial_state(model: keras.Model, batch, compact: bool = False) -> tuple:
     """The hidden state before the start marker: the learned start state, or zeros for a model saved without it."""
     units = model.get_layer(_cell_name(model)).cell.units
     try:
@@ -72,7 +72,7 @@ def initial_state(model: keras.Model, batch) -> tuple:
     return (tf.tile(tf.convert_to_tensor(start), [batch, 1]),)
 
 
-def decode_step(model: keras.Model, token, position, state) -> tuple:
+def decode_step(model: keras.Model, token, position, state, compact: bool = False) -> tuple:
     """One cell step: the embedding of `token` and the hidden state in, the logits and the next hidden state out."""
     x = model.get_layer(EMBEDDING_LAYER)(token)
     h, _ = model.get_layer(_cell_name(model)).cell(x, [state[0]], training=False)

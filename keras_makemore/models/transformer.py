@@ -81,22 +81,27 @@ def _blocks(model: keras.Model) -> int:
     return sum(layer.name.endswith("_attention") for layer in model.layers)
 
 
-def initial_state(model: keras.Model, batch) -> tuple:
-    """Each block's key and value cache, zeros `[batch, heads, T, embed_dim / heads]`: keys, values, block by block."""
+def initial_state(model: keras.Model, batch, compact: bool = False) -> tuple:
+    """Each block's key and value cache, `[batch, heads, positions, embed_dim / heads]`: keys, values, block by block.
+
+    The cache holds `T` positions (zeros), or with `compact` none yet: it then
+    grows by one position a step.
+    """
     attention = model.get_layer("block1_attention")
     length, dim = model.input_shape[1], model.get_layer(EMBEDDING_LAYER).output_dim
-    zeros = tf.zeros([batch, attention.heads, length, dim // attention.heads])
+    zeros = tf.zeros([batch, attention.heads, 0 if compact else length, dim // attention.heads])
     return (zeros,) * (2 * _blocks(model))
 
 
-def decode_step(model: keras.Model, token, position, state) -> tuple:
+def decode_step(model: keras.Model, token, position, state, compact: bool = False) -> tuple:
     """One new position: every block attends to the cached keys and values of the earlier ones and adds its own."""
     table = model.get_layer("position_embedding").embeddings
     x = model.get_layer(EMBEDDING_LAYER)(token) + tf.gather(tf.convert_to_tensor(table), position)[None]
     cache = []
     for i in range(1, _blocks(model) + 1):
         h = model.get_layer(f"block{i}_norm1")(x)
-        h, keys, values = model.get_layer(f"block{i}_attention").decode(h, position, *state[2 * i - 2:2 * i])
+        h, keys, values = model.get_layer(f"block{i}_attention").decode(
+            h, None if compact else position, *state[2 * i - 2:2 * i])
         cache += [keys, values]
         x = x + h
         h = model.get_layer(f"block{i}_mlp")(model.get_layer(f"block{i}_norm2")(x))
