@@ -54,7 +54,8 @@ class _Serving(NamedTuple):
     code_points: np.ndarray  # the code point of each token id, 0 for the marker
     decoder: Decoder  # the model fed one token at a time, for the decode_step signature
     generate_decoder: Decoder | None  # the compact one `generate` carries, for a word model
-    state_specs: tuple  # the decoder's state tensors, `[None, ...]`, named state_0, state_1, ...
+    state_spec: tf.TensorSpec  # the decoder's state as one tensor `[None, ...]` (`state_spec`)
+    state_parts: int  # the tensors of the decoder's state, stacked on axis 1 in `state`
 
 
 class _Calibration(NamedTuple):
@@ -77,7 +78,7 @@ class Signature:
         calibration: `_Calibration -> iterable of input dicts` for int8 calibration.
         takes: the inputs, as `signature_table()` lists them.
         gives: the outputs, as `signature_table()` lists them.
-        takes_state: the decoder's state tensors follow `inputs` (`_Serving.state_specs`).
+        takes_state: the decoder's state, `state`, follows `inputs` (`_Serving.state_spec`).
     """
 
     name: str
@@ -103,7 +104,7 @@ def _next_token(serving: _Serving) -> Callable:
 def _generate(serving: _Serving) -> Callable:
     def generate(seed, num_words, first_row, *controls):
         tokens = generate_tokens(serving.logits_fn, seed, first_row, num_words, block_size=serving.block_size,
-                                 decoder=serving.generate_decoder,
+                                 decoder=serving.generate_decoder, few_words_decoder=serving.decoder,
                                  **SamplingControls.by_name(controls))
         return {"tokens": _bindable(tokens)}
     return generate
@@ -115,7 +116,7 @@ def _generate_fixed(serving: _Serving) -> Callable:
         # the loop; one computed from an input does not, and the reshape fixes the shape.
         num_words = FIXED_BATCH + 0 * first_row
         tokens = generate_tokens(serving.logits_fn, seed, first_row, num_words, block_size=serving.block_size,
-                                 decoder=serving.generate_decoder,
+                                 decoder=serving.generate_decoder, few_words_decoder=serving.decoder,
                                  **SamplingControls.by_name(controls))
         return {"tokens": _bindable(tf.reshape(tokens, [FIXED_BATCH, serving.max_length]))}
     return generate_fixed
@@ -136,25 +137,28 @@ def _decode(serving: _Serving) -> Callable:
 
 def _initial_state(serving: _Serving) -> Callable:
     def initial_state(num_words):
-        return _named_state(serving.decoder.initial_state(num_words))
+        return {"state": _packed(serving.decoder.initial_state(num_words))}
     return initial_state
 
 
 def _decode_step(serving: _Serving) -> Callable:
-    def decode_step(token, position, *state):
-        logits, state = serving.decoder.step(token, position, state)
-        return {"logits": logits, **_named_state(state)}
+    def decode_step(token, position, state):
+        parts = (state,) if serving.state_parts == 1 else tf.unstack(state, serving.state_parts, axis=1)
+        logits, parts = serving.decoder.step(token, position, tuple(parts))
+        return {"logits": logits, "state": _packed(parts)}
     return decode_step
 
 
-def _named_state(state) -> dict:
-    return {f"state_{i}": tensor for i, tensor in enumerate(state)}
+def _packed(parts) -> tf.Tensor:
+    """A decoder's state as the one tensor of the signatures: its only part, or its parts stacked on axis 1."""
+    return parts[0] if len(parts) == 1 else tf.stack(parts, axis=1)
 
 
-def state_specs(model: keras.Model) -> tuple:
-    """The `[None, ...]` specs of `model`'s decoder state, named `state_0, state_1, ...`."""
-    return tuple(tf.TensorSpec([None, *s.shape[1:]], s.dtype, name=f"state_{i}")
-                 for i, s in enumerate(decoder(model).initial_state(1)))
+def state_spec(model: keras.Model) -> tuple[tf.TensorSpec, int]:
+    """The spec `[None, ...]` of `model`'s decoder state as the signatures take it (`state`), and its parts."""
+    parts = decoder(model).initial_state(1)
+    packed = _packed(parts)
+    return tf.TensorSpec([None, *packed.shape[1:]], packed.dtype, name="state"), len(parts)
 
 
 # The signatures, in the order of `export.json`: adding one is adding an entry here.
@@ -193,13 +197,13 @@ SIGNATURE_TABLE = (
               "as `decode`, `code_points` `[B, L]`"),
     Signature("initial_state", _initial_state, lambda block, length: [_scalar("num_words")],
               lambda c: ({"num_words": np.int32(n)} for n in (1, 32)), "`num_words` (>= 1) int32 `[]`",
-              "`state_0`, `state_1`, ... `[num_words, ...]`: the state before a word's start marker"),
+              "`state` `[num_words, ...]` (float32; int32 for a window model): the state before the start marker"),
     Signature("decode_step", _decode_step,
               lambda block, length: [tf.TensorSpec([None], tf.int32, name="token"), _scalar("position")],
               lambda c: iter(c.steps),
-              "`token` int32 `[n]` at `position` int32 `[]` (0: the start marker; below `block_size` for a "
-              "word model), `state_0`, ... as `initial_state` gives them",
-              "`logits` float32 `[n, V]` of the next token, `state_0`, ... after `token`", takes_state=True),
+              "`token` int32 `[n]` at `position` int32 `[]` (0 for the start marker; below `block_size` for a "
+              "word model), `state` as `initial_state` or `decode_step` gave it",
+              "`logits` float32 `[n, V]` of the next token, `state` after `token`", takes_state=True),
 )
 SIGNATURES = tuple(signature.name for signature in SIGNATURE_TABLE)
 
@@ -251,11 +255,11 @@ def write_saved_model(model: keras.Model, vocab: Vocabulary, path: str | os.Path
     code_points = np.array([MARKER_ID] + [ord(c) for c in vocab.chars], dtype=np.int32)
     serving = _Serving(serving_logits(model), block_size, max_length, code_points, decoder(model),
                        decoder(model, compact=True) if carry_state and is_word_model(model) else None,
-                       state_specs(model))
+                       *state_spec(model))
     archive = keras.export.ExportArchive()
     archive.track(model)
     for signature in SIGNATURE_TABLE:
-        inputs = signature.inputs(block_size, max_length) + (list(serving.state_specs) if signature.takes_state else [])
+        inputs = signature.inputs(block_size, max_length) + ([serving.state_spec] if signature.takes_state else [])
         archive.add_endpoint(signature.name, signature.function(serving), inputs)
     path = Path(path)
     with _atomic.atomic_dir(path) as tmp:
@@ -326,14 +330,12 @@ def _representative_samples(saved_model: str | os.PathLike, contexts: np.ndarray
     words = [signatures["generate_fixed"](seed=tf.constant(seed), first_row=tf.constant(0),
                                           **{k: tf.constant(v) for k, v in inputs.items()})["tokens"].numpy()
              for seed, inputs in enumerate(controls)]
-    state = {k: v.numpy() for k, v in signatures["initial_state"](num_words=tf.constant(32)).items()}
+    state = signatures["initial_state"](num_words=tf.constant(32))["state"].numpy()
     steps = []
     for position in range(min(block_size_of(signatures), max_length)):
         token = words[0][:32, position - 1] if position else np.zeros(32, np.int32)
-        step = {"token": token.astype(np.int32), "position": np.int32(position), **state}
-        steps.append(step)
-        out = signatures["decode_step"](**{k: tf.constant(v) for k, v in step.items()})
-        state = {k: v.numpy() for k, v in out.items() if k != "logits"}
+        steps.append({"token": token.astype(np.int32), "position": np.int32(position), "state": state})
+        state = signatures["decode_step"](**{k: tf.constant(v) for k, v in steps[-1].items()})["state"].numpy()
     calibration = _Calibration(batches, controls, words, steps)
     for signature in SIGNATURE_TABLE:
         for inputs in signature.calibration(calibration):

@@ -24,6 +24,7 @@ import tensorflow as tf
 from keras_makemore.data import MARKER_ID
 from keras_makemore.models.base import Decoder, decoder, is_word_model, next_token_logits
 
+FEW_WORDS = 8  # calls of at most this many words keep them all in the loop to the end (see `generate_tokens`)
 _MODULUS = 2**31 - 1  # a prime, so that multiplying modulo it scrambles
 # (xor constant, multiplier, shift) of each scrambling round.
 _ROUNDS = ((0x2545F491, 48271, 16), (0x1B873593, 16807, 13), (0x6B43A9B5, 69621, 15))
@@ -149,6 +150,7 @@ def generate_tokens(
     max_length: tf.Tensor,
     block_size: int,
     decoder: Decoder | None = None,
+    few_words_decoder: Decoder | None = None,
 ) -> tf.Tensor:
     """Sample rows `first_row .. first_row + num_words - 1` of `seed`'s stream inside the graph.
 
@@ -159,6 +161,12 @@ def generate_tokens(
     from one character to the next; a longer word goes on through
     `logits_fn` on the last `block_size` tokens. Both give the same logits.
 
+    A call of at most `FEW_WORDS` words keeps every word in the loop to the
+    end, finished or not, with `few_words_decoder` (one whose state keeps its
+    shape): every tensor of the loop then keeps its shape from step to step,
+    which spares LiteRT from planning the loop's memory again at each step
+    (most of one word's time otherwise).
+
     Args:
         logits_fn: int32 contexts `[batch, block_size]` -> logits `[batch, vocab]`.
         seed, first_row, num_words: int32 scalars.
@@ -168,6 +176,7 @@ def generate_tokens(
         max_length: int32 scalar, the longest word (prefix included); 0 means `width`.
         block_size: the model's context length.
         decoder: the model fed one token at a time (`models.base.decoder`), or None.
+        few_words_decoder: the same with a state of fixed shape (default: `decoder`).
 
     Returns:
         int32 token ids `[num_words, width]`: each word's characters, then
@@ -201,12 +210,37 @@ def generate_tokens(
     invariants = (tf.TensorShape([]), tf.TensorShape([None]), tf.TensorShape([None, block_size]),
                   start[3].shape)
     if decoder is not None:
+        # At most FEW_WORDS words: all of them to the end, every tensor of the loop keeping its shape.
+        steps, few = few_words_decoder or decoder, tf.minimum(num_words, FEW_WORDS)
+
+        def decode_few(t, alive, context, tokens, *state):
+            logits, state = steps.step(context[:, -1], t, state)  # the token drawn last, the marker at first
+            sampled = pick_tokens(logits, uniforms_fn(tf.range(few), t), t, temperature, top_k, top_p, min_length)
+            picks = tf.where(alive, tf.where(t < prefix_length, tf.gather(prefix, t), sampled), MARKER_ID)
+            tokens += picks[:, None] * tf.cast(tf.equal(positions, t), tf.int32)[None, :]
+            context = tf.concat([context[:, 1:], picks[:, None]], axis=1)
+            return (t + 1, tf.logical_and(alive, picks != MARKER_ID), context, tokens, *state)
+
+        t, alive, context, tokens = tf.while_loop(
+            lambda t, alive, *rest: tf.logical_and(tf.logical_and(num_words <= FEW_WORDS, t < length),
+                                                   tf.logical_and(t < steps.length, tf.reduce_any(alive))),
+            decode_few, (start[0], tf.ones([few], tf.bool), tf.zeros([few, block_size], tf.int32),
+                         tf.zeros([few, width], tf.int32), *steps.initial_state(few)))[:4]
+        # Where the loop for many words starts: where that one stopped, or (it did not run) at the beginning.
+        # (Not a cond: a branch that reads the model's variables cannot be converted for LiteRT.)
+        every_row = tf.range(num_words)
+        alive = tf.logical_or(every_row >= few, tf.gather(alive, tf.minimum(every_row, few - 1)))
+        rows = tf.cast(tf.where(alive)[:, 0], tf.int32)
+        first_rows = tf.range(few)[:, None]
+        context = tf.scatter_nd(first_rows, context, [num_words, block_size])
+        start = (t, rows, tf.gather(context, rows), tf.scatter_nd(first_rows, tokens, [num_words, width]))
+
         def decode(t, rows, context, tokens, *state):
-            logits, state = decoder.step(context[:, -1], t, state)  # the token drawn last, the marker at first
+            logits, state = decoder.step(context[:, -1], t, state)
             growing, rows, context, tokens = pick(t, rows, context, tokens, logits)
             return (t + 1, rows, context, tokens, *(tf.gather(s, growing) for s in state))
 
-        state = tuple(decoder.initial_state(num_words))
+        state = tuple(decoder.initial_state(tf.size(start[1])))  # (no row when no word is left)
         start = tf.while_loop(
             lambda t, *rest: tf.logical_and(keep_going(t, *rest), t < decoder.length), decode, (*start, *state),
             shape_invariants=(*invariants, *(_growing(s.shape) for s in state)))[:4]
@@ -229,8 +263,8 @@ def keras_graph_function(model, block_size: int, graph_fn: Callable, input_signa
 
     The traced graph holds the model's weights, not the model, so it goes
     with the model; it reads the weights' current values, so it follows
-    training. For a word model `logits_fn` has a `decoder` attribute, its
-    `models.base.decoder` (see `model_decoder`).
+    training. For a word model `logits_fn` has `decoder` and
+    `few_words_decoder` attributes, its `models.base.decoder`s (see `model_decoders`).
     """
     graphs = _KERAS_GRAPHS.setdefault(model, {})
     key = (graph_fn, block_size)  # a call with another block size must not reuse, or poison, this graph
@@ -241,8 +275,10 @@ def keras_graph_function(model, block_size: int, graph_fn: Callable, input_signa
             return next_token_logits(model_ref())(context)
 
         if is_word_model(model):
-            logits_fn.decoder = Decoder(lambda batch: decoder(model_ref(), compact=True).initial_state(batch),
-                                        lambda *step: decoder(model_ref(), compact=True).step(*step), block_size)
+            logits_fn.decoder, logits_fn.few_words_decoder = (
+                Decoder(lambda batch, compact=compact: decoder(model_ref(), compact).initial_state(batch),
+                        lambda *step, compact=compact: decoder(model_ref(), compact).step(*step), block_size)
+                for compact in (True, False))
 
         # The graph functions write their loops and branches as TensorFlow ops: without AutoGraph's rewrite
         # of their source, the first call traces in 0.1 s instead of 1.0 s (the lecture's MLP).
@@ -251,6 +287,7 @@ def keras_graph_function(model, block_size: int, graph_fn: Callable, input_signa
     return graphs[key]
 
 
-def model_decoder(logits_fn: Callable) -> Decoder | None:
-    """The word model's decoder that `keras_graph_function` attached to `logits_fn`, or None."""
-    return getattr(logits_fn, "decoder", None)
+def model_decoders(logits_fn: Callable) -> dict:
+    """`generate_tokens`' `decoder` and `few_words_decoder` of the word model that `keras_graph_function` attached
+    to `logits_fn` (none for a window model)."""
+    return {key: getattr(logits_fn, key) for key in ("decoder", "few_words_decoder") if hasattr(logits_fn, key)}

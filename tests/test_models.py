@@ -378,7 +378,7 @@ def test_a_word_model_samples_the_words_of_the_whole_sequence_pass(name, words_p
     import tensorflow as tf
 
     from keras_makemore.controls import SamplingControls
-    from keras_makemore.generation import generate_tokens
+    from keras_makemore.generation import FEW_WORDS, generate_tokens
     from keras_makemore.models.base import decoder
 
     corpus, model = tiny_word_model(name, words_path)
@@ -387,17 +387,17 @@ def test_a_word_model_samples_the_words_of_the_whole_sequence_pass(name, words_p
         variable.assign(variable.numpy() + rng.normal(0, 0.2, variable.shape).astype("float32"))
     bias = model.get_layer("logits").bias
     bias.assign(bias.numpy() + 2.5 * (np.arange(bias.shape[0]) == 0))  # words of every length, some past T - 1
-    logits_fn, steps = next_token_logits(model), decoder(model, compact=True)
+    logits_fn = next_token_logits(model)
+    decoders = {"decoder": decoder(model, compact=True), "few_words_decoder": decoder(model)}
     lengths = []
     for options in ({"temperature": 1.5}, {"temperature": 0.7, "top_k": 5, "prefix": "a", "min_length": 3}):
         # 40 characters a word at most: past T - 1 a word goes on through the window of its last T tokens
-        inputs = SamplingControls(**options).inputs(corpus.vocab, 40)
-        words = [generate_tokens(logits_fn, tf.constant(7), tf.constant(0), tf.constant(300),
-                                 block_size=corpus.block_size, decoder=d,
-                                 **{k: tf.constant(v) for k, v in inputs.items()}).numpy()
-                 for d in (None, steps)]
-        np.testing.assert_array_equal(words[1], words[0])
-        lengths += (words[0] > 0).sum(axis=1).tolist()
+        inputs = {k: tf.constant(v) for k, v in SamplingControls(**options).inputs(corpus.vocab, 40).items()}
+        for count, first_row in ((300, 0), (FEW_WORDS, 0), (FEW_WORDS, 77), (1, 5)):  # many words, and few
+            words = [generate_tokens(logits_fn, tf.constant(7), tf.constant(first_row), tf.constant(count),
+                                     block_size=corpus.block_size, **d, **inputs).numpy() for d in ({}, decoders)]
+            np.testing.assert_array_equal(words[1], words[0])
+            lengths += (words[0] > 0).sum(axis=1).tolist()
     assert min(lengths) < 5 and max(lengths) >= corpus.block_size, (min(lengths), max(lengths))
 
 
@@ -432,7 +432,7 @@ def test_every_model_generates_its_words_through_its_decode_step_signature(expor
     for artifact in (report.litert, report.saved_model):
         exported = ExportedModel(artifact)
         state = exported.initial_state(3)
-        assert all(v.shape[0] == 3 and v.dtype in (np.float32, np.int32) for v in state.values())
+        assert state.shape[0] == 3 and state.dtype in (np.float32, np.int32)
         positions = exported.block_size if word_model else exported.max_length  # a window model's have no limit
         stepped, generated = _words_by_decode_step(exported, 11, 40, positions), exported.generate(seed=11, num_words=40)
         assert sum(w is not None for w in stepped) >= 30
