@@ -137,7 +137,10 @@ def _decode(serving: _Serving) -> Callable:
 
 def _initial_state(serving: _Serving) -> Callable:
     def initial_state(num_words):
-        return {"state": _packed(serving.decoder.initial_state(num_words))}
+        state = _packed(serving.decoder.initial_state(num_words))
+        # Through one real op (a no-op here): LiteRT's CompiledModel cannot bind an output that a FILL or a TILE
+        # of a computed shape gives straight (ai-edge-litert 2.3).
+        return {"state": tf.maximum(state, state.dtype.min)}
     return initial_state
 
 

@@ -231,9 +231,8 @@ def generate_tokens(
         every_row = tf.range(num_words)
         alive = tf.logical_or(every_row >= few, tf.gather(alive, tf.minimum(every_row, few - 1)))
         rows = tf.cast(tf.where(alive)[:, 0], tf.int32)
-        first_rows = tf.range(few)[:, None]
-        context = tf.scatter_nd(first_rows, context, [num_words, block_size])
-        start = (t, rows, tf.gather(context, rows), tf.scatter_nd(first_rows, tokens, [num_words, width]))
+        more = [[0, num_words - few], [0, 0]]  # rows the few words' loop did not hold: zeros
+        start = (t, rows, tf.gather(tf.pad(context, more), rows), tf.pad(tokens, more))
 
         def decode(t, rows, context, tokens, *state):
             logits, state = decoder.step(context[:, -1], t, state)
