@@ -6,7 +6,8 @@ int32 or float32 only, which is all LiteRT.js reads): `next_token`,
 `decode_fixed`, the same with `FIXED_BATCH` words per call and every shape
 fixed, for LiteRT.js, which allocates from the signature's shapes and cannot
 resize; `initial_state` and `decode_step`, the model fed one token at a time
-with its state (`models.base.decoder`), for apps that drive their own loop. `signature_table()` lists their inputs and outputs (the table of
+with its state (`models.base.decoder`), for apps that drive their own loop,
+and `decode_step_one`, the same for one word with every shape fixed. `signature_table()` lists their inputs and outputs (the table of
 `export/README.md`). The vocabulary travels inside the artifact (`decode`):
 the file alone is enough to sample.
 
@@ -79,6 +80,7 @@ class Signature:
         takes: the inputs, as `signature_table()` lists them.
         gives: the outputs, as `signature_table()` lists them.
         takes_state: the decoder's state, `state`, follows `inputs` (`_Serving.state_spec`).
+        one_word: that state is one word's, `[1, ...]`.
     """
 
     name: str
@@ -88,6 +90,7 @@ class Signature:
     takes: str
     gives: str
     takes_state: bool = False
+    one_word: bool = False
 
 
 def _scalar(name: str) -> tf.TensorSpec:
@@ -152,6 +155,16 @@ def _decode_step(serving: _Serving) -> Callable:
     return decode_step
 
 
+def _decode_step_one(serving: _Serving) -> Callable:
+    step = _decode_step(serving)
+
+    def decode_step_one(token, position, state):
+        # At the start marker, the state before it: an app passes zeros and needs no initial_state.
+        start = _packed(serving.decoder.initial_state(1))
+        return step(token, position, tf.where(tf.equal(position, 0), start, state))
+    return decode_step_one
+
+
 def _packed(parts) -> tf.Tensor:
     """A decoder's state as the one tensor of the signatures: its only part, or its parts stacked on axis 1."""
     return parts[0] if len(parts) == 1 else tf.stack(parts, axis=1)
@@ -207,6 +220,11 @@ SIGNATURE_TABLE = (
               "`token` int32 `[n]` at `position` int32 `[]` (0 for the start marker; below `block_size` for a "
               "word model), `state` as `initial_state` or `decode_step` gave it",
               "`logits` float32 `[n, V]` of the next token, `state` after `token`", takes_state=True),
+    Signature("decode_step_one", _decode_step_one,
+              lambda block, length: [tf.TensorSpec([1], tf.int32, name="token"), _scalar("position")],
+              lambda c: ({**step, "token": step["token"][:1], "state": step["state"][:1]} for step in c.steps),
+              "as `decode_step`, one word: `token` int32 `[1]`, `state` `[1, ...]` (at `position` 0 it is not "
+              "read: pass zeros)", "as `decode_step`, `logits` `[1, V]`", takes_state=True, one_word=True),
 )
 SIGNATURES = tuple(signature.name for signature in SIGNATURE_TABLE)
 
@@ -262,7 +280,9 @@ def write_saved_model(model: keras.Model, vocab: Vocabulary, path: str | os.Path
     archive = keras.export.ExportArchive()
     archive.track(model)
     for signature in SIGNATURE_TABLE:
-        inputs = signature.inputs(block_size, max_length) + ([serving.state_spec] if signature.takes_state else [])
+        state = tf.TensorSpec([1, *serving.state_spec.shape[1:]], serving.state_spec.dtype, name="state")
+        inputs = signature.inputs(block_size, max_length) + (
+            [state if signature.one_word else serving.state_spec] if signature.takes_state else [])
         archive.add_endpoint(signature.name, signature.function(serving), inputs)
     path = Path(path)
     with _atomic.atomic_dir(path) as tmp:

@@ -136,6 +136,8 @@ def test_signatures_have_the_contracts_names_shapes_and_dtypes(exported):
         "initial_state": ({"num_words": ([], "int32")}, {"state": ([-1, 3], "int32")}),
         "decode_step": ({"token": ([-1], "int32"), "position": ([], "int32"), "state": ([-1, 3], "int32")},
                         {"logits": ([-1, vocab_size], "float32"), "state": ([-1, 3], "int32")}),
+        "decode_step_one": ({"token": ([1], "int32"), "position": ([], "int32"), "state": ([1, 3], "int32")},
+                            {"logits": ([1, vocab_size], "float32"), "state": ([1, 3], "int32")}),
     }
     assert set(interpreter.get_signature_list()) == set(expected)
 

@@ -433,6 +433,11 @@ def test_every_model_generates_its_words_through_its_decode_step_signature(expor
         exported = ExportedModel(artifact)
         state = exported.initial_state(3)
         assert state.shape[0] == 3 and state.dtype in (np.float32, np.int32)
+        one = exported._signatures["decode_step_one"]  # one word, fixed shapes: zeros at the start marker
+        logits, state = exported.decode_step(np.zeros(1, np.int32), 0, exported.initial_state(1))
+        out = one(token=np.zeros(1, np.int32), position=np.int32(0), state=np.zeros_like(state))
+        np.testing.assert_allclose(out["logits"], logits, atol=1e-5)
+        np.testing.assert_allclose(out["state"], state, atol=1e-5)
         positions = exported.block_size if word_model else exported.max_length  # a window model's have no limit
         stepped, generated = _words_by_decode_step(exported, 11, 40, positions), exported.generate(seed=11, num_words=40)
         assert sum(w is not None for w in stepped) >= 30
