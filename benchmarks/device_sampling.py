@@ -13,7 +13,7 @@ the whole sequence at every character (`write_saved_model(carry_state=False)`,
 how every artifact sampled before the state was carried), and timed alike.
 The figures measured before the state was carried are printed beside.
 
-    python benchmarks/device_sampling.py [--models gru transformer] [--steps 300] [--baseline] [--keep DIR]
+    python benchmarks/device_sampling.py [--models gru transformer] [--steps 300] [--baseline] [--runtimes] [--keep DIR]
 """
 
 import argparse
@@ -79,6 +79,59 @@ def timings(path: Path) -> dict:
     return {"words_per_s": WORDS / best, "one_word_ms": one * 1e3, "chars": float((tokens > 0).sum(1).mean())}
 
 
+def runtimes(path: Path) -> dict:
+    """Microseconds per call from Python: `ExportedModel` (LiteRT's Interpreter) against a `CompiledModel` with
+    its buffers allocated once, for the calls `ExportedModel` makes (best of 5 runs)."""
+    import numpy as np
+    from ai_edge_litert.compiled_model import CompiledModel
+
+    from keras_makemore._stderr import quiet_stderr
+
+    model = ExportedModel(path)
+    with quiet_stderr():
+        compiled = CompiledModel.from_file(str(path))
+
+    def prepared(key, inputs):
+        buffers = {}
+        for name, value in inputs.items():
+            buffers[name] = compiled.create_input_buffer_by_name(key, name)
+        details = compiled.get_output_tensor_details(key)
+        outputs = {name: compiled.create_output_buffer_by_name(key, name) for name in details}
+
+        def call():
+            for name, value in inputs.items():
+                buffers[name].write(np.asarray(value))
+            compiled.run_by_name(key, buffers, outputs)
+            return {name: outputs[name].read(int(np.prod(d["shape"])), np.dtype(d["dtype"]))
+                    for name, d in details.items()}
+        return call
+
+    def best(fn, calls):
+        fn()
+        runs = []
+        for _ in range(5):
+            start = time.perf_counter()
+            for _ in range(calls):
+                fn()
+            runs.append((time.perf_counter() - start) / calls)
+        return min(runs) * 1e6
+
+    controls = SamplingControls().inputs(model.vocab, model.max_length)
+    generate = {"seed": np.int32(0), "first_row": np.int32(0), **controls}
+    context, token, state = np.zeros((1, model.block_size), np.int32), np.zeros(1, np.int32), model.initial_state(1)
+    return {
+        "next_token, 1 context": (best(lambda: model.next_token(context), 1000),
+                                  best(prepared("next_token", {"context": context}), 1000)),
+        "generate, 1 word": (best(lambda: model.generate_tokens(0, 0, 1, controls), 100),
+                             best(prepared("generate", {**generate, "num_words": np.int32(1)}), 100)),
+        "generate_fixed, 100 words": (best(lambda: model._signatures["generate_fixed"](**generate), 10),
+                                      best(prepared("generate_fixed", generate), 10)),
+        "decode_step, 1 word": (best(lambda: model.decode_step(token, 1, state), 1000),
+                                best(prepared("decode_step", {"token": token, "position": np.int32(1),
+                                                              "state": state}), 1000)),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", nargs="+", default=["mlp", "rnn", "bow", "gru", "transformer"],
@@ -87,6 +140,8 @@ def main() -> None:
     parser.add_argument("--baseline", action="store_true",
                         help="also time each word model with the whole sequence rerun at every character")
     parser.add_argument("--keep", metavar="DIR", help="keep the trained runs in DIR (and reuse those there)")
+    parser.add_argument("--runtimes", action="store_true",
+                        help="also time each call from Python on LiteRT's Interpreter and on its CompiledModel")
     args = parser.parse_args()
     models = args.models if "mlp" in args.models else ["mlp", *args.models]
     with tempfile.TemporaryDirectory() as tmp:
@@ -97,6 +152,8 @@ def main() -> None:
             rows[name] = timings(run_dir / "export" / "model.tflite")
             if args.baseline and get_model_type(name).context == "word":
                 rows[name]["baseline"] = timings(baseline_tflite(run_dir))
+            if args.runtimes:
+                rows[name]["runtimes"] = runtimes(run_dir / "export" / "model.tflite")
     mlp = rows["mlp"]["words_per_s"]
     print(f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}; {args.steps} steps a model; "
           f"words/s: the best of 3 calls of {WORDS:,} words; one word: the median of 30 calls\n")
@@ -119,6 +176,11 @@ def main() -> None:
         line += (f" {before[0]:,}, {before[1]}, {before[2]} ms | {r['words_per_s'] / mlp / before[1]:.1f}x |"
                  if before else " | |")
         print(line)
+    if args.runtimes:
+        print("\n| model | call from Python | Interpreter (ExportedModel) | CompiledModel |\n| --- | --- | ---: | ---: |")
+        for name, r in rows.items():
+            for call, (interpreter, compiled) in r["runtimes"].items():
+                print(f"| {name} | {call} | {interpreter:,.1f} us | {compiled:,.1f} us |")
 
 
 if __name__ == "__main__":

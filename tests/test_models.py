@@ -418,7 +418,9 @@ def _words_by_decode_step(exported, seed: int, num_words: int, positions: int) -
         token = np.where(alive, token, 0).astype(np.int32)
         words[:, position] = token
         alive &= token != 0
-    # A word still growing at block_size goes on through next_token on its last block_size tokens (not done here)
+    # A word still growing at a word model's block_size goes on through next_token on its last block_size tokens
+    # (not done here); at max_length it is cut, as generate cuts it.
+    alive &= positions < exported.max_length
     return [exported.vocab.decode(row) if not growing else None for row, growing in zip(words, alive)]
 
 
