@@ -444,3 +444,39 @@ def test_every_model_generates_its_words_through_its_decode_step_signature(expor
         stepped, generated = _words_by_decode_step(exported, 11, 40, positions), exported.generate(seed=11, num_words=40)
         assert sum(w is not None for w in stepped) >= 30
         assert [w for w in stepped if w is not None] == [g for w, g in zip(stepped, generated) if w is not None]
+
+
+@pytest.mark.parametrize("cell", ["rnn", "gru"])
+def test_a_recurrent_model_saved_before_the_start_state_was_learned_still_loads_and_samples(cell, tmp_path):
+    """A model file without the `start` layer (as earlier runs wrote it) starts from zeros, through every path."""
+    import tensorflow as tf
+
+    from keras_makemore.controls import SamplingControls
+    from keras_makemore.generation import generate_tokens
+    from keras_makemore.models.base import decoder
+
+    tokens = keras.Input(shape=(8,), dtype="int32", name="sequence")
+    x = keras.layers.Embedding(6, 4, name="embedding")(tokens)
+    layer = keras.layers.GRU(5, reset_after=False, return_sequences=True, unroll=True, name=cell) if cell == "gru" \
+        else keras.layers.SimpleRNN(5, return_sequences=True, unroll=True, name=cell)
+    old = keras.Model(tokens, keras.layers.Dense(6, name="logits")(layer(x)), name=f"{cell}_language_model")
+    old.save(tmp_path / "model.keras")
+    model = load_model(tmp_path / "model.keras")
+    assert [layer.name for layer in model.layers] == ["sequence", "embedding", cell, "logits"]
+    sequences = np.random.default_rng(0).integers(1, 6, (3, 8)).astype(np.int32)
+    sequences[:, 0] = 0
+    steps = decoder(model)
+    state = steps.initial_state(3)
+    assert not np.asarray(state[0]).any()
+    whole = np.asarray(model(sequences))
+    for position in range(8):
+        logits, state = steps.step(sequences[:, position], np.int32(position), state)
+        np.testing.assert_allclose(np.asarray(logits), whole[:, position], atol=1e-5)
+    from keras_makemore.data import Vocabulary
+
+    inputs = {k: tf.constant(v) for k, v in SamplingControls().inputs(Vocabulary("abcde"), 12).items()}
+    words = [generate_tokens(next_token_logits(model), tf.constant(1), tf.constant(0), tf.constant(count),
+                             block_size=8, **d, **inputs).numpy()
+             for count in (5, 20) for d in ({}, {"decoder": decoder(model, compact=True), "few_words_decoder": steps})]
+    np.testing.assert_array_equal(words[1], words[0])
+    np.testing.assert_array_equal(words[3], words[2])
