@@ -212,10 +212,11 @@ def generate_tokens(
     if decoder is not None:
         # At most FEW_WORDS words: all of them to the end, every tensor of the loop keeping its shape.
         steps, few = few_words_decoder or decoder, tf.minimum(num_words, FEW_WORDS)
+        few_rows = tf.range(few)  # made once: a RANGE inside the loop would give it a shape that may change
 
         def decode_few(t, alive, context, tokens, *state):
             logits, state = steps.step(context[:, -1], t, state)  # the token drawn last, the marker at first
-            sampled = pick_tokens(logits, uniforms_fn(tf.range(few), t), t, temperature, top_k, top_p, min_length)
+            sampled = pick_tokens(logits, uniforms_fn(few_rows, t), t, temperature, top_k, top_p, min_length)
             picks = tf.where(alive, tf.where(t < prefix_length, tf.gather(prefix, t), sampled), MARKER_ID)
             tokens += picks[:, None] * tf.cast(tf.equal(positions, t), tf.int32)[None, :]
             context = tf.concat([context[:, 1:], picks[:, None]], axis=1)
