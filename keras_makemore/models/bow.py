@@ -1,6 +1,7 @@
 """`bow`: makemore.py's bag of words: each position averages the embeddings of the word so far, then an MLP."""
 
 import keras
+import tensorflow as tf
 
 from keras_makemore.config import TrainConfig
 from keras_makemore.models.base import EMBEDDING_LAYER, WORD, ModelType, initializers, keras_name
@@ -22,6 +23,11 @@ def build_bow(vocab_size: int, length: int, embed_dim: int = 64, hidden_units: i
         A functional `keras.Model` from int32 sequences `[batch, length]` to
         logits at every position `[batch, length, vocab_size]`.
 
+    Where it differs from makemore.py on purpose: the causal mean is a
+    running sum divided by the count (`CausalMean`), not a masked `[T, T]`
+    average, the same numbers to float rounding; the initial weights are
+    Keras', not PyTorch's defaults.
+
     Example:
 
     >>> build_bow(27, 16).count_params()
@@ -41,6 +47,21 @@ def build_bow(vocab_size: int, length: int, embed_dim: int = 64, hidden_units: i
     return keras.Model(tokens, logits, name=keras_name("bow"))
 
 
+def initial_state(model: keras.Model, batch, compact: bool = False) -> tuple:
+    """The running sum of the word's vectors so far: zeros `[batch, embed_dim]`."""
+    return (tf.zeros([batch, model.get_layer(EMBEDDING_LAYER).output_dim]),)
+
+
+def decode_step(model: keras.Model, token, position, state, compact: bool = False) -> tuple:
+    """One position: add its vector to the running sum, divide by the count for the causal mean, then the MLP."""
+    table = model.get_layer("position_embedding").embeddings
+    x = model.get_layer(EMBEDDING_LAYER)(token) + tf.gather(tf.convert_to_tensor(table), position)[None]
+    total = state[0] + x
+    x = x + total / tf.cast(position + 1, tf.float32)
+    x = x + model.get_layer("project")(model.get_layer("hidden")(x))
+    return model.get_layer("logits")(x), (total,)
+
+
 def _count(c: TrainConfig, vocab_size: int, length: int) -> int:
     e, h = c.embed_dim, c.hidden_units
     return (vocab_size + length) * e + e * h + h + h * e + e + e * vocab_size + vocab_size
@@ -53,4 +74,6 @@ MODEL = ModelType(
     hyperparameters=("embed_dim", "hidden_units"),
     build=lambda c, vocab_size, length: build_bow(vocab_size, length, c.embed_dim, c.hidden_units, seed=c.seed),
     count_parameters=_count,
+    initial_state=initial_state,
+    decode_step=decode_step,
 )
