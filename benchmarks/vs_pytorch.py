@@ -101,7 +101,7 @@ def breakdown(argv: list[str]) -> dict:
     from keras_makemore import engine
     from keras_makemore.analysis import evaluation
     from keras_makemore.sampling import words
-    from keras_makemore.training import callbacks, recipe, rundir, run
+    from keras_makemore.training import callbacks, recipe, run, rundir
 
     timers = _Timers()
     timers.seconds["import"] = time.perf_counter() - start

@@ -138,6 +138,12 @@ def test_signatures_have_the_contracts_names_shapes_and_dtypes(exported):
         "decode_fixed": ({"tokens": ([b, length], "int32")},
                          {"code_points": ([b, length], "int32"), "vocabulary": ([vocab_size], "int32"),
                           "block_size": ([], "int32"), "max_length": ([], "int32")}),
+        # A window model's state is its window of token ids.
+        "initial_state": ({"num_words": ([], "int32")}, {"state": ([-1, 3], "int32")}),
+        "decode_step": ({"token": ([-1], "int32"), "position": ([], "int32"), "state": ([-1, 3], "int32")},
+                        {"logits": ([-1, vocab_size], "float32"), "state": ([-1, 3], "int32")}),
+        "decode_step_one": ({"token": ([1], "int32"), "position": ([], "int32"), "state": ([1, 3], "int32")},
+                            {"logits": ([1, vocab_size], "float32"), "state": ([1, 3], "int32")}),
     }
     assert set(interpreter.get_signature_list()) == set(expected)
 
@@ -365,3 +371,51 @@ def test_cli_error_is_one_line(tmp_path):
     assert result.returncode == 2, result.stderr
     assert result.stderr.startswith("keras-makemore: error: ")
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+def test_compiled_model_runs_every_signature_with_the_interpreters_outputs(exported):
+    """LiteRT 2.x's CompiledModel (CPU) runs every signature, at the shapes it allocates, as the Interpreter does."""
+    _, report = exported
+    assert _compiled_model_agrees(report.litert) == set(SIGNATURES)
+
+
+def _compiled_model_agrees(path) -> set:
+    """The signatures of the .tflite file at `path` whose outputs agree between CompiledModel and Interpreter."""
+    from ai_edge_litert.compiled_model import CompiledModel
+    from ai_edge_litert.interpreter import Interpreter
+
+    from keras_makemore.quiet import quiet_stderr
+
+    with quiet_stderr():  # the vendors' compiler plugins it cannot load are listed on stderr
+        compiled = CompiledModel.from_file(str(path))
+    interpreter = Interpreter(model_path=str(path))
+    rng = np.random.default_rng(0)
+    vocab_size = len(interpreter.get_signature_runner("decode")(tokens=np.zeros((1, 1), np.int32))["vocabulary"])
+    settings = {"num_words": 1, "temperature": 0.8, "top_k": 0, "top_p": 1.0, "min_length": 0, "max_length": 0,
+                "first_row": 0, "position": 1}
+    agree = set()
+    for key in compiled.get_signature_list():
+        inputs = {}
+        for name, detail in compiled.get_input_tensor_details(key).items():
+            shape, dtype = [max(1, size) for size in detail["shape"]], np.dtype(detail["dtype"])
+            if name in settings:
+                inputs[name] = np.full(shape, settings[name], dtype)
+            elif dtype == np.float32:
+                inputs[name] = rng.normal(size=shape).astype(dtype)
+            else:
+                inputs[name] = rng.integers(0 if name == "prefix" else 1, vocab_size, shape).astype(dtype)
+        buffers = {}
+        for name, value in inputs.items():
+            buffers[name] = compiled.create_input_buffer_by_name(key, name)
+            buffers[name].write(value)
+        details = compiled.get_output_tensor_details(key)
+        outputs = {name: compiled.create_output_buffer_by_name(key, name) for name in details}
+        compiled.run_by_name(key, buffers, outputs)
+        expected = interpreter.get_signature_runner(key)(**inputs)
+        got = {name: outputs[name].read(int(np.prod(d["shape"])), np.dtype(d["dtype"])).reshape(d["shape"])
+               for name, d in details.items()}
+        assert set(got) == set(expected), key
+        for name, value in expected.items():
+            np.testing.assert_allclose(got[name], value, atol=1e-5, err_msg=f"{key}: {name}")
+        agree.add(key)
+    return agree

@@ -379,3 +379,144 @@ def test_a_model_module_copied_under_a_new_name_is_a_new_model_type(tmp_path, wo
     from_tflite = cli("sample", str(run / "export" / "model.tflite"), "-n", "6", "--seed", "3").split()
     assert from_run == from_tflite and len(from_run) >= 6
     assert "gru2" in cli("train", "--help") and "gru2" in cli("tune", "--help")
+def test_the_recurrent_networks_learn_their_start_state_as_makemore_py_does():
+    """makemore.py's RNN and GRU at the presets' sizes: 11,803 and 79,451 parameters, the start state included."""
+    for name, expected in (("rnn", 11_803), ("gru", 79_451)):
+        config = TrainConfig.from_preset(name)
+        assert get_model_type(name).count_parameters(config, 27, 16) == expected
+        model = get_model_type(name).build(config, 27, 16)
+        assert model.count_params() == expected
+        start = model.get_layer("start")
+        assert start.trainable_weights[0].shape == (1, config.hidden_units)
+        assert not start.get_weights()[0].any()  # zeros, as makemore.py's
+
+
+@pytest.mark.parametrize("compact", [False, True], ids=["fixed", "compact"])
+@pytest.mark.parametrize("name", ["bow", "rnn", "gru", "transformer"])
+def test_a_word_model_fed_one_token_at_a_time_gives_the_whole_sequence_logits(name, compact, words_path):
+    """`decoder`: the state carried from position to position gives the logits of the whole-sequence pass."""
+    from keras_makemore.models.keras_model import decoder
+
+    corpus, model = tiny_word_model(name, words_path)
+    rng = np.random.default_rng(0)
+    for variable in model.weights:  # weights far from their initial values, the start state included
+        variable.assign(variable.numpy() + rng.normal(0, 0.3, variable.shape).astype("float32"))
+    sequences, targets = word_sequences(corpus.split.train[:50], corpus.vocab, corpus.block_size)
+    whole = np.asarray(model(sequences, training=False))
+    steps = decoder(model, compact=compact)
+    assert steps.length == corpus.block_size
+    state = steps.initial_state(len(sequences))
+    for position in range(corpus.block_size):
+        logits, state = steps.step(sequences[:, position], np.int32(position), state)
+        real = targets[:, position] >= 0  # the word's characters and its end marker
+        np.testing.assert_allclose(np.asarray(logits)[real], whole[real, position], atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["bow", "rnn", "gru", "transformer"])
+def test_a_word_model_samples_the_words_of_the_whole_sequence_pass(name, words_path):
+    """`generate` with the state carried draws the words that rerunning the whole sequence drew, long ones too."""
+    import tensorflow as tf
+
+    from keras_makemore.models.keras_model import decoder
+    from keras_makemore.sampling.controls import SamplingControls
+    from keras_makemore.sampling.graph import FEW_WORDS, generate_tokens
+
+    corpus, model = tiny_word_model(name, words_path)
+    rng = np.random.default_rng(1)
+    for variable in model.weights:
+        variable.assign(variable.numpy() + rng.normal(0, 0.2, variable.shape).astype("float32"))
+    bias = model.get_layer("logits").bias
+    bias.assign(bias.numpy() + 2.5 * (np.arange(bias.shape[0]) == 0))  # words of every length, some past T - 1
+    logits_fn = next_token_logits(model)
+    decoders = {"decoder": decoder(model, compact=True), "few_words_decoder": decoder(model)}
+    lengths = []
+    for options in ({"temperature": 1.5}, {"temperature": 0.7, "top_k": 5, "prefix": "a", "min_length": 3}):
+        # 40 characters a word at most: past T - 1 a word goes on through the window of its last T tokens
+        inputs = {k: tf.constant(v) for k, v in SamplingControls(**options).inputs(corpus.vocab, 40).items()}
+        for count, first_row in ((300, 0), (FEW_WORDS, 0), (FEW_WORDS, 77), (1, 5)):  # many words, and few
+            words = [generate_tokens(logits_fn, tf.constant(7), tf.constant(first_row), tf.constant(count),
+                                     block_size=corpus.block_size, **d, **inputs).numpy() for d in ({}, decoders)]
+            np.testing.assert_array_equal(words[1], words[0])
+            lengths += (words[0] > 0).sum(axis=1).tolist()
+    assert min(lengths) < 5 and max(lengths) >= corpus.block_size, (min(lengths), max(lengths))
+
+
+def _words_by_decode_step(exported, seed: int, num_words: int, positions: int) -> list[str]:
+    """Words drawn by driving `initial_state` and `decode_step` from numpy, with `generate`'s uniforms and rule."""
+    from keras_makemore.sampling.graph import seeded_uniforms
+
+    uniforms = seeded_uniforms(seed, num_words, exported.max_length)
+    state = exported.initial_state(num_words)
+    token = np.zeros(num_words, np.int32)
+    words = np.zeros((num_words, exported.max_length), np.int32)
+    alive = np.ones(num_words, bool)
+    for position in range(min(positions, exported.max_length)):
+        logits, state = exported.decode_step(token, position, state)
+        weights = np.exp(logits - logits.max(axis=-1, keepdims=True))
+        cdf = np.cumsum(weights / weights.sum(axis=-1, keepdims=True), axis=-1, dtype=np.float32)
+        token = np.minimum((cdf < uniforms[:, position, None] * cdf[:, -1:]).sum(axis=-1), cdf.shape[-1] - 1)
+        token = np.where(alive, token, 0).astype(np.int32)
+        words[:, position] = token
+        alive &= token != 0
+    # A word still growing at a word model's block_size goes on through next_token on its last block_size tokens
+    # (not done here); at max_length it is cut, as generate cuts it.
+    alive &= positions < exported.max_length
+    return [exported.vocab.decode(row) if not growing else None for row, growing in zip(words, alive)]
+
+
+@pytest.mark.slow
+def test_every_model_generates_its_words_through_its_decode_step_signature(exported_run):
+    """An app's own loop over `initial_state` and `decode_step` draws `generate`'s words, in both artifacts."""
+    from keras_makemore.artifacts.reader import ExportedModel
+
+    run_dir, report = exported_run
+    word_model = get_model_type(json.loads((run_dir / "config.json").read_text())["model"]).context == WORD
+    for artifact in (report.litert, report.saved_model):
+        exported = ExportedModel(artifact)
+        state = exported.initial_state(3)
+        assert state.shape[0] == 3 and state.dtype in (np.float32, np.int32)
+        one = exported._signatures["decode_step_one"]  # one word, fixed shapes: zeros at the start marker
+        logits, state = exported.decode_step(np.zeros(1, np.int32), 0, exported.initial_state(1))
+        out = one(token=np.zeros(1, np.int32), position=np.int32(0), state=np.zeros_like(state))
+        np.testing.assert_allclose(out["logits"], logits, atol=1e-5)
+        np.testing.assert_allclose(out["state"], state, atol=1e-5)
+        positions = exported.block_size if word_model else exported.max_length  # a window model's have no limit
+        stepped, generated = _words_by_decode_step(exported, 11, 40, positions), exported.generate(seed=11, num_words=40)
+        assert sum(w is not None for w in stepped) >= 30
+        assert [w for w in stepped if w is not None] == [g for w, g in zip(stepped, generated) if w is not None]
+
+
+@pytest.mark.parametrize("cell", ["rnn", "gru"])
+def test_a_recurrent_model_saved_before_the_start_state_was_learned_still_loads_and_samples(cell, tmp_path):
+    """A model file without the `start` layer (as earlier runs wrote it) starts from zeros, through every path."""
+    import tensorflow as tf
+
+    from keras_makemore.models.keras_model import decoder
+    from keras_makemore.sampling.controls import SamplingControls
+    from keras_makemore.sampling.graph import generate_tokens
+
+    tokens = keras.Input(shape=(8,), dtype="int32", name="sequence")
+    x = keras.layers.Embedding(6, 4, name="embedding")(tokens)
+    layer = keras.layers.GRU(5, reset_after=False, return_sequences=True, unroll=True, name=cell) if cell == "gru" \
+        else keras.layers.SimpleRNN(5, return_sequences=True, unroll=True, name=cell)
+    old = keras.Model(tokens, keras.layers.Dense(6, name="logits")(layer(x)), name=f"{cell}_language_model")
+    old.save(tmp_path / "model.keras")
+    model = load_model(tmp_path / "model.keras")
+    assert [layer.name for layer in model.layers] == ["sequence", "embedding", cell, "logits"]
+    sequences = np.random.default_rng(0).integers(1, 6, (3, 8)).astype(np.int32)
+    sequences[:, 0] = 0
+    steps = decoder(model)
+    state = steps.initial_state(3)
+    assert not np.asarray(state[0]).any()
+    whole = np.asarray(model(sequences))
+    for position in range(8):
+        logits, state = steps.step(sequences[:, position], np.int32(position), state)
+        np.testing.assert_allclose(np.asarray(logits), whole[:, position], atol=1e-5)
+    from keras_makemore.data.vocabulary import Vocabulary
+
+    inputs = {k: tf.constant(v) for k, v in SamplingControls().inputs(Vocabulary("abcde"), 12).items()}
+    words = [generate_tokens(next_token_logits(model), tf.constant(1), tf.constant(0), tf.constant(count),
+                             block_size=8, **d, **inputs).numpy()
+             for count in (5, 20) for d in ({}, {"decoder": decoder(model, compact=True), "few_words_decoder": steps})]
+    np.testing.assert_array_equal(words[1], words[0])
+    np.testing.assert_array_equal(words[3], words[2])

@@ -135,3 +135,62 @@ def test_a_model_url_that_is_not_there_shows_a_readable_error(page):
 def test_bad_options_show_a_readable_error(page):
     shown = page(model="model.tflite", temperature=0, prefix="a")
     assert shown["state"] == "error" and shown["error"] == 'Temperature must be at least 1e-6, got "0": try 1'
+
+
+@pytest.fixture(scope="module")
+def transformer_tflite(tmp_path_factory, names_path):
+    """The model.tflite of the transformer preset's recipe, trained briefly on names at a small size."""
+    run_dir = tmp_path_factory.mktemp("web") / "transformer"
+    trained = run_cli("train", "--model", "transformer", "--data", str(names_path), "--embed-dim", "16",
+                      "--hidden", "32", "--layers", "2", "--heads", "2", "--steps", "150", "--eval-every", "150",
+                      "--out", str(run_dir))
+    assert trained.returncode == 0, trained.stderr
+    result = run_cli("export", str(run_dir), "--json")
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)["litert"]
+
+
+@pytest.fixture(scope="module")
+def transformer_page(chromium, transformer_tflite):
+    """`transformer_page(*args, **query)`: as `page`, serving the transformer's model.tflite."""
+    spec = importlib.util.spec_from_file_location("serve", WEB / "serve.py")
+    serve = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(serve)
+    server = serve.serve(transformer_tflite, port=0, quiet=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    root = f"http://127.0.0.1:{server.server_address[1]}/"
+    yield lambda *args, **query: _browse(chromium, f"{root}?{urlencode(query)}", *args)
+    server.shutdown()
+    server.server_close()
+
+
+def test_page_samples_the_transformers_words_with_the_time_shown(transformer_page, transformer_tflite):
+    shown = transformer_page(model="model.tflite", seed=9, n=12)
+    assert shown["error"] is None and shown["pageErrors"] == []
+    assert shown["words"] == _sample_tflite(transformer_tflite, "--seed", "9", "-n", "12")
+    assert shown["stats"].startswith("12 words in ") and " ms " in shown["stats"] and shown["wordsPerSecond"] > 0
+
+
+def test_decode_step_in_the_browser_gives_the_logits_of_ai_edge_litert(transformer_page, transformer_tflite):
+    """`WordModel.stepLogits` (initial_state, then decode_step a character at a time) in LiteRT.js."""
+    import numpy as np
+
+    from keras_makemore.artifacts.reader import ExportedModel
+
+    word = "emily"
+    script = ("const {WordModel} = await import('./makemore.js');"
+              "const bytes = new Uint8Array(await (await fetch('model.tflite')).arrayBuffer());"
+              f"const model = await WordModel.load(bytes); const logits = await model.stepLogits('{word}');"
+              "model.delete(); return logits.map(row => Array.from(row));")
+    shown = transformer_page("--evaluate", script, model="model.tflite", n=1)
+    assert shown["pageErrors"] == []
+    exported = ExportedModel(transformer_tflite)
+    tokens = [0, *exported.vocab.encode(word)]
+    state, expected = exported.initial_state(1), []
+    for position, token in enumerate(tokens):
+        logits, state = exported.decode_step(np.array([token], np.int32), position, state)
+        expected.append(logits[0])
+    np.testing.assert_allclose(np.array(shown["evaluated"]), np.array(expected), atol=1e-4)
+    contexts = np.array([([0] * exported.block_size + tokens[:i + 1])[-exported.block_size:]
+                         for i in range(len(tokens))], np.int32)  # the whole-window pass, as the page's next_token
+    np.testing.assert_allclose(np.array(expected), exported(contexts), atol=1e-4)

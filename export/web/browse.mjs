@@ -4,14 +4,15 @@
 //   node browse.mjs 'http://127.0.0.1:8000/?model=model.tflite&seed=9&n=12' [--upload FILE] [--screenshot PNG]
 //
 // --upload chooses FILE in the page's file input once the page is idle; --again N clicks Generate N more times
-// (warm runs: their words/s are in "again"). Chromium is $CHROMIUM or /usr/bin/chromium.
+// (warm runs: their words/s are in "again"); --evaluate JS runs the async function body JS in the page once it
+// settled (its result is in "evaluated"). Chromium is $CHROMIUM or /usr/bin/chromium.
 import {parseArgs} from 'node:util';
 import {chromium} from 'playwright-core';
 
 const {values: options, positionals: [url]} = parseArgs({
   allowPositionals: true,
   options: {upload: {type: 'string'}, screenshot: {type: 'string'}, again: {type: 'string', default: '0'},
-            timeout: {type: 'string', default: '60000'}},
+            timeout: {type: 'string', default: '60000'}, evaluate: {type: 'string'}},
 });
 const timeout = Number(options.timeout);
 const settled = state => ['done', 'error'].includes(state);
@@ -41,6 +42,7 @@ try {
     await waitUntilSettled();
     again.push(Number(await stats.getAttribute('data-words-per-second')));
   }
+  const evaluated = options.evaluate ? await page.evaluate(`(async () => { ${options.evaluate} })()`) : null;
   if (options.screenshot) await page.screenshot({path: options.screenshot, fullPage: true});
   console.log(JSON.stringify({
     state: await state(),
@@ -50,6 +52,7 @@ try {
     firstWordsMs: Number(await stats.getAttribute('data-first-words-ms')) || null,
     wordsPerSecond: Number(await stats.getAttribute('data-words-per-second')) || null,
     again,
+    evaluated,
     fetched: await Promise.all(fetched),
     pageErrors,
     chromium: browser.version(),

@@ -100,6 +100,30 @@ export class WordModel {
     return words;
   }
 
+  /**
+   * The next-character logits after each prefix of `text`, through `decode_step_one`: one step a character with
+   * the model's state carried, as an app that suggests the next letter runs it. Returns one Float32Array of the
+   * vocabulary's size per position: after the start marker, then after each character. A word model takes
+   * positions below its block_size (the file's decode signature says it).
+   */
+  async stepLogits(text) {
+    const tokens = [0, ...this.encode(text).slice(0, Array.from(text).length)];
+    let state = 0;  // not read at position 0: the step starts from the model's own initial state
+    const logits = [];
+    try {
+      for (const [position, token] of tokens.entries()) {
+        const out = await this.#run('decode_step_one', {token, position, state});
+        if (state instanceof Tensor) state.delete();
+        state = out.state;
+        logits.push(out.logits.toTypedArray());
+        out.logits.delete();
+      }
+    } finally {
+      if (state instanceof Tensor) state.delete();
+    }
+    return logits;
+  }
+
   /** Run signature `key`, giving each input a tensor of its own dtype and shape filled from `values`. */
   async #run(key, values) {
     const inputs = {};

@@ -119,6 +119,31 @@ class ExportedModel:
         return self._signatures["generate"](seed=np.int32(seed), num_words=np.int32(num_words),
                                             first_row=np.int32(first_row), **inputs)["tokens"]
 
+    def initial_state(self, num_words: int = 1) -> np.ndarray:
+        """The `initial_state` signature: the state `[num_words, ...]` of `num_words` words before their start marker."""
+        self._require("initial_state")
+        return self._signatures["initial_state"](num_words=np.int32(num_words))["state"]
+
+    def decode_step(self, token: np.ndarray, position: int, state: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The `decode_step` signature: feed int32 tokens `[n]` at `position` (0 for the start marker); the
+        next-token logits `[n, V]` and the state after them.
+
+        Example:
+
+        ```python
+        state = exported.initial_state(1)
+        logits, state = exported.decode_step(np.zeros(1, np.int32), 0, state)  # the start marker
+        ```
+        """
+        self._require("decode_step")
+        out = self._signatures["decode_step"](token=np.asarray(token, np.int32), position=np.int32(position),
+                                              state=state)
+        return out["logits"], out["state"]
+
+    def _require(self, signature: str) -> None:
+        if signature not in self._signatures:
+            raise UserError(f"{self.path} has no {signature} signature: export the run again with this keras-makemore")
+
     def score(self, words: list[str]) -> dict[str, np.ndarray]:
         """The `score` signature: `{"log_prob", "nll"}`, float32 `[len(words)]`.
 

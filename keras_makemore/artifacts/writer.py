@@ -5,7 +5,9 @@ int32 or float32 only, which is all LiteRT.js reads): `next_token`,
 `generate`, `score`, `decode`, and `generate_fixed`, `score_fixed` and
 `decode_fixed`, the same with `FIXED_BATCH` words per call and every shape
 fixed, for LiteRT.js, which allocates from the signature's shapes and cannot
-resize. `signature_table()` lists their inputs and outputs (the table of
+resize; `initial_state` and `decode_step`, the model fed one token at a time
+with its state (`models.base.decoder`), for apps that drive their own loop,
+and `decode_step_one`, the same for one word with every shape fixed. `signature_table()` lists their inputs and outputs (the table of
 `export/README.md`). The vocabulary travels inside the artifact (`decode`):
 the file alone is enough to sample.
 
@@ -32,7 +34,14 @@ from keras_makemore import atomic
 from keras_makemore.artifacts.reader import MANIFEST_FILE, ExportedModel, saved_model_digests
 from keras_makemore.data.vocabulary import MARKER_ID, Vocabulary
 from keras_makemore.errors import UserError
-from keras_makemore.models.keras_model import model_shape, next_token_logits, serving_logits
+from keras_makemore.models.keras_model import (
+    Decoder,
+    decoder,
+    is_word_model,
+    model_shape,
+    next_token_logits,
+    serving_logits,
+)
 from keras_makemore.sampling.controls import SamplingControls
 from keras_makemore.sampling.graph import generate_tokens
 from keras_makemore.sampling.scoring import score_tokens
@@ -52,6 +61,10 @@ class _Serving(NamedTuple):
     block_size: int
     max_length: int
     code_points: np.ndarray  # the code point of each token id, 0 for the marker
+    decoder: Decoder  # the model fed one token at a time, for the decode_step signature
+    generate_decoder: Decoder | None  # the compact one `generate` carries, for a word model
+    state_spec: tf.TensorSpec  # the decoder's state as one tensor `[None, ...]` (`state_spec`)
+    state_parts: int  # the tensors of the decoder's state, stacked on axis 1 in `state`
 
 
 class _Calibration(NamedTuple):
@@ -60,6 +73,7 @@ class _Calibration(NamedTuple):
     contexts: list[np.ndarray]
     controls: list[dict[str, np.ndarray]]
     words: list[np.ndarray]  # [FIXED_BATCH, max_length] token ids per entry of `controls`
+    steps: list[dict[str, np.ndarray]]  # decode_step inputs along words the model sampled
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,6 +87,8 @@ class Signature:
         calibration: `_Calibration -> iterable of input dicts` for int8 calibration.
         takes: the inputs, as `signature_table()` lists them.
         gives: the outputs, as `signature_table()` lists them.
+        takes_state: the decoder's state, `state`, follows `inputs` (`_Serving.state_spec`).
+        one_word: that state is one word's, `[1, ...]`.
     """
 
     name: str
@@ -81,6 +97,8 @@ class Signature:
     calibration: Callable[[_Calibration], Iterable[dict]]
     takes: str
     gives: str
+    takes_state: bool = False
+    one_word: bool = False
 
 
 def _scalar(name: str) -> tf.TensorSpec:
@@ -97,6 +115,7 @@ def _next_token(serving: _Serving) -> Callable:
 def _generate(serving: _Serving) -> Callable:
     def generate(seed, num_words, first_row, *controls):
         tokens = generate_tokens(serving.logits_fn, seed, first_row, num_words, block_size=serving.block_size,
+                                 decoder=serving.generate_decoder, few_words_decoder=serving.decoder,
                                  **SamplingControls.by_name(controls))
         return {"tokens": _bindable(tokens)}
     return generate
@@ -108,6 +127,7 @@ def _generate_fixed(serving: _Serving) -> Callable:
         # the loop; one computed from an input does not, and the reshape fixes the shape.
         num_words = FIXED_BATCH + 0 * first_row
         tokens = generate_tokens(serving.logits_fn, seed, first_row, num_words, block_size=serving.block_size,
+                                 decoder=serving.generate_decoder, few_words_decoder=serving.decoder,
                                  **SamplingControls.by_name(controls))
         return {"tokens": _bindable(tf.reshape(tokens, [FIXED_BATCH, serving.max_length]))}
     return generate_fixed
@@ -124,6 +144,45 @@ def _decode(serving: _Serving) -> Callable:
                 "block_size": tf.constant(serving.block_size, tf.int32),
                 "max_length": tf.constant(serving.max_length, tf.int32)}
     return decode
+
+
+def _initial_state(serving: _Serving) -> Callable:
+    def initial_state(num_words):
+        state = _packed(serving.decoder.initial_state(num_words))
+        # Through one real op (a no-op here): LiteRT's CompiledModel cannot bind an output that a FILL or a TILE
+        # of a computed shape gives straight (ai-edge-litert 2.3).
+        return {"state": tf.maximum(state, state.dtype.min)}
+    return initial_state
+
+
+def _decode_step(serving: _Serving) -> Callable:
+    def decode_step(token, position, state):
+        parts = (state,) if serving.state_parts == 1 else tf.unstack(state, serving.state_parts, axis=1)
+        logits, parts = serving.decoder.step(token, position, tuple(parts))
+        return {"logits": logits, "state": _packed(parts)}
+    return decode_step
+
+
+def _decode_step_one(serving: _Serving) -> Callable:
+    step = _decode_step(serving)
+
+    def decode_step_one(token, position, state):
+        # At the start marker, the state before it: an app passes zeros and needs no initial_state.
+        start = _packed(serving.decoder.initial_state(1))
+        return step(token, position, tf.where(tf.equal(position, 0), start, state))
+    return decode_step_one
+
+
+def _packed(parts) -> tf.Tensor:
+    """A decoder's state as the one tensor of the signatures: its only part, or its parts stacked on axis 1."""
+    return parts[0] if len(parts) == 1 else tf.stack(parts, axis=1)
+
+
+def state_spec(model: keras.Model) -> tuple[tf.TensorSpec, int]:
+    """The spec `[None, ...]` of `model`'s decoder state as the signatures take it (`state`), and its parts."""
+    parts = decoder(model).initial_state(1)
+    packed = _packed(parts)
+    return tf.TensorSpec([None, *packed.shape[1:]], packed.dtype, name="state"), len(parts)
 
 
 # The signatures, in the order of `export.json`: adding one is adding an entry here.
@@ -160,6 +219,20 @@ SIGNATURE_TABLE = (
               lambda block, length: [tf.TensorSpec([FIXED_BATCH, length], tf.int32, name="tokens")],
               lambda c: ({"tokens": words} for words in c.words), "`tokens` int32 `[B, L]`",
               "as `decode`, `code_points` `[B, L]`"),
+    Signature("initial_state", _initial_state, lambda block, length: [_scalar("num_words")],
+              lambda c: ({"num_words": np.int32(n)} for n in (1, 32)), "`num_words` (>= 1) int32 `[]`",
+              "`state` `[num_words, ...]` (float32; int32 for a window model): the state before the start marker"),
+    Signature("decode_step", _decode_step,
+              lambda block, length: [tf.TensorSpec([None], tf.int32, name="token"), _scalar("position")],
+              lambda c: iter(c.steps),
+              "`token` int32 `[n]` at `position` int32 `[]` (0 for the start marker; below `block_size` for a "
+              "word model), `state` as `initial_state` or `decode_step` gave it",
+              "`logits` float32 `[n, V]` of the next token, `state` after `token`", takes_state=True),
+    Signature("decode_step_one", _decode_step_one,
+              lambda block, length: [tf.TensorSpec([1], tf.int32, name="token"), _scalar("position")],
+              lambda c: ({**step, "token": step["token"][:1], "state": step["state"][:1]} for step in c.steps),
+              "as `decode_step`, one word: `token` int32 `[1]`, `state` `[1, ...]` (at `position` 0 it is not "
+              "read: pass zeros)", "as `decode_step`, `logits` `[1, V]`", takes_state=True, one_word=True),
 )
 SIGNATURES = tuple(signature.name for signature in SIGNATURE_TABLE)
 
@@ -176,7 +249,8 @@ def litert_filename(quantize: str = "none") -> str:
     return "model.tflite" if quantize == "none" else f"model_{quantize}.tflite"
 
 
-def write_saved_model(model: keras.Model, vocab: Vocabulary, path: str | os.PathLike, max_length: int) -> Path:
+def write_saved_model(model: keras.Model, vocab: Vocabulary, path: str | os.PathLike, max_length: int,
+                      carry_state: bool = True) -> Path:
     """Write `model` as a SavedModel with the signatures of `SIGNATURE_TABLE`.
 
     Args:
@@ -185,6 +259,9 @@ def write_saved_model(model: keras.Model, vocab: Vocabulary, path: str | os.Path
         vocab: the model's vocabulary; it is stored in the SavedModel.
         path: the SavedModel directory to write (replaced atomically if it exists).
         max_length: `L`, the most characters per word that `generate` draws and `score` takes.
+        carry_state: a word model's `generate` carries its state from one
+            character to the next (`models.base.decoder`); False reruns the
+            whole sequence at each character, the same words, slower (for benchmarks).
 
     Returns:
         `path`.
@@ -205,11 +282,16 @@ def write_saved_model(model: keras.Model, vocab: Vocabulary, path: str | os.Path
         raise UserError(f"max_length must be at least 1, got {max_length}", argument="max_length")
 
     code_points = np.array([MARKER_ID] + [ord(c) for c in vocab.chars], dtype=np.int32)
-    serving = _Serving(serving_logits(model), block_size, max_length, code_points)
+    serving = _Serving(serving_logits(model), block_size, max_length, code_points, decoder(model),
+                       decoder(model, compact=True) if carry_state and is_word_model(model) else None,
+                       *state_spec(model))
     archive = keras.export.ExportArchive()
     archive.track(model)
     for signature in SIGNATURE_TABLE:
-        archive.add_endpoint(signature.name, signature.function(serving), signature.inputs(block_size, max_length))
+        state = tf.TensorSpec([1, *serving.state_spec.shape[1:]], serving.state_spec.dtype, name="state")
+        inputs = signature.inputs(block_size, max_length) + (
+            [state if signature.one_word else serving.state_spec] if signature.takes_state else [])
+        archive.add_endpoint(signature.name, signature.function(serving), inputs)
     path = Path(path)
     with atomic.atomic_dir(path) as tmp:
         archive.write_out(str(tmp), verbose=False)
@@ -279,10 +361,20 @@ def _representative_samples(saved_model: str | os.PathLike, contexts: np.ndarray
     words = [signatures["generate_fixed"](seed=tf.constant(seed), first_row=tf.constant(0),
                                           **{k: tf.constant(v) for k, v in inputs.items()})["tokens"].numpy()
              for seed, inputs in enumerate(controls)]
-    calibration = _Calibration(batches, controls, words)
+    state = signatures["initial_state"](num_words=tf.constant(32))["state"].numpy()
+    steps = []
+    for position in range(min(block_size_of(signatures), max_length)):
+        token = words[0][:32, position - 1] if position else np.zeros(32, np.int32)
+        steps.append({"token": token.astype(np.int32), "position": np.int32(position), "state": state})
+        state = signatures["decode_step"](**{k: tf.constant(v) for k, v in steps[-1].items()})["state"].numpy()
+    calibration = _Calibration(batches, controls, words, steps)
     for signature in SIGNATURE_TABLE:
         for inputs in signature.calibration(calibration):
             yield signature.name, inputs
+
+
+def block_size_of(signatures) -> int:
+    return int(signatures["decode"](tokens=tf.zeros([1, 1], tf.int32))["block_size"])
 
 
 @dataclasses.dataclass(frozen=True)

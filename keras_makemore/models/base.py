@@ -76,6 +76,21 @@ class ModelType:
             (patterns searched in each variable's name), e.g. the
             LayerNormalization scales and offsets and the biases, as minGPT
             does.
+        initial_state: optional `(model, batch, compact=False) -> state`, a
+            word model's state before the start marker: a tuple of float32
+            tensors `[batch, ...]` of fixed shapes (the RNN's learned start
+            state, BoW's zero sum, the Transformer's key/value cache of `T`
+            positions). `compact=True` asks for the smallest state, which may
+            grow along the word (the Transformer's cache then holds the
+            positions fed so far), for `generate`'s loop, which copies its
+            state at every step.
+        decode_step: optional `(model, token, position, state, compact=False)
+            -> (logits, state)`: feed int32 `token` `[batch]` at the word's
+            `position` (an int32 scalar, 0 for the start marker, below `T`),
+            get the next-token logits `[batch, V]` and the state after it.
+            Given both, `generate` carries the state along the word, one step
+            per character, instead of rerunning the whole sequence; its logits
+            equal the whole-sequence pass's (to float rounding).
 
     Example:
 
@@ -99,6 +114,8 @@ class ModelType:
     xla_scope: str = "auto"
     packs_words: bool = False
     decay_exempt: tuple[str, ...] = ()
+    initial_state: Callable[..., tuple] | None = None
+    decode_step: Callable[..., tuple] | None = None
 
     @property
     def own_preset(self) -> str | None:

@@ -23,6 +23,11 @@ def build_bow(vocab_size: int, length: int, embed_dim: int = 64, hidden_units: i
         hidden_units: width of the tanh MLP (`n_embd2`).
         seed: seed of the initial weights (None: Keras' global generator).
 
+    Where it differs from makemore.py on purpose: the causal mean is a
+    running sum divided by the count (`CausalMean`), not a masked `[T, T]`
+    average, the same numbers to float rounding; the initial weights are
+    Keras', not PyTorch's defaults.
+
     Returns:
         A functional `keras.Model` from int32 sequences `[batch, length]` to
         logits at every position `[batch, length, vocab_size]`.
@@ -56,6 +61,25 @@ def _count(c: TrainConfig, vocab_size: int, length: int) -> int:
     return (vocab_size + length) * e + e * h + h + h * e + e + e * vocab_size + vocab_size
 
 
+def initial_state(model: keras.Model, batch, compact: bool = False) -> tuple:
+    """The running sum of the word's vectors so far: zeros `[batch, embed_dim]`."""
+    import tensorflow as tf
+
+    return (tf.zeros([batch, model.get_layer(EMBEDDING_LAYER).output_dim]),)
+
+
+def decode_step(model: keras.Model, token, position, state, compact: bool = False) -> tuple:
+    """One position: add its vector to the running sum, divide by the count for the causal mean, then the MLP."""
+    import tensorflow as tf
+
+    table = model.get_layer("position_embedding").embeddings
+    x = model.get_layer(EMBEDDING_LAYER)(token) + tf.gather(tf.convert_to_tensor(table), position)[None]
+    total = state[0] + x
+    x = x + total / tf.cast(position + 1, tf.float32)
+    x = x + model.get_layer("project")(model.get_layer("hidden")(x))
+    return model.get_layer("logits")(x), (total,)
+
+
 PRESETS = {"bow": dict(embed_dim=64, hidden_units=64, batch_size=64, steps=6_000, eval_every=1_500,
                        optimizer="adamw", lr=3e-3, lr_schedule="cosine", weight_decay=0.01)}
 
@@ -69,4 +93,6 @@ MODEL = ModelType(
     count_parameters=_count,
     presets=PRESETS,
     search_space={"embed_dim": (32, 64, 128), "hidden_units": (32, 64, 128)},
+    initial_state=initial_state,
+    decode_step=decode_step,
 )

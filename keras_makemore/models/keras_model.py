@@ -14,7 +14,7 @@ The character embedding of every model is the `keras.layers.Embedding` named
 which is how a loaded model finds its type again.
 """
 
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import keras
 import numpy as np
@@ -90,6 +90,47 @@ def serving_logits(model: keras.Model) -> Callable[[tf.Tensor], tf.Tensor]:
     if model_type is not None and model_type.serving_logits is not None:
         return model_type.serving_logits(model)
     return next_token_logits(model)
+
+
+class Decoder(NamedTuple):
+    """A model fed one token at a time, its state carried between calls (see `decoder`).
+
+    `initial_state(batch)` gives the state before the first token (a tuple of
+    tensors `[batch, ...]`); `step(token, position, state)` takes int32 tokens
+    `[batch]` at int32 scalar `position` and gives `(logits [batch, V], state)`.
+    `length` is the positions it takes: `0 .. length - 1`.
+    """
+
+    initial_state: Callable[[tf.Tensor], tuple]
+    step: Callable[[tf.Tensor, tf.Tensor, tuple], tuple]
+    length: int
+
+
+def decoder(model: keras.Model, compact: bool = False) -> Decoder:
+    """`model` fed one token at a time: a word model's own `decode_step`, or a window model through its window.
+
+    A window model's state is its window, int32 `[batch, block_size]`: each
+    step shifts the token in and runs the model on it. A word model's steps
+    give the logits of its whole-sequence pass at each position of a word;
+    its `length` is `T`, and a word longer than `T - 1` characters goes on
+    through `next_token_logits` on the last `T` tokens (as makemore.py crops).
+    `compact`: the state `generate`'s loop carries (see `ModelType.initial_state`).
+    """
+    model_type = model_type_of(model)
+    block_size = model_shape(model)["block_size"]
+    if model_type is not None and model_type.decode_step is not None:
+        return Decoder(lambda batch: tuple(model_type.initial_state(model, batch, compact=compact)),
+                       lambda token, position, state: model_type.decode_step(model, token, position, tuple(state),
+                                                                             compact=compact),
+                       block_size)
+    logits_fn = next_token_logits(model)
+
+    def step(token, position, state):
+        (window,) = state
+        window = tf.concat([window[:, 1:], tf.cast(token, tf.int32)[:, None]], axis=1)
+        return logits_fn(window), (window,)
+
+    return Decoder(lambda batch: (tf.zeros([batch, block_size], tf.int32),), step, 2**31 - 1)
 
 
 def _sequences_of_windows(context: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:

@@ -2,6 +2,7 @@
 
 import keras
 import numpy as np
+import tensorflow as tf
 from keras import ops
 
 # The attention bias of a masked score: a large negative number, not -inf: exp underflows to exactly 0 either way.
@@ -55,6 +56,41 @@ class WordBoundaries(keras.layers.Layer):
 
     def get_config(self):
         return super().get_config() | {"start_id": self.start_id}
+
+
+@keras.saving.register_keras_serializable(package="keras_makemore")
+class LearnedState(keras.layers.Layer):
+    """A learned vector, the same for every row: `[batch, ...]` in, `[batch, units]` out (makemore.py's `RNN.start`).
+
+    The recurrent networks start from it, as makemore.py's `RNN` starts from
+    its `start` parameter, a `[1, n_embd2]` tensor of zeros at first.
+
+    Args:
+        units: the vector's size.
+
+    Example:
+
+    >>> LearnedState(3)(np.zeros((2, 5), "int32")).numpy().tolist()
+    [[0.0, 0.0, 0.0], [0.0, 0.0, 0.0]]
+    """
+
+    def __init__(self, units: int, **kwargs):
+        super().__init__(**kwargs)
+        if units < 1:
+            raise ValueError(f"units must be at least 1, got {units}")
+        self.units = units
+
+    def build(self, input_shape):
+        self.start = self.add_weight(shape=(1, self.units), initializer="zeros", name="start")
+
+    def call(self, x):
+        return ops.tile(self.start, (ops.shape(x)[0], 1))
+
+    def compute_output_spec(self, x):
+        return keras.KerasTensor((x.shape[0], self.units), "float32")
+
+    def get_config(self):
+        return super().get_config() | {"units": self.units}
 
 
 @keras.saving.register_keras_serializable(package="keras_makemore")
@@ -169,6 +205,38 @@ class CausalSelfAttention(keras.layers.Layer):
         attention = ops.softmax(scores + bias, axis=-1)
         y = ops.reshape(ops.transpose(ops.matmul(attention, v), (0, 2, 1, 3)), (-1, length, dim))
         return self.proj(y)
+
+    def decode(self, x, position, keys, values):
+        """One position of a word at a time: `call` at `position`, given the keys and values of the earlier ones.
+
+        Args:
+            x: `[batch, dim]`, the input at `position`.
+            position: int32 scalar below the cache's length, where this
+                position's key and value are written; None appends them to the
+                cache instead (which then holds the earlier positions only).
+            keys, values: the cache, `[batch, heads, positions, dim / heads]`;
+                positions from `position` on are not read.
+
+        Returns:
+            `(y, keys, values)`: the output `[batch, dim]`, and the cache with
+            this position's key and value.
+        """
+        dim = x.shape[-1]
+        size = dim // self.heads
+        q, k, v = (ops.reshape(t, (-1, self.heads, 1, size)) for t in ops.split(self.qkv(x), 3, axis=-1))
+        if position is None:
+            keys, values = ops.concatenate([keys, k], axis=2), ops.concatenate([values, v], axis=2)
+            bias = 0.0
+        else:
+            length = keys.shape[2]
+            here = ops.reshape(ops.equal(ops.arange(length), position), (1, 1, length, 1))
+            keys, values = ops.where(here, k, keys), ops.where(here, v, values)
+            bias = ops.where(ops.arange(length) > position, MASKED, 0.0)
+        # Products and sums, not batched matmuls of one row: many tiny matrices are slow in LiteRT.
+        scores = ops.sum(q * keys, axis=-1) * (1.0 / size**0.5)  # [batch, heads, positions]
+        attention = tf.nn.softmax(scores + bias, axis=-1)  # Keras' softmax warns about the first step's single position
+        y = ops.sum(ops.expand_dims(attention, -1) * values, axis=2)  # [batch, heads, size]
+        return self.proj(ops.reshape(y, (-1, dim))), keys, values
 
     def get_config(self):
         return super().get_config() | {"heads": self.heads,

@@ -40,6 +40,12 @@ def build_model(
         A functional `keras.Model` from int32 contexts `[batch, block_size]` to
         logits `[batch, vocab_size]`; apply a softmax for probabilities.
 
+    Where it differs from its sources on purpose: it is the lecture's
+    (part 2) network, whose contexts before a word's start hold the marker;
+    makemore.py's `MLP` embeds a separate blank token there (`vocab_size + 1`
+    embeddings). The initial weights are Keras' (embeddings uniform in
+    +-0.05, Glorot-uniform kernels), not the lecture's scaled normals.
+
     Example:
 
     >>> model = build_model(vocab_size=27, block_size=3, embed_dim=10, hidden_units=200)

@@ -21,8 +21,15 @@ def build_transformer(vocab_size: int, length: int, embed_dim: int = 64, hidden_
     """Build makemore.py's `Transformer`: `layers` blocks of `x + attn(ln(x))`, `x + mlp(ln(x))`, then `ln`, `Dense`.
 
     makemore.py's defaults (embedding 64, 4 layers, 4 heads, MLP 4 x 64 = 256)
-    make 204,571 parameters on names (27 tokens, 16 positions). makemore.py's
-    MLP uses the tanh approximation of GELU; this one the exact GELU.
+    make 204,571 parameters on names (27 tokens, 16 positions); makemore.py's
+    own makes 204,544, its output layer having no bias.
+
+    Where it differs from makemore.py on purpose: each block's MLP uses the
+    exact GELU where makemore.py's uses its tanh approximation; the output
+    layer has a bias; the initial weights are Keras' (Glorot-uniform kernels,
+    embeddings uniform in +-0.05), not minGPT's normals of standard deviation
+    0.02; `dropout` and `packed_words` are options makemore.py does not have
+    (off, the same network).
 
     Args:
         vocab_size: number of tokens, the marker included.
@@ -88,6 +95,42 @@ def _count(c: TrainConfig, vocab_size: int, length: int) -> int:
     return (vocab_size + length) * e + c.layers * block + 2 * e + e * vocab_size + vocab_size
 
 
+def _blocks(model: keras.Model) -> int:
+    return sum(layer.name.endswith("_attention") for layer in model.layers)
+
+
+def initial_state(model: keras.Model, batch, compact: bool = False) -> tuple:
+    """Each block's key and value cache, `[batch, heads, positions, embed_dim / heads]`: keys, values, block by block.
+
+    The cache holds `T` positions (zeros), or with `compact` none yet: it then
+    grows by one position a step.
+    """
+    import tensorflow as tf
+
+    attention = model.get_layer("block1_attention")
+    length, dim = model.input_shape[1], model.get_layer(EMBEDDING_LAYER).output_dim
+    zeros = tf.zeros([batch, attention.heads, 0 if compact else length, dim // attention.heads])
+    return (zeros,) * (2 * _blocks(model))
+
+
+def decode_step(model: keras.Model, token, position, state, compact: bool = False) -> tuple:
+    """One new position: every block attends to the cached keys and values of the earlier ones and adds its own."""
+    import tensorflow as tf
+
+    table = model.get_layer("position_embedding").embeddings
+    x = model.get_layer(EMBEDDING_LAYER)(token) + tf.gather(tf.convert_to_tensor(table), position)[None]
+    cache = []
+    for i in range(1, _blocks(model) + 1):
+        h = model.get_layer(f"block{i}_norm1")(x)
+        h, keys, values = model.get_layer(f"block{i}_attention").decode(
+            h, None if compact else position, *state[2 * i - 2:2 * i])
+        cache += [keys, values]
+        x = x + h
+        h = model.get_layer(f"block{i}_mlp")(model.get_layer(f"block{i}_norm2")(x))
+        x = x + model.get_layer(f"block{i}_project")(h)
+    return model.get_layer("logits")(model.get_layer("final_norm")(x)), tuple(cache)
+
+
 # Compiling deeper networks takes minutes before the first step: 16 blocks of width 4 trained 10 steps in 62 s
 # (most of it tracing and compiling), 48 blocks in 285 s, and 100 ran out of memory maps (2 loaded cores).
 MAX_LAYERS = 16
@@ -140,4 +183,6 @@ MODEL = ModelType(
     # (weight decay 0.1, 20,000 steps): val 1.9211, against 1.9255 decaying every variable and 1.9232 sparing the
     # embeddings too, as minGPT also does (docs/models.md).
     decay_exempt=("gamma", "beta", "bias"),
+    initial_state=initial_state,
+    decode_step=decode_step,
 )

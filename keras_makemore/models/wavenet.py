@@ -24,6 +24,11 @@ def build_wavenet(vocab_size: int, block_size: int = 8, embed_dim: int = 24, hid
     as the lecture's fixed `BatchNorm1d` does, with its momentum of 0.1 (0.9 in
     Keras' convention).
 
+    Where it differs from the lecture on purpose: Keras' BatchNormalization
+    divides the batch variance by n, in training and in its moving variance;
+    the lecture's `torch.var` divides by n - 1 (unbiased). The initial
+    weights are Keras', not the lecture's scaled normals.
+
     Args:
         vocab_size: number of tokens, the marker included.
         block_size: characters of context, a power of two (2 or more).

@@ -22,8 +22,9 @@ import numpy as np
 import tensorflow as tf
 
 from keras_makemore.data.vocabulary import MARKER_ID
-from keras_makemore.models.keras_model import next_token_logits
+from keras_makemore.models.keras_model import Decoder, decoder, is_word_model, next_token_logits
 
+FEW_WORDS = 8  # calls of at most this many words keep them all in the loop to the end (see `generate_tokens`)
 _MODULUS = 2**31 - 1  # a prime, so that multiplying modulo it scrambles
 # (xor constant, multiplier, shift) of each scrambling round.
 _ROUNDS = ((0x2545F491, 48271, 16), (0x1B873593, 16807, 13), (0x6B43A9B5, 69621, 15))
@@ -148,12 +149,23 @@ def generate_tokens(
     min_length: tf.Tensor,
     max_length: tf.Tensor,
     block_size: int,
+    decoder: Decoder | None = None,
+    few_words_decoder: Decoder | None = None,
 ) -> tf.Tensor:
     """Sample rows `first_row .. first_row + num_words - 1` of `seed`'s stream inside the graph.
 
     Only the words still growing are fed to the model: each step drops the
     words that drew their marker, so the work follows the characters sampled,
-    not `num_words * max_length`.
+    not `num_words * max_length`. With a `decoder` (a word model's), the
+    first `decoder.length` characters come from its steps, its state carried
+    from one character to the next; a longer word goes on through
+    `logits_fn` on the last `block_size` tokens. Both give the same logits.
+
+    A call of at most `FEW_WORDS` words keeps every word in the loop to the
+    end, finished or not, with `few_words_decoder` (one whose state keeps its
+    shape): every tensor of the loop then keeps its shape from step to step,
+    which spares LiteRT from planning the loop's memory again at each step
+    (most of one word's time otherwise).
 
     Args:
         logits_fn: int32 contexts `[batch, block_size]` -> logits `[batch, vocab]`.
@@ -163,6 +175,8 @@ def generate_tokens(
             its length `width` is the width of the result.
         max_length: int32 scalar, the longest word (prefix included); 0 means `width`.
         block_size: the model's context length.
+        decoder: the model fed one token at a time (`models.base.decoder`), or None.
+        few_words_decoder: the same with a state of fixed shape (default: `decoder`).
 
     Returns:
         int32 token ids `[num_words, width]`: each word's characters, then
@@ -174,24 +188,71 @@ def generate_tokens(
     length = tf.where(max_length > 0, tf.minimum(max_length, width), width)
     uniforms_fn = seeded_uniforms_fn(seed, first_row, num_words)
 
-    def keep_going(t, rows, context, tokens):
+    def keep_going(t, rows, context, tokens, *state):
         return tf.logical_and(t < length, tf.size(rows) > 0)
 
-    def step(t, rows, context, tokens):
-        logits = logits_fn(context)
+    def pick(t, rows, context, tokens, logits):
+        """Draw position `t`; the words still growing (their indices), their rows and contexts, and the tokens."""
         sampled = pick_tokens(logits, uniforms_fn(rows, t), t, temperature, top_k, top_p, min_length)
         picks = tf.where(t < prefix_length, tf.gather(prefix, t), sampled)
         column = tf.scatter_nd(rows[:, None], picks, [num_words])
         tokens += column[:, None] * tf.cast(tf.equal(positions, t), tf.int32)[None, :]
         growing = tf.cast(tf.where(picks != MARKER_ID)[:, 0], tf.int32)
         context = tf.concat([context[:, 1:], picks[:, None]], axis=1)
-        return t + 1, tf.gather(rows, growing), tf.gather(context, growing), tokens
+        return growing, tf.gather(rows, growing), tf.gather(context, growing), tokens
+
+    def step(t, rows, context, tokens):
+        _, rows, context, tokens = pick(t, rows, context, tokens, logits_fn(context))
+        return t + 1, rows, context, tokens
 
     start = (tf.constant(0), tf.range(num_words), tf.zeros([num_words, block_size], tf.int32),
              tf.zeros([num_words, width], tf.int32))
     invariants = (tf.TensorShape([]), tf.TensorShape([None]), tf.TensorShape([None, block_size]),
                   start[3].shape)
+    if decoder is not None:
+        # At most FEW_WORDS words: all of them to the end, every tensor of the loop keeping its shape.
+        steps, few = few_words_decoder or decoder, tf.minimum(num_words, FEW_WORDS)
+        few_rows = tf.range(few)  # made once: a RANGE inside the loop would give it a shape that may change
+
+        def decode_few(t, alive, context, tokens, *state):
+            logits, state = steps.step(context[:, -1], t, state)  # the token drawn last, the marker at first
+            sampled = pick_tokens(logits, uniforms_fn(few_rows, t), t, temperature, top_k, top_p, min_length)
+            picks = tf.where(alive, tf.where(t < prefix_length, tf.gather(prefix, t), sampled), MARKER_ID)
+            tokens += picks[:, None] * tf.cast(tf.equal(positions, t), tf.int32)[None, :]
+            context = tf.concat([context[:, 1:], picks[:, None]], axis=1)
+            return (t + 1, tf.logical_and(alive, picks != MARKER_ID), context, tokens, *state)
+
+        t, alive, context, tokens = tf.while_loop(
+            lambda t, alive, *rest: tf.logical_and(tf.logical_and(num_words <= FEW_WORDS, t < length),
+                                                   tf.logical_and(t < steps.length, tf.reduce_any(alive))),
+            decode_few, (start[0], tf.ones([few], tf.bool), tf.zeros([few, block_size], tf.int32),
+                         tf.zeros([few, width], tf.int32), *steps.initial_state(few)))[:4]
+        # Where the loop for many words starts: where that one stopped, or (it did not run) at the beginning.
+        # (Not a cond: a branch that reads the model's variables cannot be converted for LiteRT.)
+        every_row = tf.range(num_words)
+        alive = tf.logical_or(every_row >= few, tf.gather(alive, tf.minimum(every_row, few - 1)))
+        rows = tf.cast(tf.where(alive)[:, 0], tf.int32)
+        more = [[0, num_words - few], [0, 0]]  # rows the few words' loop did not hold: zeros
+        start = (t, rows, tf.gather(tf.pad(context, more), rows), tf.pad(tokens, more))
+
+        def decode(t, rows, context, tokens, *state):
+            logits, state = decoder.step(context[:, -1], t, state)
+            growing, rows, context, tokens = pick(t, rows, context, tokens, logits)
+            return (t + 1, rows, context, tokens, *(tf.gather(s, growing) for s in state))
+
+        state = tuple(decoder.initial_state(tf.size(start[1])))  # (no row when no word is left)
+        start = tf.while_loop(
+            lambda t, *rest: tf.logical_and(keep_going(t, *rest), t < decoder.length), decode, (*start, *state),
+            shape_invariants=(*invariants, *(_growing(s.shape) for s in state)))[:4]
+        if prefix.shape[0] is not None and prefix.shape[0] <= decoder.length:
+            return start[3]  # no word is longer than the decoder's steps
     return tf.while_loop(keep_going, step, start, shape_invariants=invariants)[3]
+
+
+def _growing(shape: tf.TensorShape) -> tf.TensorShape:
+    """The loop's invariant of a state tensor: any number of rows, and any size where it starts empty (a cache
+    that grows by a position a step)."""
+    return tf.TensorShape([None, *(None if size == 0 else size for size in shape[1:])])
 
 
 _KERAS_GRAPHS = weakref.WeakKeyDictionary()
@@ -202,7 +263,8 @@ def keras_graph_function(model, block_size: int, graph_fn: Callable, input_signa
 
     The traced graph holds the model's weights, not the model, so it goes
     with the model; it reads the weights' current values, so it follows
-    training.
+    training. For a word model `logits_fn` has `decoder` and
+    `few_words_decoder` attributes, its `models.base.decoder`s (see `model_decoders`).
     """
     graphs = _KERAS_GRAPHS.setdefault(model, {})
     key = (graph_fn, block_size)  # a call with another block size must not reuse, or poison, this graph
@@ -212,8 +274,20 @@ def keras_graph_function(model, block_size: int, graph_fn: Callable, input_signa
         def logits_fn(context):
             return next_token_logits(model_ref())(context)
 
+        if is_word_model(model):
+            logits_fn.decoder, logits_fn.few_words_decoder = (
+                Decoder(lambda batch, compact=compact: decoder(model_ref(), compact).initial_state(batch),
+                        lambda *step, compact=compact: decoder(model_ref(), compact).step(*step), block_size)
+                for compact in (True, False))
+
         # The graph functions write their loops and branches as TensorFlow ops: without AutoGraph's rewrite
         # of their source, the first call traces in 0.1 s instead of 1.0 s (the lecture's MLP).
         graphs[key] = tf.function(lambda *inputs: graph_fn(logits_fn, block_size, *inputs),
                                   input_signature=input_signature, autograph=False)
     return graphs[key]
+
+
+def model_decoders(logits_fn: Callable) -> dict:
+    """`generate_tokens`' `decoder` and `few_words_decoder` of the word model that `keras_graph_function` attached
+    to `logits_fn` (none for a window model)."""
+    return {key: getattr(logits_fn, key) for key in ("decoder", "few_words_decoder") if hasattr(logits_fn, key)}

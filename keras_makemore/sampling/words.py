@@ -23,7 +23,7 @@ from keras_makemore.artifacts.reader import MAX_LENGTH, ExportedModel
 from keras_makemore.data.vocabulary import Vocabulary, examples_per_call
 from keras_makemore.errors import UserError
 from keras_makemore.sampling.controls import INT32_MAX, SamplingControls, control_keywords, resolve_seed
-from keras_makemore.sampling.graph import generate_tokens, keras_graph_function
+from keras_makemore.sampling.graph import generate_tokens, keras_graph_function, model_decoders
 
 DEFAULT_MAX_LENGTH = 64
 CHUNK_WORDS = 10_000  # rows per graph call: 10,000 rows of 64 tokens are 2.5 MB
@@ -131,7 +131,7 @@ def check_model_inputs(model, vocab: Vocabulary, block_size: int | None) -> None
 
 def _generate(logits_fn, block_size, seed, first_row, num_words, *controls):
     return generate_tokens(logits_fn, seed, first_row, num_words, block_size=block_size,
-                           **SamplingControls.by_name(controls))
+                           **model_decoders(logits_fn), **SamplingControls.by_name(controls))
 
 
 def _eager_logits(model: Callable) -> Callable:
