@@ -475,6 +475,10 @@ def test_words_cannot_drive_the_terminal(tmp_path, capsys, words_path):
     out = capsys.readouterr().out
     assert not controls.search(out) and json.loads(out)["words"][0]["word"] == "\x1b[31mava\x07"
     assert json.loads(printable_json({"w": "a\\\x9b\u202eb"})) == {"w": "a\\\x9b\u202eb"}
+    from keras_makemore.report import write_report
+
+    report = write_report(run, num_samples=30, seed=1).read_text()  # a file a user may cat
+    assert not controls.search(report) and "\\x1b" in report
     assert printable("a\x9bb\u202ec\x7f") == "a\\x9bb\\u202ec\\x7f"
 
 
