@@ -4,6 +4,7 @@ import json
 import shutil
 import subprocess
 
+import numpy as np
 import pytest
 from conftest import run_cli
 
@@ -476,4 +477,31 @@ def test_words_cannot_drive_the_terminal(tmp_path, capsys, words_path):
     out = capsys.readouterr().out
     assert not controls.search(out) and json.loads(out)["words"][0]["word"] == "\x1b[31mava\x07"
     assert json.loads(printable_json({"w": "a\\\x9b\u202eb"})) == {"w": "a\\\x9b\u202eb"}
+    from keras_makemore.analysis.report import write_report
+
+    report = write_report(run, num_samples=30, seed=1).read_text()  # a file a user may cat
+    assert not controls.search(report) and "\\x1b" in report
     assert printable("a\x9bb\u202ec\x7f") == "a\\x9bb\\u202ec\\x7f"
+
+
+def test_a_transformer_on_a_large_vocabulary_evaluates_in_bounded_batches():
+    """A tiny Transformer on 70,000 CJK characters: each validation batch holds at most 2^24 logits (the
+    16,384 positions of one batch held 4.6 GB, and ended in a traceback in `summed_nll`)."""
+    from keras_makemore.analysis.evaluation import SplitNLL
+    from keras_makemore.data.corpus import Corpus
+    from keras_makemore.data.vocabulary import MAX_LOGITS_PER_CALL
+    from keras_makemore.models import get_model_type
+    from keras_makemore.models.base import block_size_for
+    from keras_makemore.training.config import TrainConfig
+
+    chars = [chr(c) for c in [*range(0x3400, 0x4DC0), *range(0x4E00, 0xA000), *range(0x20000, 0x2A6E0)]][:70_000]
+    words = ["".join(chars[i:i + 10]) for i in range(0, len(chars), 10)]
+    config = TrainConfig(model="transformer", embed_dim=4, hidden_units=4, layers=1, heads=1)
+    corpus = Corpus(words, block_size_for(config, 10))
+    model = get_model_type("transformer").build(config, corpus.vocab.size, corpus.block_size)
+    val = SplitNLL(model, corpus, "val")
+    assert all(inputs.shape[0] * inputs.shape[1] * corpus.vocab.size <= MAX_LOGITS_PER_CALL
+               for inputs, _ in val._batches)
+    loss = val()
+    assert corpus.vocab.size == 70_001
+    assert 0 < loss.nll < 2 * np.log(corpus.vocab.size) and loss.examples == corpus.split_size("val") * 11

@@ -340,15 +340,22 @@ def test_a_finite_but_huge_loss_is_divergence(tmp_path, words_path):
     out = tmp_path / "run"
     line = _one_line_error(run_cli("train", "--data", str(words_path), "--out", str(out), "--lr", "1e6",
                                    "--steps", "20", "--eval-every", "10", "--quiet", "--samples", "0"))
-    assert line.startswith("keras-makemore: error: --lr 1000000.0 made training diverge: the val loss ended at ")
+    assert line.startswith("keras-makemore: error: --lr 1000000.0 made training diverge: the training loss ended at ")
     assert line.endswith("of guessing uniformly among 27 tokens; lower it and train a new run")
     assert not (out / "history.json").exists()  # not a finished run
 
 
-def test_a_slow_start_is_not_divergence(tmp_path, words_path):
-    """A learning rate too low to learn anything in 20 steps ends near the uniform guess: not divergence."""
+def test_a_slow_start_or_overfitting_is_not_divergence(tmp_path, words_path):
+    """A learning rate too low to learn anything in 20 steps ends near the uniform guess, and an overfitted small
+    corpus ends with a val loss far above it but a low training loss: neither is divergence."""
+    from keras_makemore.errors import UserError
     from keras_makemore.training.config import TrainConfig
-    from keras_makemore.training.recipe import train
+    from keras_makemore.training.recipe import check_converged, train
+
+    check_converged(TrainConfig(), {"loss": [2.0, 0.9], "val_loss": [3.0, 6.97]}, 27)  # overfitting
+    with pytest.raises(UserError, match="the training loss ended at 7.1e\+06 and the val loss at 3.262e\+06, "
+                                        "over twice the 3.30 of guessing uniformly among 27 tokens"):
+        check_converged(TrainConfig(), {"loss": [1.6e7, 7.1e6], "val_loss": [1.3e7, 3.262e6]}, 27)
 
     for model in ("mlp", "transformer"):
         config = TrainConfig.from_preset(model if model != "mlp" else "lecture", data=str(words_path), lr=1e-6,
@@ -371,9 +378,9 @@ def _peak_rss_of(*args: str) -> tuple[subprocess.CompletedProcess, int]:
 
 
 def test_seventy_thousand_characters_train_in_bounded_memory(tmp_path):
-    """70,000 distinct CJK characters: the validation passes held 16,384 examples' logits (4.6 GB), 7.0 GB at
-    peak; batched by the vocabulary, the run peaks under 2 GB."""
-    chars = [chr(c) for c in [*range(0x4E00, 0xA000), *range(0x20000, 0x2A6E0)]][:70_000]
+    """70,000 distinct CJK characters: the passes over a split held 16,384 examples' logits (4.6 GB; 7.0 GB at
+    peak with 63,712 characters); batched by the vocabulary, the run peaks under 2 GB."""
+    chars = [chr(c) for c in [*range(0x3400, 0x4DC0), *range(0x4E00, 0xA000), *range(0x20000, 0x2A6E0)]][:70_000]
     data = tmp_path / "cjk.txt"
     data.write_text("".join("".join(chars[i:i + 10]) + "\n" for i in range(0, len(chars), 10)), encoding="utf-8")
     result, peak = _peak_rss_of("train", "--data", str(data), "--out", str(tmp_path / "run"), "--hidden", "8",

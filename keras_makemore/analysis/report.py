@@ -7,7 +7,7 @@ from keras_makemore import atomic
 from keras_makemore.analysis.evaluation import evaluate_splits, fit_verdict
 from keras_makemore.analysis.plots import plot_run
 from keras_makemore.models import get_model_type
-from keras_makemore.sampling.words import sample_words
+from keras_makemore.sampling.words import printable, sample_words
 from keras_makemore.training.config import TrainConfig
 from keras_makemore.training.run import Run
 from keras_makemore.training.rundir import read_finished_history, step_plan
@@ -73,7 +73,7 @@ def write_report(run_dir: str | os.PathLike, num_samples: int = 20, seed: int | 
               f"{len(words)} words sampled with seed {seed} at temperature 1.0; "
               f"{novel} of {len(words)} ({novel / max(1, len(words)):.0%}) are novel, "
               "not among the training words (those that are carry *(in training data)*).", ""]
-    lines += [f"{i}. {w or '(empty)'}" + ("" if w not in known else " *(in training data)*")
+    lines += [f"{i}. {printable(w) or '(empty)'}" + ("" if w not in known else " *(in training data)*")
               for i, w in enumerate(words, 1)]
 
     lines += ["", "## Plots", "",
