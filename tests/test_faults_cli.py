@@ -497,7 +497,7 @@ def test_a_transformer_on_a_large_vocabulary_evaluates_in_bounded_batches():
     chars = [chr(c) for c in [*range(0x3400, 0x4DC0), *range(0x4E00, 0xA000), *range(0x20000, 0x2A6E0)]][:70_000]
     words = ["".join(chars[i:i + 10]) for i in range(0, len(chars), 10)]
     config = TrainConfig(model="transformer", embed_dim=4, hidden_units=4, layers=1, heads=1)
-    corpus = Corpus(words, block_size_for(config, 10))
+    corpus = Corpus(words, block_size_for(get_model_type(config.model), config.block_size, 10))
     model = get_model_type("transformer").build(config, corpus.vocab.size, corpus.block_size)
     val = SplitNLL(model, corpus, "val")
     assert all(inputs.shape[0] * inputs.shape[1] * corpus.vocab.size <= MAX_LOGITS_PER_CALL
