@@ -28,7 +28,7 @@ CHUNK = 10_000  # words per invoke
 INT32_MAX = 2**31 - 1
 
 # The controls this script knows: (type, value that turns it off, check, help). Which controls a file takes,
-# and their dtypes, are read from its `generate` signature; keras_makemore.controls.SamplingControls defines them.
+# and their dtypes, are read from its `generate` signature; keras_makemore.sampling.controls.SamplingControls defines them.
 CONTROLS = {
     "temperature": (float, 1.0, lambda v: 1e-6 <= v < math.inf, "softmax temperature, a finite number of at least 1e-6"),
     "top_k": (int, 0, lambda v: 0 <= v <= INT32_MAX, "only the K likeliest characters (0: all)"),

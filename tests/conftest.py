@@ -2,6 +2,8 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
+import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -88,3 +90,51 @@ def fill_disk(disk: Path, leave: int = 0) -> Path:
             except OSError:
                 break
     return filler
+
+
+def assert_readable_png(path, min_size=(600, 400)):
+    """A real PNG of a sensible size with a drawing in it, not a blank canvas."""
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    import numpy as np
+    from PIL import Image
+
+    image = Image.open(path)
+    assert image.size[0] >= min_size[0] and image.size[1] >= min_size[1]
+    pixels = np.asarray(image.convert("L"), dtype=np.float64)
+    assert pixels.std() > 10  # text, markers and lines on a white background
+    assert (pixels < 128).mean() > 0.005
+    return image.text
+
+
+WEB = ROOT / "export" / "web"
+SAMPLER = ROOT / "export" / "sample_tflite.py"
+REQUIRE_WEB = "KERAS_MAKEMORE_REQUIRE_WEB"
+
+
+def chromium_path() -> str | None:
+    candidates = [os.environ.get("CHROMIUM"), "chromium", "chromium-browser", "google-chrome"]
+    return next((shutil.which(c) for c in candidates if c and shutil.which(c)), None)
+
+
+@pytest.fixture(scope="module")
+def chromium() -> str:
+    """Chromium's path, once node, chromium and export/web's node modules are all there."""
+    missing = [what for what, there in (
+        ("node", shutil.which("node")),
+        ("chromium (apt-get install chromium, or set CHROMIUM)", chromium_path()),
+        ("export/web/node_modules (run `npm ci` in export/web)",
+         all((WEB / "node_modules" / p).is_dir() for p in ("@litertjs/core", "playwright-core"))),
+    ) if not there]
+    if missing:
+        reason = f"the web page tests need {', '.join(missing)}"
+        if os.environ.get(REQUIRE_WEB) == "1":
+            pytest.fail(f"{REQUIRE_WEB}=1 but {reason}")
+        pytest.skip(reason)
+    return chromium_path()
+
+
+def browse(chromium: str, url: str, *args: str) -> dict:
+    result = subprocess.run(["node", str(WEB / "browse.mjs"), url, *args], capture_output=True, text=True,
+                            timeout=180, env={**os.environ, "CHROMIUM": chromium})
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)

@@ -5,8 +5,7 @@ import shutil
 import keras
 import numpy as np
 import pytest
-from conftest import run_cli
-from PIL import Image
+from conftest import assert_readable_png, run_cli
 
 from keras_makemore.analysis.plots import plot_embeddings, plot_run, project_2d, token_labels
 from keras_makemore.data.corpus import Corpus
@@ -15,17 +14,6 @@ from keras_makemore.data.vocabulary import Vocabulary
 from keras_makemore.data.windows import make_dataset
 from keras_makemore.models.mlp import build_model
 from keras_makemore.training.callbacks import EmbeddingProjector
-
-
-def assert_readable_png(path, min_size=(600, 400)):
-    """A real PNG of a sensible size with a drawing in it, not a blank canvas."""
-    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    image = Image.open(path)
-    assert image.size[0] >= min_size[0] and image.size[1] >= min_size[1]
-    pixels = np.asarray(image.convert("L"), dtype=np.float64)
-    assert pixels.std() > 10  # text, markers and lines on a white background
-    assert (pixels < 128).mean() > 0.005
-    return image.text
 
 
 def test_token_labels_keep_the_marker_and_spaces_visible():

@@ -4,8 +4,7 @@ import re
 import shutil
 
 import pytest
-from conftest import run_cli
-from test_plots import assert_readable_png
+from conftest import assert_readable_png, run_cli
 
 from keras_makemore.analysis.evaluation import evaluate_splits, fit_verdict
 from keras_makemore.analysis.report import write_report

@@ -7,8 +7,7 @@ import sys
 
 import keras
 import pytest
-from conftest import run_cli
-from test_plots import assert_readable_png
+from conftest import assert_readable_png, run_cli
 
 from keras_makemore.analysis.evaluation import evaluate_splits
 from keras_makemore.analysis.plots import plot_sweep

@@ -7,7 +7,6 @@ tests skip, except where KERAS_MAKEMORE_REQUIRE_WEB=1 (as .ci/run sets it), whic
 
 import importlib.util
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -15,36 +14,9 @@ import threading
 from urllib.parse import urlencode
 
 import pytest
-from conftest import ROOT, run_cli
+from conftest import SAMPLER, WEB, browse, run_cli
 
 pytestmark = pytest.mark.slow  # exports a model and drives Chromium
-
-WEB = ROOT / "export" / "web"
-SAMPLER = ROOT / "export" / "sample_tflite.py"
-REQUIRE_WEB = "KERAS_MAKEMORE_REQUIRE_WEB"
-
-
-def _chromium() -> str | None:
-    candidates = [os.environ.get("CHROMIUM"), "chromium", "chromium-browser", "google-chrome"]
-    return next((shutil.which(c) for c in candidates if c and shutil.which(c)), None)
-
-
-@pytest.fixture(scope="module")
-def chromium() -> str:
-    """Chromium's path, once node, chromium and export/web's node modules are all there."""
-    missing = [what for what, there in (
-        ("node", shutil.which("node")),
-        ("chromium (apt-get install chromium, or set CHROMIUM)", _chromium()),
-        ("export/web/node_modules (run `npm ci` in export/web)",
-         all((WEB / "node_modules" / p).is_dir() for p in ("@litertjs/core", "playwright-core"))),
-    ) if not there]
-    if missing:
-        reason = f"the web page tests need {', '.join(missing)}"
-        if os.environ.get(REQUIRE_WEB) == "1":
-            pytest.fail(f"{REQUIRE_WEB}=1 but {reason}")
-        pytest.skip(reason)
-    return _chromium()
-
 
 @pytest.fixture(scope="module")
 def model_tflite(tmp_path_factory, trained_run):
@@ -67,18 +39,11 @@ def page(chromium, model_tflite):
     root = f"http://127.0.0.1:{server.server_address[1]}/"
 
     def show(*args, **query):
-        return _browse(chromium, f"{root}?{urlencode(query)}", *args)
+        return browse(chromium, f"{root}?{urlencode(query)}", *args)
 
     yield show
     server.shutdown()
     server.server_close()
-
-
-def _browse(chromium: str, url: str, *args: str) -> dict:
-    result = subprocess.run(["node", str(WEB / "browse.mjs"), url, *args], capture_output=True, text=True,
-                            timeout=180, env={**os.environ, "CHROMIUM": chromium})
-    assert result.returncode == 0, result.stderr
-    return json.loads(result.stdout)
 
 
 def _sample_tflite(model: str, *args: str) -> list[str]:
@@ -159,7 +124,7 @@ def transformer_page(chromium, transformer_tflite):
     server = serve.serve(transformer_tflite, port=0, quiet=True)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     root = f"http://127.0.0.1:{server.server_address[1]}/"
-    yield lambda *args, **query: _browse(chromium, f"{root}?{urlencode(query)}", *args)
+    yield lambda *args, **query: browse(chromium, f"{root}?{urlencode(query)}", *args)
     server.shutdown()
     server.server_close()
 

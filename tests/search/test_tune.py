@@ -13,8 +13,7 @@ import time
 import keras
 import numpy as np
 import pytest
-from conftest import ROOT, run_cli
-from test_plots import assert_readable_png
+from conftest import ROOT, assert_readable_png, run_cli
 
 from keras_makemore.analysis.evaluation import evaluate_splits
 from keras_makemore.errors import UserError
