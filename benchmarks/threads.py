@@ -1,6 +1,6 @@
 """Training steps/s with TensorFlow's default intra-op threads against one thread, per preset.
 
-The evidence behind `keras_makemore.threads.ONE_THREAD_BELOW`: for TrainConfig's defaults (the lecture's
+The evidence behind `keras_makemore.training.threads.ONE_THREAD_BELOW`: for TrainConfig's defaults (the lecture's
 recipe, batch 32) and each preset, the step size the rule reads (multiply-adds of one forward pass of a
 minibatch), steps/s through `engine.fit` on the run's own minibatches with TensorFlow's default threads
 (one per core) and with one, their ratio, and what `threads=None` chooses. Each figure is the best of --tries

@@ -463,7 +463,9 @@ def export_run(run_dir: str | os.PathLike, quantize: str = "none", check: bool =
 
     if quantize not in QUANTIZATIONS:
         raise UserError(f"quantize must be one of {', '.join(QUANTIZATIONS)}, got {quantize!r}", argument="quantize")
-    with rundir.run_lock(Path(run_dir)):  # before the run is read: a run being trained changes under a reader
+    # Taken before the run is read: a run being trained changes under a reader, and is refused at once. A finished
+    # run (its history.json written) is only ever held by another export, which ends soon: that one is waited for.
+    with rundir.run_lock(Path(run_dir), wait=(Path(run_dir) / rundir.HISTORY_JSON).exists()):
         return _export_locked(Run.load(run_dir), quantize, check)
 
 

@@ -1,7 +1,7 @@
 """The sampling controls, checked once and turned into the int32/float32 inputs of `generate`.
 
 Keras, the SavedModel and LiteRT files all sample through the same graph
-(`keras_makemore.generation`); this module gives them the same inputs, so the
+(`keras_makemore.sampling.graph`); this module gives them the same inputs, so the
 same options give the same words on every runtime. `SamplingControls` is the
 one place a control is defined: its default, its check, the `generate` input
 it becomes and the `sample` command's flag all come from its field.

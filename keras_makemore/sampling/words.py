@@ -1,7 +1,7 @@
 """Sample new words from a trained model, or from an exported one.
 
 A Keras model samples through the same TensorFlow graph as the exported
-`generate` signature (`keras_makemore.generation`), an `ExportedModel` through
+`generate` signature (`keras_makemore.sampling.graph`), an `ExportedModel` through
 that signature itself, so the same seed and controls give the same words in
 Keras, the SavedModel and the `.tflite` file. Words are drawn in chunks of rows
 of the seed's stream, so any number of words can be streamed, and words to

@@ -1,7 +1,7 @@
 """`tune()`: a KerasTuner search for the `TrainConfig` with the lowest val loss within a wall-clock budget.
 
 The search space is a table per model type, `TrainConfig` field -> values
-(`config.TUNE_SPACE` and `config.TUNE_MODELS`), its relative ranges resolved
+(`search.space.TUNE_SPACE` and `TUNE_MODELS`), its relative ranges resolved
 against the model type's base config (its own preset): a trial of a
 transformer starts from the `transformer` preset, a trial of the MLP from
 `lecture`. With several model types, `model` is a hyperparameter and each

@@ -109,7 +109,7 @@ class TrainConfig:
             transformer.
         threads: TensorFlow's intra-op threads, 0 for its default (one per
             core); `None` chooses: one for a step too small to share between
-            cores, else 0 (`keras_makemore.threads`). Taken only if training
+            cores, else 0 (`keras_makemore.training.threads`). Taken only if training
             starts TensorFlow's runtime in the process.
         strategy: the `tf.distribute` strategy, one of `STRATEGIES`.
 

@@ -159,14 +159,16 @@ def best_val_loss(run_dir: Path, before_epoch: int | None = None) -> float:
 
 
 @contextlib.contextmanager
-def run_lock(run_dir: Path, argument: str = "run_dir", doing: str = "training or exporting") -> Iterator[bool]:
+def run_lock(run_dir: Path, argument: str = "run_dir", doing: str = "training or exporting",
+             wait: bool = False) -> Iterator[bool]:
     """Hold an exclusive lock on the run directory (a `flock` on the directory itself) for the block.
 
     A second process training or exporting the same run gets a `UserError` at
     once (saying the directory is busy, `doing` what, named as `argument`); the
     lock goes with the process, so a killed run never leaves one behind. A
     directory that does not exist yet cannot be locked: the block gets False.
-    A `tune` search directory is locked the same way.
+    A `tune` search directory is locked the same way. With `wait`, a lock
+    held by another process is waited for instead.
     """
     try:
         fd = os.open(run_dir, os.O_RDONLY)
@@ -180,7 +182,7 @@ def run_lock(run_dir: Path, argument: str = "run_dir", doing: str = "training or
             fcntl = None
         if fcntl is not None:
             try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
             except BlockingIOError:
                 raise UserError(f"{argument} {run_dir} is busy: another process is {doing} it; wait for it to "
                                 "end, or stop it first", argument=argument) from None

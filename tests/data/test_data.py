@@ -268,7 +268,8 @@ def test_above_the_limit_the_split_is_by_hash_and_stable(monkeypatch, words_path
 
 @pytest.mark.slow  # a new Python process: the fast selection leaves processes out
 def test_hash_split_is_the_same_in_another_process(words_path):
-    program = ("import sys; from keras_makemore.data import hash_split, pack_words, read_words; "
+    program = ("import sys; from keras_makemore.data.reading import pack_words, read_words; "
+               "from keras_makemore.data.split import hash_split; "
                "print(hash_split(*pack_words(read_words(sys.argv[1])), seed=9).tolist())")
     outputs = {subprocess.run([sys.executable, "-c", program, str(words_path)], capture_output=True, text=True,
                               env={**os.environ, "PYTHONHASHSEED": seed}, check=True).stdout

@@ -139,8 +139,9 @@ def test_export_of_a_busy_run_says_so_at_once(tmp_path, run_dir):
     from keras_makemore.training import rundir
 
     run = _copy_run(run_dir, tmp_path / "run")
+    (run / "history.json").unlink()  # a run being trained has no history.json yet
     before = _digests(run)
-    with rundir.run_lock(run):  # a training (or another export) of the run, as far as export can tell
+    with rundir.run_lock(run):  # a training of the run, as far as export can tell
         result = run_cli("export", str(run), timeout=120)
     line = _one_line_error(result)
     assert line == (f"keras-makemore: error: RUN_DIR {run} is busy: another process is training or exporting it; "
@@ -157,7 +158,7 @@ def test_resume_while_the_run_is_exported_says_so_at_once(tmp_path, run_dir):
 
     run = _copy_run(run_dir, tmp_path / "run")
     (run / "history.json").unlink()  # an interrupted run, as far as --resume can tell
-    script = ("import sys, time; from pathlib import Path; from keras_makemore import export\n"
+    script = ("import sys, time; from pathlib import Path; from keras_makemore.artifacts import writer as export\n"
               "real = export._export_locked\n"
               "def slow(*a, **k):\n    print('exporting', flush=True); time.sleep(60); return real(*a, **k)\n"
               "export._export_locked = slow\n"
