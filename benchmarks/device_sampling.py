@@ -13,7 +13,14 @@ the whole sequence at every character (`write_saved_model(carry_state=False)`,
 how every artifact sampled before the state was carried), and timed alike.
 The figures measured before the state was carried are printed beside.
 
+With `--compare A.tflite B.tflite ...`, those files (another commit's export of
+a kept run, say) are timed one word at a time in turn, in one process: rounds
+of one call for each of rows 0 to 29 of seed 0, each file in turn in every
+round, the best round's mean per word. Files timed side by side this way can
+be compared where the drift between minutes would hide a difference.
+
     python benchmarks/device_sampling.py [--models gru transformer] [--steps 300] [--baseline] [--runtimes] [--keep DIR]
+    python benchmarks/device_sampling.py --compare OLD/model.tflite NEW/model.tflite [--rounds 15]
 """
 
 import argparse
@@ -133,6 +140,20 @@ def runtimes(path: Path) -> dict:
     }
 
 
+def one_word_in_turn(paths: list[str], rounds: int) -> list[float]:
+    """Microseconds per word of each `.tflite` file, one word a `generate` call, the files timed in turn."""
+    models = [ExportedModel(path) for path in paths]
+    inputs = [SamplingControls().inputs(model.vocab, model.max_length) for model in models]
+    best = [float("inf")] * len(models)
+    for _ in range(rounds):
+        for i, (model, controls) in enumerate(zip(models, inputs)):
+            start = time.perf_counter()
+            for row in range(30):
+                model.generate_tokens(0, row, 1, controls)
+            best[i] = min(best[i], (time.perf_counter() - start) / 30 * 1e6)
+    return best
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", nargs="+", default=["mlp", "rnn", "bow", "gru", "transformer"],
@@ -143,7 +164,16 @@ def main() -> None:
     parser.add_argument("--keep", metavar="DIR", help="keep the trained runs in DIR (and reuse those there)")
     parser.add_argument("--runtimes", action="store_true",
                         help="also time each call from Python on LiteRT's Interpreter and on its CompiledModel")
+    parser.add_argument("--compare", nargs="+", metavar="TFLITE",
+                        help="only time these .tflite files, one word a call, in turn in one process")
+    parser.add_argument("--rounds", type=int, default=15, help="rounds of --compare (default 15)")
     args = parser.parse_args()
+    if args.compare:
+        print(f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}; one word a call, rows 0-29 of seed 0, "
+              f"the files in turn; the best of {args.rounds} rounds\n\n| file | one word |\n| --- | ---: |")
+        for path, us in zip(args.compare, one_word_in_turn(args.compare, args.rounds)):
+            print(f"| {path} | {us:,.1f} us |")
+        return
     models = args.models if "mlp" in args.models else ["mlp", *args.models]
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(args.keep or tmp)
