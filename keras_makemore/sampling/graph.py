@@ -120,21 +120,26 @@ def _filtered_weights(scaled, t, top_k, top_p, min_length):
     The weights are `exp(scaled)` relative to the likeliest allowed token, so
     they never overflow and that token's weight is 1 even when the others
     underflow. Top-k and top-p keep the tokens at least as likely as the last
-    one inside both cut-offs (ties are kept).
+    one inside both cut-offs (ties are kept). Tokens are ranked and cut by
+    their scaled logits, not by their weights: TensorFlow's exp can give equal
+    logits weights an ulp apart, depending on where they lie in the batch (its
+    vectorised and its scalar path), which would break a tie one way in a call
+    of one word and the other in a call of many. Ties are common: a bigram's
+    table starts at zero, and the characters never seen after a character keep
+    equal logits.
     """
     vocab_size = scaled.shape[-1]
     allowed = tf.logical_or(tf.not_equal(tf.range(vocab_size), MARKER_ID), t >= min_length)
-    best = tf.reduce_max(tf.where(allowed, scaled, tf.reduce_min(scaled, axis=-1, keepdims=True)),
-                         axis=-1, keepdims=True)
-    weights = tf.where(allowed, tf.exp(tf.minimum(scaled - best, 0.0)), 0.0)
-    ranked = tf.math.top_k(weights, k=vocab_size, sorted=True).values
+    scaled = tf.where(allowed, scaled, scaled.dtype.min)  # ranks last, weight 0
+    best = tf.reduce_max(scaled, axis=-1, keepdims=True)
+    ranked = tf.math.top_k(scaled, k=vocab_size, sorted=True).values
     in_top_k = tf.range(vocab_size) < tf.where(top_k > 0, top_k, vocab_size)
-    ranked_k = tf.where(in_top_k, ranked, 0.0)
+    ranked_k = tf.where(in_top_k, tf.exp(tf.minimum(ranked - best, 0.0)), 0.0)
     before = tf.cumsum(ranked_k, axis=-1, exclusive=True)
     in_top_p = tf.logical_or(before < top_p * tf.reduce_sum(ranked_k, axis=-1, keepdims=True), top_p >= 1.0)
     threshold = tf.reduce_min(tf.where(tf.logical_and(in_top_k, in_top_p), ranked, ranked[:, :1]),
                               axis=-1, keepdims=True)
-    return tf.where(weights >= threshold, weights, 0.0)
+    return tf.where(tf.logical_and(allowed, scaled >= threshold), tf.exp(tf.minimum(scaled - best, 0.0)), 0.0)
 
 
 def generate_tokens(

@@ -239,6 +239,7 @@ _OPTIONS = [{}, {"temperature": 1.4, "top_k": 6, "top_p": 0.9, "prefix": "a", "m
 @pytest.mark.parametrize("options", _OPTIONS, ids=["defaults", "controls"])
 def test_every_model_samples_the_same_words_on_every_runtime(exported_run, options):
     from keras_makemore.artifacts.reader import ExportedModel
+    from keras_makemore.sampling.graph import FEW_WORDS
     from keras_makemore.sampling.scoring import score_words
     from keras_makemore.sampling.words import sample_words
     from keras_makemore.training.run import Run
@@ -252,6 +253,9 @@ def test_every_model_samples_the_same_words_on_every_runtime(exported_run, optio
         exported = ExportedModel(artifact)
         assert exported.block_size == run.config.block_size
         assert sample_words(exported, exported.vocab, exported.block_size, 40, seed=5, **options) == keras_words
+        for count, first_row in ((1, 3), (FEW_WORDS, 32)):  # calls of a few words take a loop of their own
+            few = exported.generate(seed=5, num_words=count, first_row=first_row, **options)
+            assert few == keras_words[first_row:first_row + count]
     sampler = subprocess.run([sys.executable, str(ROOT / "export" / "sample_tflite.py"), str(report.litert), "-n", "40",
                               "--seed", "5", *_sampler_flags(options)], capture_output=True, text=True, timeout=120)
     assert sampler.stdout.split("\n")[:40] == keras_words, sampler.stderr
@@ -440,8 +444,11 @@ def test_a_word_model_samples_the_words_of_the_whole_sequence_pass(name, words_p
             words = [generate_tokens(logits_fn, tf.constant(7), tf.constant(first_row), tf.constant(count),
                                      block_size=corpus.block_size, **d, **inputs).numpy() for d in ({}, decoders)]
             np.testing.assert_array_equal(words[1], words[0])
-            lengths += (words[0] > 0).sum(axis=1).tolist()
-    assert min(lengths) < 5 and max(lengths) >= corpus.block_size, (min(lengths), max(lengths))
+            lengths.append((count, (words[0] > 0).sum(axis=1).max(), (words[0] > 0).sum(axis=1).min()))
+    # Short words, and words past T - 1 in calls of many words and of a few (which go on past the few words' loop)
+    assert min(shortest for _, _, shortest in lengths) < 5, lengths
+    for calls in (range(1, FEW_WORDS + 1), range(FEW_WORDS + 1, 301)):
+        assert any(count in calls and longest >= corpus.block_size for count, longest, _ in lengths), lengths
 
 
 def _words_by_decode_step(exported, seed: int, num_words: int, positions: int) -> list[str]:
