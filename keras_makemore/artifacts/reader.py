@@ -1,6 +1,6 @@
 """Load an exported model (LiteRT `.tflite` file or SavedModel) and sample from it or score with it.
 
-Both artifacts carry the same signatures (see `keras_makemore.artifacts.writer`), so one
+Both artifacts carry the same signatures (see `keras_makemore.artifacts.signatures`), so one
 class serves both: LiteRT files run in `ai_edge_litert`'s interpreter, the
 runtime phones and edge boards use; SavedModels in TensorFlow.
 

@@ -1,18 +1,9 @@
 """Export a trained model for devices: a SavedModel and a LiteRT `.tflite` file.
 
-Both artifacts carry the signatures of `SIGNATURE_TABLE` (inputs and outputs
-int32 or float32 only, which is all LiteRT.js reads): `next_token`,
-`generate`, `score`, `decode`, and `generate_fixed`, `score_fixed` and
-`decode_fixed`, the same with `FIXED_BATCH` words per call and every shape
-fixed, for LiteRT.js, which allocates from the signature's shapes and cannot
-resize; `initial_state` and `decode_step`, the model fed one token at a time
-with its state (`models.base.decoder`), for apps that drive their own loop,
-and `decode_step_one`, the same for one word with every shape fixed. `signature_table()` lists their inputs and outputs (the table of
-`export/README.md`). The vocabulary travels inside the artifact (`decode`):
-the file alone is enough to sample.
-
+Both artifacts carry the signatures of `keras_makemore.artifacts.signatures`.
 The SavedModel is written with `keras.export.ExportArchive`, the LiteRT file by
-TensorFlow's converter from that SavedModel, optionally quantized.
+TensorFlow's converter from that SavedModel, optionally quantized; `export_run`
+writes both into a run directory, checked against the Keras model.
 """
 
 import contextlib
@@ -24,7 +15,7 @@ import shutil
 import tempfile
 import warnings
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, NamedTuple
+from typing import Iterator
 
 import keras
 import numpy as np
@@ -32,216 +23,17 @@ import tensorflow as tf
 
 from keras_makemore import atomic
 from keras_makemore.artifacts.reader import MANIFEST_FILE, ExportedModel, saved_model_digests
+from keras_makemore.artifacts.signatures import FIXED_BATCH, SIGNATURE_TABLE, SIGNATURES, Calibration, serving_of
 from keras_makemore.data.vocabulary import MARKER_ID, Vocabulary
 from keras_makemore.errors import UserError
-from keras_makemore.models.keras_model import (
-    Decoder,
-    decoder,
-    is_word_model,
-    model_shape,
-    next_token_logits,
-    serving_logits,
-)
+from keras_makemore.models.keras_model import model_shape, next_token_logits
 from keras_makemore.sampling.controls import SamplingControls
-from keras_makemore.sampling.graph import generate_tokens
-from keras_makemore.sampling.scoring import score_tokens
 from keras_makemore.training import rundir
 
 EXPORT_DIR = "export"
 SAVED_MODEL_DIR = "saved_model"
 QUANTIZATIONS = ("none", "float16", "dynamic", "int8")
-FIXED_BATCH = 100  # words per call of the *_fixed signatures
 _REPRESENTATIVE_BATCHES = 100
-
-
-class _Serving(NamedTuple):
-    """What a signature's function is built from: the model's forward pass and the artifact's sizes."""
-
-    logits_fn: Callable[[tf.Tensor], tf.Tensor]
-    block_size: int
-    max_length: int
-    code_points: np.ndarray  # the code point of each token id, 0 for the marker
-    decoder: Decoder  # the model fed one token at a time, for the decode_step signature
-    generate_decoder: Decoder | None  # the compact one `generate` carries, for a word model
-    state_spec: tf.TensorSpec  # the decoder's state as one tensor `[None, ...]` (`state_spec`)
-    state_parts: int  # the tensors of the decoder's state, stacked on axis 1 in `state`
-
-
-class _Calibration(NamedTuple):
-    """int8 calibration inputs: batches of training contexts, sampling controls, and words the model sampled."""
-
-    contexts: list[np.ndarray]
-    controls: list[dict[str, np.ndarray]]
-    words: list[np.ndarray]  # [FIXED_BATCH, max_length] token ids per entry of `controls`
-    steps: list[dict[str, np.ndarray]]  # decode_step inputs along words the model sampled
-
-
-@dataclasses.dataclass(frozen=True)
-class Signature:
-    """One signature of the exported artifacts.
-
-    Args:
-        name: the signature's key in both artifacts.
-        function: `_Serving -> function` of the inputs, returning a dict of outputs.
-        inputs: `(block_size, max_length) -> [tf.TensorSpec]`, the function's inputs in order.
-        calibration: `_Calibration -> iterable of input dicts` for int8 calibration.
-        takes: the inputs, as `signature_table()` lists them.
-        gives: the outputs, as `signature_table()` lists them.
-        takes_state: the decoder's state, `state`, follows `inputs` (`_Serving.state_spec`).
-        one_word: that state is one word's, `[1, ...]`.
-    """
-
-    name: str
-    function: Callable[[_Serving], Callable]
-    inputs: Callable[[int, int], list]
-    calibration: Callable[[_Calibration], Iterable[dict]]
-    takes: str
-    gives: str
-    takes_state: bool = False
-    one_word: bool = False
-
-
-def _scalar(name: str) -> tf.TensorSpec:
-    return tf.TensorSpec([], tf.int32, name=name)
-
-
-def _next_token(serving: _Serving) -> Callable:
-    def next_token(context):
-        logits = serving.logits_fn(context)
-        return {"logits": logits, "probabilities": tf.nn.softmax(logits)}
-    return next_token
-
-
-def _generate(serving: _Serving) -> Callable:
-    def generate(seed, num_words, first_row, *controls):
-        tokens = generate_tokens(serving.logits_fn, seed, first_row, num_words, block_size=serving.block_size,
-                                 decoder=serving.generate_decoder, few_words_decoder=serving.decoder,
-                                 **SamplingControls.by_name(controls))
-        return {"tokens": _bindable(tokens)}
-    return generate
-
-
-def _generate_fixed(serving: _Serving) -> Callable:
-    def generate_fixed(seed, first_row, *controls):
-        # A constant num_words makes TF 2.21's int8 calibrator crash (segfault) in
-        # the loop; one computed from an input does not, and the reshape fixes the shape.
-        num_words = FIXED_BATCH + 0 * first_row
-        tokens = generate_tokens(serving.logits_fn, seed, first_row, num_words, block_size=serving.block_size,
-                                 decoder=serving.generate_decoder, few_words_decoder=serving.decoder,
-                                 **SamplingControls.by_name(controls))
-        return {"tokens": _bindable(tf.reshape(tokens, [FIXED_BATCH, serving.max_length]))}
-    return generate_fixed
-
-
-def _score(serving: _Serving) -> Callable:
-    return lambda words: score_tokens(serving.logits_fn, serving.block_size, words)
-
-
-def _decode(serving: _Serving) -> Callable:
-    def decode(tokens):
-        table = tf.constant(serving.code_points)
-        return {"code_points": tf.gather(table, tokens), "vocabulary": table,
-                "block_size": tf.constant(serving.block_size, tf.int32),
-                "max_length": tf.constant(serving.max_length, tf.int32)}
-    return decode
-
-
-def _initial_state(serving: _Serving) -> Callable:
-    def initial_state(num_words):
-        state = _packed(serving.decoder.initial_state(num_words))
-        # Through one real op (a no-op here): LiteRT's CompiledModel cannot bind an output that a FILL or a TILE
-        # of a computed shape gives straight (ai-edge-litert 2.3).
-        return {"state": tf.maximum(state, state.dtype.min)}
-    return initial_state
-
-
-def _decode_step(serving: _Serving) -> Callable:
-    def decode_step(token, position, state):
-        parts = (state,) if serving.state_parts == 1 else tf.unstack(state, serving.state_parts, axis=1)
-        logits, parts = serving.decoder.step(token, position, tuple(parts))
-        return {"logits": logits, "state": _packed(parts)}
-    return decode_step
-
-
-def _decode_step_one(serving: _Serving) -> Callable:
-    step = _decode_step(serving)
-
-    def decode_step_one(token, position, state):
-        # At the start marker, the state before it: an app passes zeros and needs no initial_state.
-        start = _packed(serving.decoder.initial_state(1))
-        return step(token, position, tf.where(tf.equal(position, 0), start, state))
-    return decode_step_one
-
-
-def _packed(parts) -> tf.Tensor:
-    """A decoder's state as the one tensor of the signatures: its only part, or its parts stacked on axis 1."""
-    return parts[0] if len(parts) == 1 else tf.stack(parts, axis=1)
-
-
-def state_spec(model: keras.Model) -> tuple[tf.TensorSpec, int]:
-    """The spec `[None, ...]` of `model`'s decoder state as the signatures take it (`state`), and its parts."""
-    parts = decoder(model).initial_state(1)
-    packed = _packed(parts)
-    return tf.TensorSpec([None, *packed.shape[1:]], packed.dtype, name="state"), len(parts)
-
-
-# The signatures, in the order of `export.json`: adding one is adding an entry here.
-SIGNATURE_TABLE = (
-    Signature("next_token", _next_token, lambda block, length: [tf.TensorSpec([None, block], tf.int32, name="context")],
-              lambda c: ({"context": batch} for batch in c.contexts),
-              "`context` int32 `[n, block_size]` (token ids, 0 = start marker)",
-              "`logits`, `probabilities` float32 `[n, V]`"),
-    Signature("generate", _generate,
-              lambda block, length: [_scalar("seed"), _scalar("num_words"), _scalar("first_row"),
-                                     *SamplingControls.tensor_specs(length)],
-              lambda c: ({"seed": np.int32(seed), "num_words": np.int32(32), "first_row": np.int32(0), **controls}
-                         for seed, controls in enumerate(c.controls)),
-              "`seed`, `num_words` (>= 1), `first_row` (>= 0) int32 `[]`; controls (below)",
-              "`tokens` int32 `[num_words, L]`: rows `first_row...` of the seed's stream"),
-    Signature("score", _score, lambda block, length: [tf.TensorSpec([None, length], tf.int32, name="words")],
-              lambda c: ({"words": words[:32]} for words in c.words),
-              "`words` int32 `[n, L]` (token ids, zero-padded)", "`log_prob`, `nll` float32 `[n]`"),
-    # A signature without inputs would be simpler, but the int8 calibrator rejects one.
-    Signature("decode", _decode, lambda block, length: [tf.TensorSpec([None, None], tf.int32, name="tokens")],
-              lambda c: ({"tokens": words[:32]} for words in c.words), "`tokens` int32 `[n, m]`",
-              "`code_points` int32 `[n, m]` (0 for the marker), `vocabulary` int32 `[V]`, `block_size`, "
-              "`max_length` int32 `[]`"),
-    Signature("generate_fixed", _generate_fixed,
-              lambda block, length: [_scalar("seed"), _scalar("first_row"), *SamplingControls.tensor_specs(length)],
-              lambda c: ({"seed": np.int32(seed), "first_row": np.int32(0), **controls}
-                         for seed, controls in enumerate(c.controls)),
-              "as `generate`, without `num_words`", "`tokens` int32 `[B, L]`"),
-    Signature("score_fixed", _score,
-              lambda block, length: [tf.TensorSpec([FIXED_BATCH, length], tf.int32, name="words")],
-              lambda c: ({"words": words} for words in c.words), "`words` int32 `[B, L]`",
-              "`log_prob`, `nll` float32 `[B]`"),
-    Signature("decode_fixed", _decode,
-              lambda block, length: [tf.TensorSpec([FIXED_BATCH, length], tf.int32, name="tokens")],
-              lambda c: ({"tokens": words} for words in c.words), "`tokens` int32 `[B, L]`",
-              "as `decode`, `code_points` `[B, L]`"),
-    Signature("initial_state", _initial_state, lambda block, length: [_scalar("num_words")],
-              lambda c: ({"num_words": np.int32(n)} for n in (1, 32)), "`num_words` (>= 1) int32 `[]`",
-              "`state` `[num_words, ...]` (float32; int32 for a window model): the state before the start marker"),
-    Signature("decode_step", _decode_step,
-              lambda block, length: [tf.TensorSpec([None], tf.int32, name="token"), _scalar("position")],
-              lambda c: iter(c.steps),
-              "`token` int32 `[n]` at `position` int32 `[]` (0 for the start marker; below `block_size` for a "
-              "word model), `state` as `initial_state` or `decode_step` gave it",
-              "`logits` float32 `[n, V]` of the next token, `state` after `token`", takes_state=True),
-    Signature("decode_step_one", _decode_step_one,
-              lambda block, length: [tf.TensorSpec([1], tf.int32, name="token"), _scalar("position")],
-              lambda c: ({**step, "token": step["token"][:1], "state": step["state"][:1]} for step in c.steps),
-              "as `decode_step`, one word: `token` int32 `[1]`, `state` `[1, ...]` (at `position` 0 it is not "
-              "read: pass zeros)", "as `decode_step`, `logits` `[1, V]`", takes_state=True, one_word=True),
-)
-SIGNATURES = tuple(signature.name for signature in SIGNATURE_TABLE)
-
-
-def signature_table() -> str:
-    """The signatures' inputs and outputs as a Markdown table (`L` is the artifact's `max_length`,
-    `V` the vocabulary size with the marker, `B` = `FIXED_BATCH`)."""
-    rows = [f"| `{s.name}` | {s.takes} | {s.gives} |" for s in SIGNATURE_TABLE]
-    return "\n".join(["| signature | inputs | outputs |", "| --- | --- | --- |", *rows])
 
 
 def litert_filename(quantize: str = "none") -> str:
@@ -273,38 +65,22 @@ def write_saved_model(model: keras.Model, vocab: Vocabulary, path: str | os.Path
     convert_to_litert("export/saved_model", "export/model.tflite")
     ```
     """
-    shape = model_shape(model)
-    block_size, vocab_size = shape["block_size"], shape["vocab_size"]
+    vocab_size = model_shape(model)["vocab_size"]
     if vocab_size != vocab.size:
         raise UserError(f"the model has {vocab_size} tokens but the vocabulary {vocab.size}: pass the run's own vocabulary",
                         argument="vocab")
     if max_length < 1:
         raise UserError(f"max_length must be at least 1, got {max_length}", argument="max_length")
 
-    code_points = np.array([MARKER_ID] + [ord(c) for c in vocab.chars], dtype=np.int32)
-    serving = _Serving(serving_logits(model), block_size, max_length, code_points, decoder(model),
-                       decoder(model, compact=True) if carry_state and is_word_model(model) else None,
-                       *state_spec(model))
+    artifact = serving_of(model, vocab, max_length, carry_state)
     archive = keras.export.ExportArchive()
     archive.track(model)
     for signature in SIGNATURE_TABLE:
-        state = tf.TensorSpec([1, *serving.state_spec.shape[1:]], serving.state_spec.dtype, name="state")
-        inputs = signature.inputs(block_size, max_length) + (
-            [state if signature.one_word else serving.state_spec] if signature.takes_state else [])
-        archive.add_endpoint(signature.name, signature.function(serving), inputs)
+        archive.add_endpoint(signature.name, signature.function(artifact), signature.input_specs(artifact))
     path = Path(path)
     with atomic.atomic_dir(path) as tmp:
         archive.write_out(str(tmp), verbose=False)
     return path
-
-
-def _bindable(tokens: tf.Tensor) -> tf.Tensor:
-    """`tokens` through one real op (a no-op on token ids).
-
-    LiteRT.js cannot bind a signature output that comes straight out of a WHILE
-    whose loop shapes are dynamic: it returns zeros (LiteRT.js 2.5.3, Node 20 and Chromium).
-    """
-    return tf.maximum(tokens, MARKER_ID)
 
 
 def convert_to_litert(
@@ -367,7 +143,7 @@ def _representative_samples(saved_model: str | os.PathLike, contexts: np.ndarray
         token = words[0][:32, position - 1] if position else np.zeros(32, np.int32)
         steps.append({"token": token.astype(np.int32), "position": np.int32(position), "state": state})
         state = signatures["decode_step"](**{k: tf.constant(v) for k, v in steps[-1].items()})["state"].numpy()
-    calibration = _Calibration(batches, controls, words, steps)
+    calibration = Calibration(batches, controls, words, steps)
     for signature in SIGNATURE_TABLE:
         for inputs in signature.calibration(calibration):
             yield signature.name, inputs

@@ -58,7 +58,8 @@ def add_export(sub) -> None:
 
 
 def _export(args) -> int:
-    from keras_makemore.artifacts.writer import SIGNATURES, export_run
+    from keras_makemore.artifacts.signatures import SIGNATURES
+    from keras_makemore.artifacts.writer import export_run
 
     report = export_run(args.run_dir, args.quantize, check=not args.no_check)
     if args.json:

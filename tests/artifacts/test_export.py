@@ -11,14 +11,8 @@ import tensorflow as tf
 from conftest import ROOT, run_cli
 
 from keras_makemore.artifacts.reader import ExportedModel, saved_model_digests
-from keras_makemore.artifacts.writer import (
-    FIXED_BATCH,
-    SIGNATURES,
-    check_against_keras,
-    convert_to_litert,
-    export_run,
-    signature_table,
-)
+from keras_makemore.artifacts.signatures import FIXED_BATCH, SIGNATURES, signature_table
+from keras_makemore.artifacts.writer import check_against_keras, convert_to_litert, export_run
 from keras_makemore.errors import UserError
 from keras_makemore.sampling.controls import SamplingControls
 from keras_makemore.sampling.graph import seeded_uniforms, seeded_uniforms_fn
