@@ -243,8 +243,8 @@ def generate_tokens(
             """The loop for many words, from where the few words' loop stopped (or at the beginning, when it did
             not run), then the window loop for words longer than the decoder's steps."""
             every_row = tf.range(num_words)
-            rows = tf.cast(tf.where(tf.logical_or(every_row >= few, tf.gather(alive, tf.minimum(every_row, few - 1)))
-                                    )[:, 0], tf.int32)
+            growing = tf.logical_or(every_row >= few, tf.gather(alive, tf.minimum(every_row, few - 1)))
+            rows = tf.cast(tf.where(growing)[:, 0], tf.int32)
             more = [[0, num_words - few], [0, 0]]  # rows the few words' loop did not hold: zeros
             start = (t, rows, tf.gather(tf.pad(context, more), rows), tf.pad(tokens, more))
 
