@@ -2,11 +2,15 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
+import contextlib
+import importlib.util
 import json
 import shutil
 import subprocess
 import sys
+import threading
 from pathlib import Path
+from urllib.parse import urlencode
 
 import pytest
 
@@ -138,3 +142,25 @@ def browse(chromium: str, url: str, *args: str) -> dict:
                             timeout=180, env={**os.environ, "CHROMIUM": chromium})
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout)
+
+
+def start_web_server(model):
+    """export/web's serve.py serving the page and `model` from 127.0.0.1 on a free port: `(serve module, server)`."""
+    spec = importlib.util.spec_from_file_location("serve", WEB / "serve.py")
+    serve = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(serve)
+    server = serve.serve(str(model), port=0, quiet=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return serve, server
+
+
+@contextlib.contextmanager
+def web_page(chromium: str, model):
+    """`show(*args, **query)`: what the page shows at /?QUERY in Chromium (`args` go to browse.mjs), `model` served."""
+    _, server = start_web_server(model)
+    root = f"http://127.0.0.1:{server.server_address[1]}/"
+    try:
+        yield lambda *args, **query: browse(chromium, f"{root}?{urlencode(query)}", *args)
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -5,16 +5,13 @@ export/sample_tflite.py prints with ai-edge-litert. Without node, chromium or `n
 tests skip, except where KERAS_MAKEMORE_REQUIRE_WEB=1 (as .ci/run sets it), which makes that a failure.
 """
 
-import importlib.util
 import json
 import shutil
 import subprocess
 import sys
-import threading
-from urllib.parse import urlencode
 
 import pytest
-from conftest import SAMPLER, WEB, browse, run_cli
+from conftest import SAMPLER, run_cli, web_page
 
 pytestmark = pytest.mark.slow  # exports a model and drives Chromium
 
@@ -30,20 +27,9 @@ def model_tflite(tmp_path_factory, trained_run):
 
 @pytest.fixture(scope="module")
 def page(chromium, model_tflite):
-    """`page(**query)`: what the page shows at /?model=model.tflite&QUERY, served from 127.0.0.1 by serve.py."""
-    spec = importlib.util.spec_from_file_location("serve", WEB / "serve.py")
-    serve = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(serve)
-    server = serve.serve(model_tflite, port=0, quiet=True)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    root = f"http://127.0.0.1:{server.server_address[1]}/"
-
-    def show(*args, **query):
-        return browse(chromium, f"{root}?{urlencode(query)}", *args)
-
-    yield show
-    server.shutdown()
-    server.server_close()
+    """`page(*args, **query)`: what the page shows at /?model=model.tflite&QUERY, served from 127.0.0.1 by serve.py."""
+    with web_page(chromium, model_tflite) as show:
+        yield show
 
 
 def _sample_tflite(model: str, *args: str) -> list[str]:
@@ -118,15 +104,8 @@ def transformer_tflite(tmp_path_factory, names_path):
 @pytest.fixture(scope="module")
 def transformer_page(chromium, transformer_tflite):
     """`transformer_page(*args, **query)`: as `page`, serving the transformer's model.tflite."""
-    spec = importlib.util.spec_from_file_location("serve", WEB / "serve.py")
-    serve = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(serve)
-    server = serve.serve(transformer_tflite, port=0, quiet=True)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    root = f"http://127.0.0.1:{server.server_address[1]}/"
-    yield lambda *args, **query: browse(chromium, f"{root}?{urlencode(query)}", *args)
-    server.shutdown()
-    server.server_close()
+    with web_page(chromium, transformer_tflite) as show:
+        yield show
 
 
 def test_page_samples_the_transformers_words_with_the_time_shown(transformer_page, transformer_tflite):

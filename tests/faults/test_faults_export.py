@@ -6,12 +6,11 @@ import os
 import shutil
 import subprocess
 import sys
-import threading
 
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import ROOT, run_cli
+from conftest import ROOT, run_cli, start_web_server
 
 from keras_makemore.artifacts.reader import ExportedModel
 from keras_makemore.artifacts.writer import export_run
@@ -374,17 +373,6 @@ def test_a_reader_that_goes_away_stops_the_output_quietly(exported_run, tmp_path
         assert done.returncode == 0 and stderr == "", (command, done.returncode, done.stderr[-2000:])
 
 
-def _serve(model):
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("serve", ROOT / "export" / "web" / "serve.py")
-    serve = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(serve)
-    server = serve.serve(model, port=0, quiet=True)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return serve, server
-
-
 def _get(port: int, path: str, host: str | None = None) -> tuple[int, bytes]:
     import http.client
 
@@ -400,7 +388,7 @@ def _get(port: int, path: str, host: str | None = None) -> tuple[int, bytes]:
 
 def test_serve_serves_the_page_and_the_model_and_nothing_else(exported_run, tmp_path):
     tflite = exported_run / "export" / "model.tflite"
-    serve, server = _serve(tflite)
+    serve, server = start_web_server(tflite)
     port = server.server_address[1]
     modules = serve.PAGE_DIR / "node_modules"
     core = modules / "@litertjs" / "core"

@@ -326,24 +326,11 @@ def test_a_word_model_through_every_command(tmp_path, words_path):
 @pytest.mark.slow
 def test_every_model_samples_the_same_words_in_the_browser(exported_run, chromium):
     """The page (LiteRT.js in headless Chromium) shows the words of export/sample_tflite.py, for every model."""
-    import importlib.util
-    import threading
-    from urllib.parse import urlencode
-
-    from conftest import WEB, browse
+    from conftest import web_page
 
     _, report = exported_run
-    spec = importlib.util.spec_from_file_location("serve", WEB / "serve.py")
-    serve = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(serve)
-    server = serve.serve(str(report.litert), port=0, quiet=True)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        query = urlencode({"model": "model.tflite", "seed": 4, "n": 30, "temperature": 0.8, "top_k": 5, "prefix": "a"})
-        shown = browse(chromium, f"http://127.0.0.1:{server.server_address[1]}/?{query}")
-    finally:
-        server.shutdown()
-        server.server_close()
+    with web_page(chromium, report.litert) as show:
+        shown = show(model="model.tflite", seed=4, n=30, temperature=0.8, top_k=5, prefix="a")
     sampler = subprocess.run([sys.executable, str(ROOT / "export" / "sample_tflite.py"), str(report.litert), "-n", "30",
                               "--seed", "4", "--temperature", "0.8", "--top-k", "5", "--prefix", "a"],
                              capture_output=True, text=True, timeout=120)
